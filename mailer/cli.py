@@ -1,0 +1,290 @@
+"""The ``mailer`` command: one click group, thin commands over the modules that do the work.
+
+Every user-fixable problem is a MailerError, shown as one line on stderr with
+exit status 2; the traceback appears only with ``-v``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from functools import cached_property
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from sqlalchemy import Engine, select
+from sqlmodel import Session, col
+
+from mailer import importer, outbox, project, store
+from mailer.config import Settings, find_config, load_settings
+from mailer.errors import MailerError
+from mailer.models import Customer, SendLog
+from mailer.tabular import FORMATS, format_rows
+from mailer.transport import make_transport
+
+
+class UserError(click.ClickException):
+    """A MailerError on its way out: printed as is, exit status 2."""
+
+    exit_code = 2
+
+    def show(self, file: Any = None) -> None:
+        for line in self.format_message().splitlines() or [""]:
+            click.echo(f"error: {line}" if not line.startswith(("error:",)) else line, err=True)
+
+
+class App:
+    """What every command needs, built lazily so `mailer init` works without a config."""
+
+    def __init__(self, config: str | None, verbose: bool) -> None:
+        self.config_option = config
+        self.verbose = verbose
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings(find_config(self.config_option))
+
+    @cached_property
+    def engine(self) -> Engine:
+        engine = store.make_engine(self.settings.store.url)
+        store.check_schema(engine)
+        return engine
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+class MailerGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MailerError as exc:
+            app = ctx.find_object(App)
+            if app is not None and app.verbose:
+                traceback.print_exc()
+            raise UserError(str(exc)) from None
+
+
+@click.group(cls=MailerGroup)
+@click.option("--config", "config", envvar="MAILER_CONFIG", metavar="FILE", help="mailer.toml to use (default: ./mailer.toml).")
+@click.option("-v", "--verbose", is_flag=True, help="More logging; tracebacks on errors.")
+@click.version_option(package_name="mailer")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, verbose: bool) -> None:
+    """Customer-appreciation email: the right note, to the right person, exactly once."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = App(config, verbose)
+
+
+def main() -> NoReturn:
+    cli.main(prog_name="mailer")
+    raise SystemExit(0)
+
+
+def _today() -> date:
+    return date.today()
+
+
+# ---- init / demo -------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+def init(directory: Path) -> None:
+    """Scaffold a project: mailer.toml, templates/email/, sample data, a secret and the store."""
+    config = project.init_project(directory, _today())
+    settings = load_settings(config)
+    store.create_schema(store.make_engine(settings.store.url))
+    click.echo(f"created {config}")
+    click.echo(f"  templates: {settings.render.templates}")
+    click.echo(f"  sample data: {directory / 'data'}")
+    click.echo(f"next: cd {directory} && mailer import customers data/customers.csv && mailer run --dry-run")
+
+
+@cli.command()
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default="mailer-demo", show_default=True)
+def demo(directory: Path) -> None:
+    """The whole job on embedded defaults: project, sample customers, a real pass, .eml files out."""
+    today = _today()
+    config = directory / "mailer.toml"
+    if not config.exists():
+        project.init_project(directory, today)
+        click.echo(f"created a demo project in {directory}/")
+    settings = load_settings(config.resolve())
+    engine = store.make_engine(settings.store.url)
+    store.create_schema(engine)
+    data = directory / "data"
+    for kind, run in (("customers", importer.import_customers), ("interactions", importer.import_interactions)):
+        report = run(engine, data / f"{kind}.csv")
+        click.echo(report.summary())
+    clock = outbox.PassClock.on(today)
+    transport = make_transport(settings.transport)
+    report = outbox.run_pass(engine, settings, clock, transport)
+    click.echo(f"pass for {today}: {report.summary()}")
+    _print_deliveries(engine, report)
+    if settings.transport.kind == "maildir":
+        click.echo(f"messages are in {settings.transport.path / 'new'}/ (open any .eml in a mail client)")
+
+
+def _print_deliveries(engine: Engine, report: outbox.PassReport) -> None:
+    if not report.deliveries:
+        click.echo("nothing new to send today (each occasion is sent once; see `mailer log`)")
+        return
+    ids = [row_id for row_id, _ in report.deliveries]
+    with Session(engine) as session:
+        rows = session.execute(
+            select(SendLog.id, Customer.external_id, SendLog.to_address, SendLog.campaign, SendLog.subject, SendLog.last_reply)
+            .join(Customer, Customer.id == SendLog.customer_id)  # type: ignore[arg-type]
+            .where(col(SendLog.id).in_(ids))
+            .order_by(SendLog.id)
+        ).all()
+    click.echo(format_rows(["id", "customer", "to", "campaign", "subject", "reply"], [tuple(r) for r in rows], max_width=48))
+
+
+# ---- import ------------------------------------------------------------------------------------
+
+
+@cli.group("import")
+def import_() -> None:
+    """Import customers or interactions from CSV (all or nothing unless --skip-invalid)."""
+
+
+def _import_command(kind: str, run: Callable[..., importer.ImportReport]) -> None:
+    @import_.command(kind)
+    @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+    @click.option("--skip-invalid", is_flag=True, help="Import the good rows; write the bad ones to FILE.rejected.csv.")
+    @click.option("--dry-run", is_flag=True, help="Validate only; change nothing.")
+    @pass_app
+    def command(app: App, file: Path, skip_invalid: bool, dry_run: bool) -> None:
+        with _progress(file) as progress:
+            report = run(app.engine, file, skip_invalid=skip_invalid, dry_run=dry_run, progress=progress)
+        click.echo(report.summary())
+
+    command.__doc__ = f"Import {kind} from FILE (CSV with a header row)."
+
+
+@contextmanager
+def _progress(file: Path) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar over the file's bytes on a terminal; nothing under cron."""
+    if not sys.stderr.isatty() or not file.exists():
+        yield None
+        return
+    with click.progressbar(length=file.stat().st_size * 2, label=file.name, file=sys.stderr) as bar:
+        last = 0
+
+        def advance(position: int) -> None:
+            nonlocal last
+            if position < last:  # the second read of the file (validate, then write) starts over
+                last = 0
+            bar.update(position - last)
+            last = position
+
+        yield advance
+
+
+_import_command("customers", importer.import_customers)
+_import_command("interactions", importer.import_interactions)
+
+
+# ---- run / log ---------------------------------------------------------------------------------
+
+
+def _parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"expected an ISO timestamp such as 2026-11-23T09:30:00+00:00, got {value!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@cli.command()
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Run as of this calendar day in every customer's zone, window open.")
+@click.option("--now", callback=_parse_now, help="Run at this exact instant (ISO), send windows applied.")
+@click.option("--dry-run", is_flag=True, help="Show who would get what and why; write and send nothing.")
+@click.option("--campaign", "campaigns", multiple=True, help="Only this campaign (repeatable).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="With --dry-run: write the rendered .eml files here.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@pass_app
+def run(app: App, day: datetime | None, now: datetime | None, dry_run: bool, campaigns: tuple[str, ...], out: Path | None, fmt: str) -> None:
+    """Run one pass: plan what is due, record it, send it."""
+    if day and now:
+        raise click.UsageError("use --date or --now, not both")
+    if out and not dry_run:
+        raise click.UsageError("--out goes with --dry-run (a real pass sends through the configured transport)")
+    settings = app.settings
+    clock = outbox.PassClock.on(day.date(), now) if day else outbox.PassClock.at(now)
+    transport = make_transport(settings.transport)
+    report = outbox.run_pass(app.engine, settings, clock, transport, campaign_names=campaigns or None, dry_run=dry_run)
+    if dry_run:
+        rows = [
+            (p.customer.external_id, p.customer.email, p.decision.occasion.campaign, p.decision.occasion.key,
+             p.decision.occasion.due, f"would {p.decision.verdict}", p.decision.reason)
+            for p in sorted(report.planned, key=lambda p: (p.decision.occasion.campaign, p.customer.external_id))
+        ]
+        click.echo(format_rows(["customer", "email", "campaign", "occasion", "due", "decision", "reason"], rows, fmt))
+        if out:
+            written = outbox.render_planned(app.engine, settings, report.planned, make_transport(settings.transport, out_dir=out))
+            click.echo(f"wrote {written} rendered messages to {out / 'new'}/", err=fmt != "table")
+        click.echo(f"dry run: {report.summary()} (nothing written, nothing sent)", err=fmt != "table")
+        return
+    click.echo(f"pass: {report.summary()}")
+
+
+@cli.command("log")
+@click.option("--status", help="Only rows with this status (sent, queued, deferred, skipped, failed, bounced, unknown).")
+@click.option("--campaign", help="Only this campaign.")
+@click.option("--customer", help="Only this customer's external_id.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only rows updated on or after this day.")
+@click.option("--limit", type=int, default=200, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@pass_app
+def log_(app: App, status: str | None, campaign: str | None, customer: str | None, since: datetime | None, limit: int, fmt: str) -> None:
+    """The send log: every attempt, with its status and reason."""
+    query = (
+        select(
+            SendLog.id, SendLog.updated_at, Customer.external_id, SendLog.to_address, SendLog.campaign,
+            SendLog.occasion_key, SendLog.status, SendLog.attempts, SendLog.reason, SendLog.subject, SendLog.message_id,
+        )
+        .join(Customer, Customer.id == SendLog.customer_id)  # type: ignore[arg-type]
+        .order_by(col(SendLog.updated_at).desc(), col(SendLog.id).desc())
+        .limit(limit)
+    )
+    if status:
+        query = query.where(SendLog.status == status)  # type: ignore[arg-type]
+    if campaign:
+        query = query.where(SendLog.campaign == campaign)  # type: ignore[arg-type]
+    if customer:
+        query = query.where(Customer.external_id == customer)  # type: ignore[arg-type]
+    if since:
+        query = query.where(col(SendLog.updated_at) >= since)
+    with Session(app.engine) as session:
+        rows = [tuple(r) for r in session.execute(query).all()]
+    headers = ["id", "updated", "customer", "to", "campaign", "occasion", "status", "attempts", "reason", "subject", "message_id"]
+    if fmt == "table":
+        headers, rows = headers[:9], [r[:9] for r in rows]
+    click.echo(format_rows(headers, rows, fmt))
+
+
+@cli.group()
+def db() -> None:
+    """The store's schema."""
+
+
+@db.command()
+@pass_app
+def upgrade(app: App) -> None:
+    """Create the store's tables if they are missing."""
+    engine = store.make_engine(app.settings.store.url)
+    store.create_schema(engine)
+    click.echo(f"store is up to date: {engine.url.render_as_string(hide_password=True)}")

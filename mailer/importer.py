@@ -1,0 +1,539 @@
+"""CSV → validated rows → upserts, streaming, all or nothing.
+
+An import reads the file twice: once to validate every row (collecting every
+problem as ``FILE:LINE: column: problem``), once to write. By default a file
+with any bad row writes nothing; with ``skip_invalid`` the good rows are
+written and the bad ones go, with their reason, to ``FILE.rejected.csv``.
+Writing happens in one transaction, so a crash mid-import leaves the store
+as it was. Memory stays flat: rows are handled in batches, only the set of
+keys seen (to catch duplicates inside the file) grows with the file.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import Engine, select, tuple_
+from sqlmodel import Session
+
+from mailer.errors import MailerError
+from mailer.models import Customer, Interaction, month_day, utcnow
+
+CUSTOMER_COLUMNS = (
+    "external_id", "email", "first_name", "last_name", "customer_since",
+    "birthday", "timezone", "tags", "owner_name", "owner_email",
+)
+CUSTOMER_REQUIRED = ("external_id", "email", "customer_since")
+INTERACTION_COLUMNS = ("external_id", "kind", "occurred_at", "amount", "reference")
+INTERACTION_REQUIRED = ("external_id", "kind", "occurred_at")
+BATCH = 1000
+
+Progress = Callable[[int], None]
+R = TypeVar("R")
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    file: str
+    line: int
+    column: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: {self.column}: {self.problem}"
+
+
+class ImportFailed(MailerError):
+    """The file has bad rows (or cannot be read); nothing was imported."""
+
+    def __init__(self, errors: Sequence[RowError]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+class RowProblem(ValueError):
+    def __init__(self, column: str, problem: str) -> None:
+        super().__init__(problem)
+        self.column = column
+        self.problem = problem
+
+
+@dataclass
+class ImportReport:
+    file: Path
+    rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    rejected: list[RowError] = field(default_factory=list)
+    rejected_file: Path | None = None
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        verb = "would import" if self.dry_run else "imported"
+        text = f"{self.file.name}: {self.rows} rows, {verb} {self.inserted} new, {self.updated} updated"
+        if self.unchanged:
+            text += f", {self.unchanged} already present"
+        if self.rejected:
+            text += f", rejected {len(self.rejected)}"
+            if self.rejected_file:
+                text += f" (see {self.rejected_file})"
+        return text
+
+
+# ---- field parsers: each returns a clean value or raises RowProblem ----------------------------
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _text(column: str, value: str, *, max_length: int = 200) -> str | None:
+    value = value.strip()
+    if not value:
+        return None
+    if _CONTROL.search(value):
+        raise RowProblem(column, "contains a line break or control character")
+    if len(value) > max_length:
+        raise RowProblem(column, f"longer than {max_length} characters")
+    return value
+
+
+def _required(column: str, value: str | None) -> str:
+    if value is None:
+        raise RowProblem(column, "is required")
+    return value
+
+
+def parse_email(column: str, value: str) -> str | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise RowProblem(column, f"not a valid email address: {value!r} ({exc})") from None
+
+
+def parse_date(column: str, value: str) -> date | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        if len(value) != 10:
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        raise RowProblem(column, f"expected a date YYYY-MM-DD, got {value!r}") from None
+
+
+def parse_birthday(column: str, value: str) -> tuple[int | None, int, int] | None:
+    """``YYYY-MM-DD`` or ``--MM-DD`` (year unknown) → (year, month, day)."""
+    value = value.strip()
+    if not value:
+        return None
+    match = re.fullmatch(r"(\d{4}|-)-(\d{2})-(\d{2})", value)
+    if match:
+        year = None if match.group(1) == "-" else int(match.group(1))
+        month, day = int(match.group(2)), int(match.group(3))
+        try:
+            date(year or 2000, month, day)  # 2000 is a leap year, so --02-29 is valid
+            return year, month, day
+        except ValueError:
+            pass
+    raise RowProblem(column, f"expected YYYY-MM-DD or --MM-DD, got {value!r}")
+
+
+def parse_zone(column: str, value: str) -> str | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RowProblem(column, f"unknown time zone {value!r}") from None
+    return value
+
+
+def parse_instant(column: str, value: str) -> datetime | None:
+    """An ISO date (midnight UTC) or date-time; naive times are taken as UTC."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise RowProblem(column, f"expected an ISO date or date-time, got {value!r}") from None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_amount(column: str, value: str) -> Decimal | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise RowProblem(column, f"expected a decimal amount, got {value!r}") from None
+    if not amount.is_finite() or abs(amount) >= Decimal("1e12"):
+        raise RowProblem(column, f"not a usable amount: {value!r}")
+    return amount.quantize(Decimal("0.01"))
+
+
+def parse_tags(column: str, value: str) -> list[str]:
+    tags = [t.strip() for t in value.split(";") if t.strip()]
+    for tag in tags:
+        _text(column, tag, max_length=100)
+    return sorted(set(tags))
+
+
+# ---- records -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRecord:
+    external_id: str
+    fields: dict[str, Any]  # only the columns the file has, so absent columns keep their values
+    attributes: dict[str, str]
+
+
+def customer_record(row: dict[str, str]) -> CustomerRecord:
+    """Validate one customer row; raises RowProblem for the first bad column."""
+    fields: dict[str, Any] = {}
+    external_id = _required("external_id", _text("external_id", row.get("external_id", "")))
+    fields["email"] = _required("email", parse_email("email", row.get("email", "")))
+    since = _required("customer_since", parse_date("customer_since", row.get("customer_since", "")))  # type: ignore[arg-type]
+    fields["customer_since"] = since
+    fields["since_md"] = month_day(since)  # type: ignore[arg-type]
+    for name in ("first_name", "last_name", "owner_name"):
+        if name in row:
+            fields[name] = _text(name, row[name])
+    if "owner_email" in row:
+        fields["owner_email"] = parse_email("owner_email", row["owner_email"])
+    if "timezone" in row:
+        fields["timezone"] = parse_zone("timezone", row["timezone"])
+    if "tags" in row:
+        fields["tags"] = parse_tags("tags", row["tags"])
+    if "birthday" in row:
+        birthday = parse_birthday("birthday", row["birthday"])
+        year, month, day = birthday if birthday else (None, None, None)
+        fields.update(
+            birthday_year=year,
+            birthday_month=month,
+            birthday_day=day,
+            birthday_md=month * 100 + day if month and day else None,
+        )
+    attributes = {k: v.strip() for k, v in row.items() if k not in CUSTOMER_COLUMNS and k}
+    for name, value in attributes.items():
+        _text(name, value, max_length=2000)
+    return CustomerRecord(external_id, fields, attributes)
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionRecord:
+    external_id: str
+    kind: str
+    occurred_at: datetime
+    amount: Decimal | None
+    reference: str | None
+
+
+def interaction_record(row: dict[str, str]) -> InteractionRecord:
+    external_id = _required("external_id", _text("external_id", row.get("external_id", "")))
+    kind = _required("kind", _text("kind", row.get("kind", ""), max_length=50)).lower()
+    if not re.fullmatch(r"[a-z0-9_-]+", kind):
+        raise RowProblem("kind", f"use letters, digits, '-' or '_', got {kind!r}")
+    occurred = parse_instant("occurred_at", row.get("occurred_at", ""))
+    if occurred is None:
+        raise RowProblem("occurred_at", "is required")
+    return InteractionRecord(
+        external_id=external_id,
+        kind=kind,
+        occurred_at=occurred,
+        amount=parse_amount("amount", row.get("amount", "")),
+        reference=_text("reference", row.get("reference", "")),
+    )
+
+
+# ---- reading -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedRow(Generic[R]):
+    line: int
+    raw: dict[str, str]
+    record: R | None
+    error: RowError | None
+
+
+def read_rows(
+    path: Path,
+    required: Sequence[str],
+    parse: Callable[[dict[str, str]], R],
+    key: Callable[[R], object],
+    progress: Progress | None = None,
+) -> Iterator[ParsedRow[R]]:
+    """Stream the file's rows, validated; a file-level problem raises ImportFailed at once.
+
+    ``key`` identifies a row; a second row with the same key is an error (it
+    would silently overwrite the first).
+    """
+    name = str(path)
+    try:
+        handle = open(path, encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise ImportFailed([RowError(name, 0, "file", exc.strerror or "cannot open")]) from None
+    with handle:
+        reader = csv.DictReader(handle, restval=None)  # type: ignore[arg-type]
+        try:
+            header = reader.fieldnames
+        except UnicodeDecodeError:
+            raise ImportFailed([RowError(name, 1, "file", "not UTF-8 text")]) from None
+        except csv.Error as exc:
+            raise ImportFailed([RowError(name, 1, "file", f"not CSV: {exc}")]) from None
+        if not header:
+            raise ImportFailed([RowError(name, 1, "header", "the file is empty: expected a header row")])
+        header = [h.strip() for h in header]
+        reader.fieldnames = header
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise ImportFailed([RowError(name, 1, c, "missing column") for c in missing])
+        duplicated = sorted({h for h in header if header.count(h) > 1})
+        if duplicated:
+            raise ImportFailed([RowError(name, 1, c, "column appears twice") for c in duplicated])
+        seen: dict[object, int] = {}
+        rows = 0
+        while True:
+            try:
+                raw = next(reader)
+            except StopIteration:
+                break
+            except UnicodeDecodeError as exc:
+                line = reader.line_num + 1
+                raise ImportFailed([RowError(name, line, "file", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})")]) from None
+            except csv.Error as exc:
+                raise ImportFailed([RowError(name, reader.line_num, "file", f"broken CSV: {exc}")]) from None
+            rows += 1
+            line = reader.line_num
+            if progress and rows % 1000 == 0:
+                progress(handle.buffer.tell())
+            yield _parse_one(name, line, raw, parse, key, seen)
+        if progress:
+            progress(handle.buffer.tell())
+
+
+def _parse_one(
+    name: str,
+    line: int,
+    raw: dict[str, Any],
+    parse: Callable[[dict[str, str]], R],
+    key: Callable[[R], object],
+    seen: dict[object, int],
+) -> ParsedRow[R]:
+    if None in raw:
+        return ParsedRow(line, raw, None, RowError(name, line, "row", "more fields than the header has"))
+    absent = [k for k, v in raw.items() if v is None]
+    if absent:
+        return ParsedRow(line, raw, None, RowError(name, line, absent[0], "missing: the row has too few fields"))
+    try:
+        record = parse(raw)
+    except RowProblem as problem:
+        return ParsedRow(line, raw, None, RowError(name, line, problem.column, problem.problem))
+    identity = key(record)
+    if identity is not None:
+        first = seen.setdefault(identity, line)
+        if first != line:
+            column = "reference" if isinstance(record, InteractionRecord) else "external_id"
+            return ParsedRow(line, raw, None, RowError(name, line, column, f"duplicate of line {first}"))
+    return ParsedRow(line, raw, record, None)
+
+
+def _batches(rows: Iterator[ParsedRow[R]], size: int) -> Iterator[list[ParsedRow[R]]]:
+    batch: list[ParsedRow[R]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _write_rejected(path: Path, header: Sequence[str], rejected: Sequence[tuple[ParsedRow[Any], RowError]]) -> Path:
+    target = path.with_name(path.name + ".rejected.csv")
+    with open(target, "w", encoding="utf-8", newline="") as out:
+        writer = csv.writer(out)
+        writer.writerow([*header, "line", "reason"])
+        for row, error in rejected:
+            writer.writerow([*(row.raw.get(h) or "" for h in header), row.line, f"{error.column}: {error.problem}"])
+    return target
+
+
+def _header(path: Path) -> list[str]:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        return [h.strip() for h in next(csv.reader(handle))]
+
+
+# ---- customers ---------------------------------------------------------------------------------
+
+
+def import_customers(
+    engine: Engine, path: Path, *, skip_invalid: bool = False, dry_run: bool = False, progress: Progress | None = None
+) -> ImportReport:
+    """Upsert customers by external_id; raises ImportFailed (nothing written) on bad rows unless skipping."""
+
+    def rows(progress: Progress | None = None) -> Iterator[ParsedRow[CustomerRecord]]:
+        return read_rows(path, CUSTOMER_REQUIRED, customer_record, lambda r: r.external_id, progress)
+
+    report = _validate(path, rows(progress), skip_invalid, dry_run)
+    if dry_run:
+        with Session(engine) as session:
+            for batch in _batches((r for r in rows() if r.record), BATCH):
+                ids = [r.record.external_id for r in batch if r.record]
+                existing = set(session.execute(select(Customer.external_id).where(Customer.external_id.in_(ids))).scalars())  # type: ignore[attr-defined]
+                report.updated += len(existing)
+                report.inserted += len(ids) - len(existing)
+        return report
+    with Session(engine) as session:
+        for batch in _batches((r for r in rows() if r.record), BATCH):
+            _upsert_customers(session, [r.record for r in batch if r.record], report)
+        session.commit()
+    return report
+
+
+def _validate(path: Path, rows: Iterator[ParsedRow[Any]], skip_invalid: bool, dry_run: bool) -> ImportReport:
+    """First read: count rows, collect every error; raise unless bad rows may be skipped."""
+    report = ImportReport(file=path, dry_run=dry_run)
+    rejected: list[tuple[ParsedRow[Any], RowError]] = []
+    for row in rows:
+        report.rows += 1
+        if row.error:
+            rejected.append((row, row.error))
+    report.rejected = [error for _, error in rejected]
+    if rejected and not skip_invalid:
+        raise ImportFailed(report.rejected)
+    if rejected and not dry_run:
+        report.rejected_file = _write_rejected(path, _header(path), rejected)
+    return report
+
+
+def _upsert_customers(session: Session, records: list[CustomerRecord], report: ImportReport) -> None:
+    ids = [r.external_id for r in records]
+    existing = {
+        c.external_id: c
+        for c in session.execute(select(Customer).where(Customer.external_id.in_(ids))).scalars()  # type: ignore[attr-defined]
+    }
+    now = utcnow()
+    for record in records:
+        customer = existing.get(record.external_id)
+        if customer is None:
+            customer = Customer(external_id=record.external_id, attributes=record.attributes, **record.fields)
+            report.inserted += 1
+        else:
+            for name, value in record.fields.items():
+                setattr(customer, name, value)
+            customer.attributes = {**(customer.attributes or {}), **record.attributes}
+            customer.updated_at = now
+            report.updated += 1
+        session.add(customer)
+    session.flush()
+
+
+# ---- interactions ------------------------------------------------------------------------------
+
+
+def import_interactions(
+    engine: Engine, path: Path, *, skip_invalid: bool = False, dry_run: bool = False, progress: Progress | None = None
+) -> ImportReport:
+    """Add interactions (a reference already present for the customer is not added twice).
+
+    Customer aggregates (order count, lifetime spend, interaction count, last
+    interaction) are updated in the same transaction.
+    """
+    with Session(engine) as session:
+        known = _CustomerIds(session, path)
+
+        def rows(progress: Progress | None = None) -> Iterator[ParsedRow[InteractionRecord]]:
+            parsed = read_rows(
+                path,
+                INTERACTION_REQUIRED,
+                interaction_record,
+                lambda r: (r.external_id, r.reference) if r.reference else None,
+                progress,
+            )
+            return known.check(parsed)
+
+        report = _validate(path, rows(progress), skip_invalid, dry_run)
+        for batch in _batches((r for r in rows() if r.record), BATCH):
+            _add_interactions(session, [r.record for r in batch if r.record], known, report)
+        if dry_run:
+            session.rollback()
+        else:
+            session.commit()
+    return report
+
+
+class _CustomerIds:
+    """external_id → customer id, looked up a batch at a time and remembered."""
+
+    def __init__(self, session: Session, file: Path) -> None:
+        self.session = session
+        self.file = str(file)
+        self.ids: dict[str, int] = {}
+
+    def check(self, rows: Iterator[ParsedRow[InteractionRecord]]) -> Iterator[ParsedRow[InteractionRecord]]:
+        for batch in _batches(rows, BATCH):
+            wanted = {r.record.external_id for r in batch if r.record and r.record.external_id not in self.ids}
+            if wanted:
+                found = self.session.execute(
+                    select(Customer.external_id, Customer.id).where(Customer.external_id.in_(wanted))  # type: ignore[attr-defined]
+                ).all()
+                self.ids.update({external_id: cid for external_id, cid in found})
+            for row in batch:
+                if row.record and row.record.external_id not in self.ids:
+                    problem = f"no customer with external_id {row.record.external_id!r}"
+                    yield ParsedRow(row.line, row.raw, None, RowError(self.file, row.line, "external_id", problem))
+                else:
+                    yield row
+
+
+def _add_interactions(session: Session, records: list[InteractionRecord], known: _CustomerIds, report: ImportReport) -> None:
+    pairs = {(known.ids[r.external_id], r.reference) for r in records if r.reference}
+    present: set[tuple[int, str]] = set()
+    if pairs:
+        present = {
+            (cid, ref)
+            for cid, ref in session.execute(
+                select(Interaction.customer_id, Interaction.reference).where(
+                    tuple_(Interaction.customer_id, Interaction.reference).in_(list(pairs))
+                )
+            ).all()
+        }
+    fresh = [r for r in records if not (r.reference and (known.ids[r.external_id], r.reference) in present)]
+    report.unchanged += len(records) - len(fresh)
+    touched = {known.ids[r.external_id] for r in fresh}
+    customers = {
+        c.id: c for c in session.execute(select(Customer).where(Customer.id.in_(touched))).scalars()  # type: ignore[union-attr]
+    }
+    for record in fresh:
+        cid = known.ids[record.external_id]
+        session.add(
+            Interaction(customer_id=cid, kind=record.kind, occurred_at=record.occurred_at, amount=record.amount, reference=record.reference)
+        )
+        customer = customers[cid]
+        customer.interaction_count += 1
+        if record.kind == "order":
+            customer.order_count += 1
+            customer.lifetime_spend = (customer.lifetime_spend or Decimal(0)) + (record.amount or Decimal(0))
+        if customer.last_interaction_at is None or record.occurred_at > customer.last_interaction_at:
+            customer.last_interaction_at = record.occurred_at
+        session.add(customer)
+        report.inserted += 1
+    session.flush()

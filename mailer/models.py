@@ -1,0 +1,121 @@
+"""The contact store's tables: customer, interaction, send log.
+
+Every timestamp is an aware datetime in UTC. SQLModel's UTCDateTime column
+refuses naive values and returns UTC-aware ones on every database (SQLite
+keeps no offset), so local wall-clock times never leak into the store.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Numeric, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def month_day(d: date) -> int:
+    """Encode a month/day as ``MMDD`` so the store can index "whose day is it"."""
+    return d.month * 100 + d.day
+
+
+class Customer(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str = Field(unique=True, index=True, max_length=200)
+    email: str = Field(index=True, max_length=320)
+    first_name: str | None = None
+    last_name: str | None = None
+    customer_since: date
+    since_md: int = Field(index=True)
+    birthday_month: int | None = None
+    birthday_day: int | None = None
+    birthday_year: int | None = None
+    birthday_md: int | None = Field(default=None, index=True)
+    timezone: str | None = None
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    owner_name: str | None = None
+    owner_email: str | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+    # Aggregates kept current by the importer, so a pass never scans interactions.
+    order_count: int = 0
+    lifetime_spend: Decimal = Field(default=Decimal(0), sa_column=Column(Numeric(14, 2), nullable=False))
+    interaction_count: int = 0
+    last_interaction_at: datetime | None = None
+
+    last_emailed_at: datetime | None = None
+    unsubscribed_at: datetime | None = None
+    unsubscribe_source: str | None = None
+    suppressed_at: datetime | None = None
+    suppressed_reason: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+    @property
+    def birthday(self) -> date | None:
+        """The birthday in a leap year placeholder when the year is unknown (for month/day use)."""
+        if self.birthday_month is None or self.birthday_day is None:
+            return None
+        return date(self.birthday_year or 2000, self.birthday_month, self.birthday_day)
+
+
+class Interaction(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("customer_id", "reference", name="uq_interaction_reference"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    kind: str = Field(max_length=50)
+    occurred_at: datetime = Field(index=True)
+    amount: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 2), nullable=True))
+    reference: str | None = Field(default=None, max_length=200)
+
+
+class SendStatus(StrEnum):
+    QUEUED = "queued"  # due and allowed: waiting for (or between) delivery attempts
+    SENDING = "sending"  # committed just before the SMTP transaction
+    SENT = "sent"
+    DEFERRED = "deferred"  # held back by policy; re-evaluated by later passes
+    SKIPPED = "skipped"  # decided not to send, with a reason; final
+    FAILED = "failed"  # gave up (render error, retries exhausted); final
+    BOUNCED = "bounced"  # permanent SMTP refusal; final
+    UNKNOWN = "unknown"  # a crash left it `sending`: maybe delivered; a human decides
+
+
+FINAL_STATUSES = frozenset({SendStatus.SENT, SendStatus.SKIPPED, SendStatus.FAILED, SendStatus.BOUNCED})
+
+
+class SendLog(SQLModel, table=True):
+    """One row per (customer, campaign, occasion key): the outbox and the audit trail."""
+
+    __tablename__ = "send_log"
+    __table_args__ = (
+        UniqueConstraint("customer_id", "campaign", "occasion_key", name="uq_send_log_occasion"),
+        Index("ix_send_log_status_next", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    campaign: str = Field(max_length=100)
+    occasion_key: str = Field(max_length=200)
+    occasion_kind: str = Field(max_length=50)
+    due_date: date
+    occasion: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    template: str = Field(max_length=100)
+    status: str = Field(max_length=20)
+    reason: str = ""
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    to_address: str = ""
+    subject: str = ""
+    message_id: str = ""
+    last_reply: str = ""
+    is_test: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None

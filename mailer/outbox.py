@@ -1,0 +1,339 @@
+"""The pass: plan the day → record every decision in the send log → claim → render → send → record.
+
+The send log is the outbox. A decision to send becomes a ``queued`` row
+(UNIQUE per customer, campaign and occasion key, so planning twice cannot
+queue twice); delivery claims each row with a conditional update, commits it
+as ``sending`` before the SMTP transaction and as ``sent`` (or a retry, a
+bounce, a failure) after it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Engine, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session
+
+from mailer import store
+from mailer.config import Campaign, Settings
+from mailer.context import occasion_view, template_context
+from mailer.message import Envelope, HeaderError, build_message
+from mailer.models import Customer, SendLog, SendStatus, utcnow
+from mailer.occasions import CustomerFacts, Occasion, pick
+from mailer.policy import Decision, PassMoment, Verdict, decide
+from mailer.render import Renderer, RenderError
+from mailer.tokens import make_token
+from mailer.transport import Outcome, SendResult, Transport
+
+log = logging.getLogger(__name__)
+
+# Occasions this many days past their catch-up window are still looked for,
+# so that one missed during a long outage is logged `skipped: expired`, not lost silently.
+EXPIRED_LOOKBACK_DAYS = 7
+
+
+@dataclass(frozen=True, slots=True)
+class PassClock:
+    """The instant a pass runs at, and whether it stands for a whole calendar day.
+
+    ``day`` set: every customer's local date is ``day`` and the send window is
+    open (``mailer run --date``). Otherwise local dates and windows follow ``now``.
+    """
+
+    now: datetime
+    day: date | None = None
+
+    @classmethod
+    def at(cls, now: datetime | None = None) -> PassClock:
+        return cls(now=(now or datetime.now(UTC)).astimezone(UTC))
+
+    @classmethod
+    def on(cls, day: date, now: datetime | None = None) -> PassClock:
+        return cls(now=(now or datetime.now(UTC)).astimezone(UTC), day=day)
+
+    def moment_for(self, zone: str) -> PassMoment:
+        if self.day is not None:
+            return PassMoment(today=self.day, local_now=None, window_open=True)
+        local = self.now.astimezone(ZoneInfo(zone))
+        return PassMoment(today=local.date(), local_now=local, window_open=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    customer: CustomerFacts
+    decision: Decision
+
+
+@dataclass
+class PassReport:
+    planned: list[Planned] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    deliveries: list[tuple[int, str]] = field(default_factory=list)  # (send-log id, server reply)
+
+    def summary(self) -> str:
+        order = ("sent", "queued", "retrying", "deferred", "skipped", "failed", "bounced")
+        return ", ".join(f"{name} {self.counts.get(name, 0)}" for name in order)
+
+
+def plan(session: Session, settings: Settings, clock: PassClock, campaigns: Iterable[Campaign]) -> list[Planned]:
+    """Every decision for this pass, from the store's facts and the pure pickers and policy."""
+    policy = settings.policy
+    lookback = policy.catch_up_days + EXPIRED_LOOKBACK_DAYS
+    campaigns = [c for c in campaigns if c.enabled]
+    by_name = {c.name: c for c in campaigns}
+    base_day = clock.day or clock.now.date()
+    if clock.day is not None:
+        span = [clock.day - timedelta(days=i) for i in range(lookback + 1)]
+    else:
+        span = store.local_dates_span(clock.now, lookback)
+    month_days = store.month_days_for(span)
+
+    found: dict[int, tuple[CustomerFacts, list[Occasion]]] = {}
+    for campaign in campaigns:
+        for customer in store.candidates(session, campaign.occasion, month_days, settings.sender.timezone):
+            today = clock.moment_for(customer.timezone).today if clock.day is None else base_day
+            occasions = pick(customer, campaign, today, lookback)
+            if occasions:
+                found.setdefault(customer.id, (customer, []))[1].extend(occasions)
+
+    logged: dict[int, dict[tuple[str, str], str]] = {}
+    for (customer_id, campaign_name, key), status in store.logged_statuses(session, sorted(found)).items():
+        logged.setdefault(customer_id, {})[(campaign_name, key)] = status
+    planned: list[Planned] = []
+    for customer_id, (customer, occasions) in found.items():
+        mine = logged.get(customer_id, {})
+        moment = clock.moment_for(customer.timezone)
+        for decision in decide(customer, occasions, by_name, mine, moment, policy, clock.now):
+            planned.append(Planned(customer, decision))
+    return planned
+
+
+def record(session: Session, planned: Iterable[Planned], by_name: dict[str, Campaign], now: datetime) -> None:
+    """Write decisions to the send log: new rows inserted, earlier deferrals updated, nothing else touched."""
+    for item in planned:
+        occasion = item.decision.occasion
+        status = item.decision.status
+        values = {
+            "customer_id": occasion.customer_id,
+            "campaign": occasion.campaign,
+            "occasion_key": occasion.key,
+            "occasion_kind": occasion.kind,
+            "due_date": occasion.due,
+            "occasion": _json_details(occasion),
+            "template": by_name[occasion.campaign].template,
+            "status": status,
+            "reason": item.decision.reason,
+            "to_address": item.customer.email,
+            "next_attempt_at": now if status == SendStatus.QUEUED else None,
+            "created_at": now,
+            "updated_at": now,
+        }
+        inserted = session.execute(_insert_ignoring_duplicates(session, values))
+        if inserted.rowcount == 0:  # type: ignore[attr-defined]
+            # A row exists; only a deferral is re-decided (a conditional update, so a
+            # concurrent pass that already moved it on wins).
+            session.execute(
+                update(SendLog)
+                .where(
+                    SendLog.customer_id == occasion.customer_id,  # type: ignore[arg-type]
+                    SendLog.campaign == occasion.campaign,  # type: ignore[arg-type]
+                    SendLog.occasion_key == occasion.key,  # type: ignore[arg-type]
+                    SendLog.status == SendStatus.DEFERRED,  # type: ignore[arg-type]
+                )
+                .values(status=status, reason=item.decision.reason, updated_at=now, next_attempt_at=values["next_attempt_at"])
+            )
+    session.commit()
+
+
+def _insert_ignoring_duplicates(session: Session, values: dict[str, object]):  # type: ignore[no-untyped-def]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return insert(SendLog).values(**values).on_conflict_do_nothing(
+        index_elements=["customer_id", "campaign", "occasion_key"]
+    )
+
+
+def _json_details(occasion: Occasion) -> dict[str, object]:
+    return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in occasion.details.items()}
+
+
+class Deliverer:
+    """Renders and sends claimed send-log rows, recording each outcome."""
+
+    def __init__(self, settings: Settings, renderer: Renderer, transport: Transport) -> None:
+        self.settings = settings
+        self.renderer = renderer
+        self.transport = transport
+        self._secret: str | None = None
+
+    @property
+    def secret(self) -> str:
+        if self._secret is None:
+            self._secret = self.settings.sender.secret.reveal()
+        return self._secret
+
+    def compose(self, row: SendLog, customer: Customer):  # type: ignore[no-untyped-def]
+        """Render the row's template for its customer; raises RenderError or HeaderError."""
+        sender = self.settings.sender
+        token = make_token(self.secret, customer.id or 0)
+        unsubscribe_url = f"{sender.unsubscribe_url}/u/{token}"
+        details = occasion_view(row.occasion_kind, row.occasion_key, row.campaign, row.due_date, dict(row.occasion))
+        context = template_context(customer, details, sender, unsubscribe_url)
+        rendered = self.renderer.render(row.template, context)
+        reply_to = customer.owner_email or sender.reply_to or ""
+        envelope = Envelope(
+            to_address=customer.email,
+            to_name=" ".join(p for p in (customer.first_name, customer.last_name) if p),
+            reply_to=reply_to,
+            reply_to_name=(customer.owner_name or "") if customer.owner_email else sender.from_name,
+            unsubscribe_url=unsubscribe_url,
+            reference=str(row.id),
+        )
+        return build_message(rendered, envelope, sender)
+
+    def deliver(self, session: Session, row_id: int, now: datetime) -> str:
+        """Send one row already claimed as ``sending``; returns the status it ends in."""
+        row = session.get(SendLog, row_id)
+        assert row is not None
+        customer = session.get(Customer, row.customer_id)
+        assert customer is not None
+        if customer.suppressed_at or customer.unsubscribed_at:
+            why = "suppressed" if customer.suppressed_at else "unsubscribed"
+            return self._finish(session, row, SendStatus.SKIPPED, f"{why} before delivery", now)
+        try:
+            msg = self.compose(row, customer)
+        except (RenderError, HeaderError) as exc:
+            return self._finish(session, row, SendStatus.FAILED, f"render error: {exc}", now)
+        row.subject = str(msg["Subject"])
+        row.message_id = str(msg["Message-ID"])
+        row.to_address = customer.email
+        result = self.transport.send(self.settings.sender.from_address, customer.email, msg)
+        return self._record_result(session, row, customer, result, now)
+
+    def _record_result(self, session: Session, row: SendLog, customer: Customer, result: SendResult, now: datetime) -> str:
+        row.last_reply = result.reply[:1000]
+        if result.outcome is Outcome.DELIVERED:
+            row.sent_at = now
+            customer.last_emailed_at = now
+            session.add(customer)
+            return self._finish(session, row, SendStatus.SENT, "delivered", now)
+        if result.outcome is Outcome.PERMANENT:
+            if result.user_unknown:
+                customer.suppressed_at = now
+                customer.suppressed_reason = f"hard bounce: {result.reply[:200]}"
+                session.add(customer)
+            return self._finish(session, row, SendStatus.BOUNCED, result.reply, now)
+        transport = self.settings.transport
+        if now - row.created_at >= transport.retry_max_age:
+            return self._finish(session, row, SendStatus.FAILED, f"gave up after {row.attempts} attempts: {result.reply}", now)
+        row.next_attempt_at = now + transport.retry_initial * (2 ** max(row.attempts - 1, 0))
+        return self._finish(session, row, SendStatus.QUEUED, f"retrying: {result.reply}", now)
+
+    def _finish(self, session: Session, row: SendLog, status: SendStatus, reason: str, now: datetime) -> str:
+        row.status = status
+        row.reason = reason[:1000]
+        row.updated_at = now
+        session.add(row)
+        session.commit()
+        return "retrying" if status == SendStatus.QUEUED else str(status)
+
+
+def drain(
+    engine: Engine,
+    deliverer: Deliverer,
+    now: Callable[[], datetime] = utcnow,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> PassReport:
+    """Send every queued row that is due, one claimed row at a time, until none is left."""
+    report = PassReport()
+    with Session(engine, expire_on_commit=False) as session, deliverer.transport:
+        while not should_stop():
+            ids = store.due_ids(session, now())
+            if not ids:
+                break
+            progressed = False
+            for row_id in ids:
+                if should_stop():
+                    break
+                if not store.claim(session, row_id):
+                    continue  # another worker got there first
+                session.commit()  # `sending` is durable before the SMTP transaction starts
+                progressed = True
+                outcome = deliverer.deliver(session, row_id, now())
+                report.counts[outcome] += 1
+                if outcome == "sent":
+                    row = session.get(SendLog, row_id)
+                    report.deliveries.append((row_id, row.last_reply if row else ""))
+            if not progressed:
+                break
+    return report
+
+
+def run_pass(
+    engine: Engine,
+    settings: Settings,
+    clock: PassClock,
+    transport: Transport,
+    *,
+    campaign_names: Iterable[str] | None = None,
+    dry_run: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> PassReport:
+    """Plan, record and deliver one pass. A dry run plans only: nothing is written or sent."""
+    campaigns = [settings.campaign(n) for n in campaign_names] if campaign_names else list(settings.campaigns)
+    renderer = Renderer(settings.render.templates, settings.render.inliner)
+    with Session(engine, expire_on_commit=False) as session:
+        planned = plan(session, settings, clock, campaigns)
+        if dry_run:
+            report = PassReport(planned=planned)
+            for item in planned:
+                report.counts[_planned_name(item.decision)] += 1
+            return report
+        record(session, planned, {c.name: c for c in campaigns}, clock.now)
+    # The pass's clock may stand for another instant (`--now`, `--date`): keep it moving from there.
+    offset = clock.now - utcnow()
+    deliverer = Deliverer(settings, renderer, transport)
+    report = drain(engine, deliverer, now=lambda: utcnow() + offset, should_stop=should_stop)
+    report.planned = planned
+    for item in planned:
+        if item.decision.verdict is not Verdict.SEND:
+            report.counts[_planned_name(item.decision)] += 1
+    log.info("pass done: %s", report.summary())
+    return report
+
+
+def render_planned(engine: Engine, settings: Settings, planned: Iterable[Planned], transport: Transport) -> int:
+    """Write the messages a dry run would send to ``transport`` (a folder), touching no send-log row."""
+    deliverer = Deliverer(settings, Renderer(settings.render.templates, settings.render.inliner), transport)
+    written = 0
+    with Session(engine) as session, transport:
+        for item in planned:
+            if item.decision.verdict is not Verdict.SEND:
+                continue
+            occasion = item.decision.occasion
+            customer = session.get(Customer, occasion.customer_id)
+            assert customer is not None
+            row = SendLog(
+                customer_id=occasion.customer_id,
+                campaign=occasion.campaign,
+                occasion_key=occasion.key,
+                occasion_kind=occasion.kind,
+                due_date=occasion.due,
+                occasion=_json_details(occasion),
+                template=settings.campaign(occasion.campaign).template,
+                status=SendStatus.QUEUED,
+            )
+            msg = deliverer.compose(row, customer)
+            transport.send(settings.sender.from_address, customer.email, msg)
+            written += 1
+    return written
+
+
+def _planned_name(decision: Decision) -> str:
+    return {Verdict.SEND: "queued", Verdict.DEFER: "deferred", Verdict.SKIP: "skipped"}[decision.verdict]

@@ -1,0 +1,106 @@
+"""Deterministic sample customers and interactions for ``mailer init`` and ``mailer demo``.
+
+The data is generated relative to ``today`` so that a fresh demo always has
+somebody to thank: a handful of customers reach an anniversary or a birthday
+today, some placed an order a week ago, some went quiet. The same ``today``
+and count always give the same files.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+FIRST_NAMES = [
+    "Amelia", "Oliver", "Zoë", "Mateo", "王芳", "Ólafur", "Priya", "Kwame", "Sofía", "Liam",
+    "Aiko", "Noah", "Fatima", "Lukas", "Chloé", "Jonas", "Isabela", "Tariq", "Hannah", "Mei",
+    "Ines", "Rafael", "Astrid", "Dmitri", "Grace", "",
+]
+LAST_NAMES = [
+    "Hughes", "Okafor", "Bergström", "García", "Nakamura", "Müller", "Kowalski", "Silva", "O'Brien",
+    "Dubois", "Haddad", "Jensen", "Rossi", "Sato", "Andersen", "Ng", "",
+]
+ZONES = [
+    "Europe/London", "Europe/Berlin", "America/New_York", "America/Los_Angeles", "Asia/Tokyo",
+    "Australia/Sydney", "Pacific/Auckland", "America/Sao_Paulo", "Asia/Kolkata", "",
+]
+OWNERS = [("Hannah Lee", "hannah@northwind.example"), ("Tomás Ruiz", "tomas@northwind.example"), ("", "")]
+CUSTOMER_HEADER = [
+    "external_id", "email", "first_name", "last_name", "customer_since", "birthday",
+    "timezone", "tags", "owner_name", "owner_email", "favourite_roast",
+]
+INTERACTION_HEADER = ["external_id", "kind", "occurred_at", "amount", "reference"]
+ROASTS = ["Harbour Espresso", "Morning Fog", "Decaf Dusk", "Single Origin Kenya", ""]
+
+
+def _on(day: date, years_back: int) -> date:
+    """The same month/day ``years_back`` years earlier (Feb 29 becomes Feb 28 where needed)."""
+    try:
+        return day.replace(year=day.year - years_back)
+    except ValueError:
+        return day.replace(year=day.year - years_back, day=28)
+
+
+def write_sample_data(customers_csv: Path, interactions_csv: Path, today: date, count: int = 300, seed: int = 7) -> None:
+    rng = random.Random(seed)
+    reference = 10000
+    with open(customers_csv, "w", encoding="utf-8", newline="") as cf, open(
+        interactions_csv, "w", encoding="utf-8", newline=""
+    ) as inf:
+        customers = csv.writer(cf)
+        interactions = csv.writer(inf)
+        customers.writerow(CUSTOMER_HEADER)
+        interactions.writerow(INTERACTION_HEADER)
+        for n in range(1, count + 1):
+            external_id = f"C{n:05d}"
+            first = rng.choice(FIRST_NAMES)
+            last = rng.choice(LAST_NAMES)
+            since = today - timedelta(days=rng.randint(40, 12 * 365))
+            birthday = ""
+            if rng.random() < 0.7:
+                born = date(rng.randint(1950, 2004), rng.randint(1, 12), rng.randint(1, 28))
+                birthday = born.isoformat() if rng.random() < 0.8 else f"--{born:%m-%d}"
+            # Every 37th customer joined on this day some years ago; every 53rd was born on it.
+            if n % 37 == 0:
+                since = _on(today, rng.randint(1, 9))
+            if n % 53 == 0:
+                birthday = _on(today, rng.randint(20, 60)).isoformat()
+            tags = []
+            if rng.random() < 0.1:
+                tags.append("vip")
+            if rng.random() < 0.05:
+                tags.append("wholesale")
+            if n % 50 == 0:
+                tags.append("staff")
+            owner_name, owner_email = rng.choice(OWNERS)
+            slug = "".join(ch for ch in (first or "customer").lower() if ch.isascii() and ch.isalpha()) or "customer"
+            customers.writerow([
+                external_id, f"{slug}.{n}@example.com", first, last, since.isoformat(), birthday,
+                rng.choice(ZONES), ";".join(tags), owner_name, owner_email, rng.choice(ROASTS),
+            ])
+            reference = _write_orders(interactions, rng, external_id, since, today, n, reference)
+
+
+def _write_orders(writer: csv.writer, rng: random.Random, external_id: str, since: date, today: date, n: int, reference: int) -> int:  # type: ignore[valid-type]
+    """Orders between ``since`` and ``today``; some customers get a recent order, some go quiet."""
+    orders = rng.randint(0, 14)
+    span = max((today - since).days, 1)
+    last_order = today - timedelta(days=rng.randint(1, min(span, 200)))
+    if n % 11 == 0:
+        last_order = today - timedelta(days=7)  # "how did we do?" is due today
+    elif n % 13 == 0:
+        last_order = today - timedelta(days=60)  # a silent spell reaches 60 days today
+    dates = sorted(since + timedelta(days=rng.randint(0, max((last_order - since).days, 0))) for _ in range(max(orders - 1, 0)))
+    if orders:
+        dates.append(last_order)
+    for day in dates:
+        reference += 1
+        moment = datetime(day.year, day.month, day.day, rng.randint(8, 20), rng.randint(0, 59))
+        writer.writerow([external_id, "order", moment.isoformat(), f"{rng.randint(12, 180)}.{rng.randint(0, 99):02d}", f"ORD-{reference}"])
+    if rng.random() < 0.2:
+        reference += 1
+        day = today - timedelta(days=rng.randint(1, 300))
+        writer.writerow([external_id, "support", f"{day.isoformat()}T10:00:00", "", f"TCK-{reference}"])
+    return reference
