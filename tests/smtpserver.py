@@ -73,7 +73,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from typing import IO, Any, Literal, cast
+from typing import IO, Any, Literal
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
@@ -102,8 +102,11 @@ SERVER_HOSTNAME = "smtp.mailer.test"
 _DROP_GUARD_SECONDS = 60.0
 
 _REPLY_RE = re.compile(r"(?P<code>[245]\d\d)(?: (?P<text>.*))?\Z")
-_DEFAULT_REPLY_TEXT = {"2": "2.0.0 OK", "4": "4.0.0 scripted temporary failure",
-                       "5": "5.0.0 scripted permanent failure"}
+_DEFAULT_REPLY_TEXT = {
+    "2": "2.0.0 OK",
+    "4": "4.0.0 scripted temporary failure",
+    "5": "5.0.0 scripted permanent failure",
+}
 
 
 # --------------------------------------------------------------------------- actions
@@ -150,7 +153,7 @@ def parse_action(text: str) -> Action:
         return Action(phase=phase, kind="lost-reply")
     if low.startswith("stall:"):
         try:
-            seconds = float(body[len("stall:"):])
+            seconds = float(body[len("stall:") :])
         except ValueError:
             raise ValueError(f"{text!r}: stall needs seconds, e.g. 'stall:5'") from None
         if not seconds >= 0:  # also rejects NaN
@@ -183,14 +186,14 @@ class ReceivedMessage:
     def parsed(self) -> EmailMessage:
         """The message parsed with the modern ``email.policy.default``."""
         parser = email.parser.BytesParser(policy=email.policy.default)
-        return cast(EmailMessage, parser.parsebytes(self.data))
+        return parser.parsebytes(self.data)
 
 
 @dataclass(frozen=True)
 class DeliveryRecord:
     """One line of the delivery log (see :func:`read_delivery_log`)."""
 
-    seq: int  # 1-based order of acceptance at the server
+    seq: int  # 1-based order of acceptance at the server (restarts after reset())
     message_id: str | None
     occasion: str | None  # the X-Mailer-Occasion header, if present
     mail_from: str
@@ -228,7 +231,7 @@ def read_delivery_log(path: str | os.PathLike[str]) -> list[DeliveryRecord]:
 # --------------------------------------------------------------------------- aiosmtpd glue
 
 
-class _Envelope(Envelope):  # type: ignore[misc]
+class _Envelope(Envelope):
     """An envelope that also carries the DATA-phase actions of its recipients."""
 
     def __init__(self) -> None:
@@ -236,7 +239,7 @@ class _Envelope(Envelope):  # type: ignore[misc]
         self.data_actions: list[Action] = []
 
 
-class _SMTP(SMTP):  # type: ignore[misc]
+class _SMTP(SMTP):
     """aiosmtpd's SMTP protocol with two adjustments (see ``__init__``)."""
 
     def __init__(
@@ -269,7 +272,7 @@ class _SMTP(SMTP):  # type: ignore[misc]
         super().connection_lost(error)
 
 
-class _Controller(Controller):  # type: ignore[misc]
+class _Controller(Controller):
     """A Controller that serves on a socket we bound ourselves.
 
     aiosmtpd's Controller needs a concrete port: with ``port=0`` it binds an
@@ -415,7 +418,8 @@ class _Handler:
             self.count += 1
             if not self.sink:
                 transport = server.transport
-                login = session.auth_data.login if session.authenticated else None
+                auth_data = session.auth_data  # a LoginPassword for PLAIN and LOGIN
+                login = auth_data.login if isinstance(auth_data, LoginPassword) else None
                 self.messages.append(
                     ReceivedMessage(
                         mail_from=mail_from,
@@ -460,8 +464,8 @@ async def _drop(server: SMTP) -> None:
     """Close the connection without replying; never returns normally.
 
     Closing the transport makes aiosmtpd's connection_lost() cancel the session
-    task, which is awaiting us; the guard reply only exists for the
-    impossible case that the cancellation never comes.
+    task, which is awaiting us; the exception only exists for the case that the
+    cancellation never comes (aiosmtpd would then answer "500 Error: ...").
     """
     if server.transport is not None:
         server.transport.close()
@@ -551,7 +555,6 @@ class SmtpServer:
         self._untrusted = untrusted
         self._cert_hostnames = tuple(cert_hostnames)
         self._auth = auth
-        self._script = script
         self._log: IO[str] | None = None
         self._tmpdir: str | None = None
         self._controller: _Controller | None = None
@@ -695,8 +698,11 @@ class SmtpServer:
         Raises ``TimeoutError`` after ``timeout`` seconds; that is a guard
         against hangs, not a performance expectation, so be generous.
         """
-        self.wait_until(lambda: self._handler.count >= n, timeout,
-                        lambda: f"expected {n} message(s), got {self._handler.count}")
+        self.wait_until(
+            lambda: self._handler.count >= n,
+            timeout,
+            lambda: f"expected {n} message(s), got {self._handler.count}",
+        )
 
     def wait_until(
         self,
@@ -730,7 +736,7 @@ class SmtpServer:
 
 async def _abort_connections(handler: _Handler) -> None:
     for protocol in list(handler.connections):
-        if protocol.transport is not None:
+        if isinstance(protocol.transport, asyncio.Transport):
             protocol.transport.abort()
     # Give connection_lost() and the cancelled session tasks a chance to run.
     current = asyncio.current_task()
@@ -782,8 +788,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stop.set())
 
     with SmtpServer(
-        host=args.host, port=args.port, tls=args.tls, auth=auth,
-        sink=args.sink, log_file=args.log_file,
+        host=args.host,
+        port=args.port,
+        tls=args.tls,
+        auth=auth,
+        sink=args.sink,
+        log_file=args.log_file,
     ) as server:
         if args.ca_file is not None and server.ca_path is not None:
             shutil.copyfile(server.ca_path, args.ca_file)

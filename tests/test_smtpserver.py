@@ -30,9 +30,7 @@ RCPT = "ann@example.test"
 GUARD = 10.0
 
 
-def make_message(
-    to: str = RCPT, subject: str = "Thank you, Ann", **headers: str
-) -> EmailMessage:
+def make_message(to: str = RCPT, subject: str = "Thank you, Ann", **headers: str) -> EmailMessage:
     msg = EmailMessage()
     msg["From"] = SENDER
     msg["To"] = to
@@ -128,41 +126,51 @@ def test_auth_with_wrong_password_is_refused_with_535() -> None:
 
 
 def test_mail_without_auth_is_refused_with_530() -> None:
-    with SmtpServer(tls="starttls", auth=("mailer", "s3cret")) as server:
-        with smtplib.SMTP(server.host, server.port, timeout=GUARD) as client:
-            client.starttls(context=trusting(server))
-            with pytest.raises(smtplib.SMTPSenderRefused) as err:
-                client.send_message(make_message())
-            assert err.value.smtp_code == 530
+    with (
+        SmtpServer(tls="starttls", auth=("mailer", "s3cret")) as server,
+        smtplib.SMTP(server.host, server.port, timeout=GUARD) as client,
+    ):
+        client.starttls(context=trusting(server))
+        with pytest.raises(smtplib.SMTPSenderRefused) as err:
+            client.send_message(make_message())
+        assert err.value.smtp_code == 530
 
 
 def test_starttls_is_required_before_mail_by_default() -> None:
-    with SmtpServer(tls="starttls") as server:
-        with smtplib.SMTP(server.host, server.port, timeout=GUARD) as client:
-            with pytest.raises(smtplib.SMTPSenderRefused) as err:
-                client.send_message(make_message())
-            assert err.value.smtp_code == 530
+    with (
+        SmtpServer(tls="starttls") as server,
+        smtplib.SMTP(server.host, server.port, timeout=GUARD) as client,
+    ):
+        with pytest.raises(smtplib.SMTPSenderRefused) as err:
+            client.send_message(make_message())
+        assert err.value.smtp_code == 530
 
 
 def test_default_verification_refuses_the_self_signed_certificate() -> None:
     with SmtpServer(tls="starttls") as server:
-        with smtplib.SMTP(server.host, server.port, timeout=GUARD) as client:
-            with pytest.raises(ssl.SSLCertVerificationError):
-                client.starttls(context=ssl.create_default_context())
+        with (
+            smtplib.SMTP(server.host, server.port, timeout=GUARD) as client,
+            pytest.raises(ssl.SSLCertVerificationError),
+        ):
+            client.starttls(context=ssl.create_default_context())
         assert server.count == 0
 
 
 def test_untrusted_certificate_is_refused_even_when_trusting_ca_path() -> None:
-    with SmtpServer(tls="implicit", untrusted=True) as server:
-        with pytest.raises(ssl.SSLCertVerificationError):
-            smtplib.SMTP_SSL(server.host, server.port, timeout=GUARD, context=trusting(server))
+    with (
+        SmtpServer(tls="implicit", untrusted=True) as server,
+        pytest.raises(ssl.SSLCertVerificationError),
+    ):
+        smtplib.SMTP_SSL(server.host, server.port, timeout=GUARD, context=trusting(server))
 
 
 def test_certificate_for_another_hostname_is_refused() -> None:
-    with SmtpServer(tls="starttls", cert_hostnames=["elsewhere.test"]) as server:
-        with smtplib.SMTP(server.host, server.port, timeout=GUARD) as client:
-            with pytest.raises(ssl.SSLCertVerificationError, match="mismatch"):
-                client.starttls(context=trusting(server))
+    with (
+        SmtpServer(tls="starttls", cert_hostnames=["elsewhere.test"]) as server,
+        smtplib.SMTP(server.host, server.port, timeout=GUARD) as client,
+        pytest.raises(ssl.SSLCertVerificationError, match="mismatch"),
+    ):
+        client.starttls(context=trusting(server))
 
 
 def test_implicit_tls_with_auth() -> None:
@@ -178,11 +186,13 @@ def test_implicit_tls_with_auth() -> None:
 
 def test_plaintext_server_with_auth_offers_auth_in_clear() -> None:
     # Lets a test show that the client refuses to send a password unencrypted.
-    with SmtpServer(auth=("mailer", "s3cret")) as server:
-        with smtplib.SMTP(server.host, server.port, timeout=GUARD) as client:
-            client.ehlo()
-            assert client.has_extn("auth")
-            assert not client.has_extn("starttls")
+    with (
+        SmtpServer(auth=("mailer", "s3cret")) as server,
+        smtplib.SMTP(server.host, server.port, timeout=GUARD) as client,
+    ):
+        client.ehlo()
+        assert client.has_extn("auth")
+        assert not client.has_extn("starttls")
 
 
 # ----------------------------------------------------------------------------- faults
@@ -218,9 +228,11 @@ def test_scripted_reply_at_data(reply: str) -> None:
 
 
 def test_data_is_the_default_phase() -> None:
-    with SmtpServer(script={RCPT: ["451 4.3.0 later"]}) as server:
-        with pytest.raises(smtplib.SMTPDataError):
-            send(server)
+    with (
+        SmtpServer(script={RCPT: ["451 4.3.0 later"]}) as server,
+        pytest.raises(smtplib.SMTPDataError),
+    ):
+        send(server)
 
 
 def test_421_closes_the_connection_but_other_failures_do_not() -> None:
@@ -371,8 +383,19 @@ def test_parse_action(text: str, expected: Action) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "okay", "354 go ahead", "600 nope", "rcpt:lost-reply", "stall:", "stall:-1",
-             "stall:nan", "smtp:250", "4511 x"],
+    "text",
+    [
+        "",
+        "okay",
+        "354 go ahead",
+        "600 nope",
+        "rcpt:lost-reply",
+        "stall:",
+        "stall:-1",
+        "stall:nan",
+        "smtp:250",
+        "4511 x",
+    ],
 )
 def test_bad_actions_fail_at_construction(text: str) -> None:
     with pytest.raises(ValueError):
@@ -420,9 +443,22 @@ def test_subprocess_mode_with_ready_file_log_and_sigterm(tmp_path: Path) -> None
     ready, log = tmp_path / "ready", tmp_path / "log.jsonl"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.smtpserver", "--port", "0", "--sink",
-         "--log-file", str(log), "--ready-file", str(ready)],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "tests.smtpserver",
+            "--port",
+            "0",
+            "--sink",
+            "--log-file",
+            str(log),
+            "--ready-file",
+            str(ready),
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + GUARD  # a hang guard, not a speed assertion
