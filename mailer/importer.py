@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, BinaryIO, Generic, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
@@ -287,15 +287,13 @@ def read_rows(
     """
     name = str(path)
     try:
-        handle = open(path, encoding="utf-8-sig", newline="")
+        handle = open(path, "rb")
     except OSError as exc:
         raise ImportFailed([RowError(name, 0, "file", exc.strerror or "cannot open")]) from None
     with handle:
-        reader = csv.DictReader(handle, restval=None)  # type: ignore[arg-type]
+        reader = csv.DictReader(_decoded_lines(handle, name), restval=None)  # type: ignore[arg-type]
         try:
             header = reader.fieldnames
-        except UnicodeDecodeError:
-            raise ImportFailed([RowError(name, 1, "file", "not UTF-8 text")]) from None
         except csv.Error as exc:
             raise ImportFailed([RowError(name, 1, "file", f"not CSV: {exc}")]) from None
         if not header:
@@ -315,18 +313,25 @@ def read_rows(
                 raw = next(reader)
             except StopIteration:
                 break
-            except UnicodeDecodeError as exc:
-                line = reader.line_num + 1
-                raise ImportFailed([RowError(name, line, "file", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x})")]) from None
             except csv.Error as exc:
                 raise ImportFailed([RowError(name, reader.line_num, "file", f"broken CSV: {exc}")]) from None
             rows += 1
-            line = reader.line_num
             if progress and rows % 1000 == 0:
-                progress(handle.buffer.tell())
-            yield _parse_one(name, line, raw, parse, key, seen)
+                progress(handle.tell())
+            yield _parse_one(name, reader.line_num, raw, parse, key, seen)
         if progress:
-            progress(handle.buffer.tell())
+            progress(handle.tell())
+
+
+def _decoded_lines(handle: BinaryIO, name: str) -> Iterator[str]:
+    """The file's lines as text, strictly UTF-8 (a BOM is allowed), naming the line that is not."""
+    for number, raw in enumerate(handle, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problem = f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
+            raise ImportFailed([RowError(name, number, "file", problem)]) from None
+        yield line.removeprefix("\ufeff") if number == 1 else line
 
 
 def _parse_one(

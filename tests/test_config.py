@@ -1,0 +1,99 @@
+"""mailer.toml: typed settings, one-line errors naming file, section and key; secrets never in the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from mailer.cli import cli
+from mailer.config import ConfigError, Secret, load_settings, parse_duration
+
+
+def _with(project: Path, old: str, new: str) -> Path:
+    text = project.read_text(encoding="utf-8")
+    assert old in text, old
+    project.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return project
+
+
+def test_the_init_project_config_loads_into_typed_settings(project: Path) -> None:
+    settings = load_settings(project)
+    assert settings.transport.kind == "maildir"
+    assert settings.policy.min_days_between == 7
+    assert settings.policy.window_start.hour == 9
+    assert {c.occasion for c in settings.campaigns} >= {"anniversary", "birthday"}
+    assert settings.store.url.startswith("sqlite:////")  # made absolute, relative to the file
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("min_days_between = 7", "min_days_betwen = 7",
+         "mailer.toml: [policy] min_days_betwen: unknown key (did you mean 'min_days_between'?)"),
+        ("min_days_between = 7", 'min_days_between = "seven"',
+         "mailer.toml: [policy] min_days_between: expected an integer, got 'seven'"),
+        ('kind = "maildir"', 'kind = "smtpp"',
+         "mailer.toml: [transport] kind: must be one of maildir, smtp, got 'smtpp' (did you mean 'smtp'?)"),
+        ('timezone = "Europe/London"', 'timezone = "Mars/Olympus"',
+         "mailer.toml: [sender] timezone: unknown time zone 'Mars/Olympus'"),
+        ('from_address = "hello@northwind.example"', 'from_address = "not an address"',
+         "mailer.toml: [sender] from_address: not a valid address"),
+        ('window_end = "17:00"', 'window_end = "08:00"',
+         "mailer.toml: [policy] window_end: must be later than window_start"),
+        ('occasion = "birthday"', 'occasion = "birthdya"',
+         "mailer.toml: [campaign birthday] occasion: must be one of"),
+        ('retry_every = "5m"', 'retry_every = "soon"',
+         "mailer.toml: [schedule] retry_every: expected a duration"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_file_section_and_key(project: Path, old: str, new: str, message: str) -> None:
+    _with(project, old, new)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(project)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_password_written_in_the_file_is_refused(project: Path) -> None:
+    _with(project, 'kind = "maildir"', 'kind = "smtp"\npassword = "hunter2"')
+    with pytest.raises(ConfigError, match=r"\[transport\] password: secrets never live in the file"):
+        load_settings(project)
+
+
+def test_secrets_are_read_from_env_or_file_only_when_needed_and_never_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "s3cret-value")
+    secret = Secret(env="TEST_SMTP_PASSWORD", origin="mailer.toml: [transport] password_env")
+    assert secret.reveal() == "s3cret-value"
+    assert "s3cret" not in repr(secret)
+    missing = Secret(file=tmp_path / "nope", origin="mailer.toml: [transport] password_file")
+    with pytest.raises(ConfigError, match=r"password_file: cannot read .*nope"):
+        missing.reveal()
+
+
+def test_durations_accept_units_and_reject_nonsense() -> None:
+    assert parse_duration("30m").total_seconds() == 1800
+    assert parse_duration("3d").days == 3
+    assert parse_duration(90).total_seconds() == 90
+    for bad in ("", "5 parsecs", "-3h", 0):
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+def test_the_cli_reports_a_config_typo_as_one_line_with_exit_status_2(project: Path) -> None:
+    _with(project, "catch_up_days = 3", "catchup_days = 3")
+    result = CliRunner().invoke(cli, ["--config", str(project), "log"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: mailer.toml: [policy] catchup_days: unknown key (did you mean 'catch_up_days'?)"
+    )
+    assert "Traceback" not in result.output
+
+
+def test_a_missing_config_points_to_mailer_init(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MAILER_CONFIG", raising=False)
+    result = CliRunner().invoke(cli, ["log"])
+    assert result.exit_code == 2
+    assert "mailer.toml: no such configuration file; run `mailer init`" in result.stderr
