@@ -149,6 +149,9 @@ class SmtpTransport:
         except (TimeoutError, socket.timeout):
             self._drop()
             return SendResult(Outcome.TEMPORARY, f"timed out after {self.settings.timeout:g}s")
+        except ssl.SSLCertVerificationError as exc:
+            self._drop()
+            return SendResult(Outcome.TEMPORARY, f"TLS certificate refused: {exc.verify_message}")
         except ssl.SSLError as exc:
             self._drop()
             return SendResult(Outcome.TEMPORARY, f"TLS failed: {exc.reason or exc}")
