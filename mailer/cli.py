@@ -142,12 +142,12 @@ def _print_deliveries(engine: Engine, report: outbox.PassReport) -> None:
     ids = [row_id for row_id, _ in report.deliveries]
     with Session(engine) as session:
         rows = session.execute(
-            select(SendLog.id, Customer.external_id, SendLog.to_address, SendLog.campaign, SendLog.subject, SendLog.last_reply)
+            select(SendLog.id, Customer.external_id, SendLog.to_address, SendLog.campaign, SendLog.subject)
             .join(Customer, Customer.id == SendLog.customer_id)  # type: ignore[arg-type]
             .where(col(SendLog.id).in_(ids))
             .order_by(SendLog.id)
         ).all()
-    click.echo(format_rows(["id", "customer", "to", "campaign", "subject", "reply"], [tuple(r) for r in rows], max_width=48))
+    click.echo(format_rows(["id", "customer", "to", "campaign", "subject"], [tuple(r) for r in rows], max_width=56))
 
 
 # ---- import ------------------------------------------------------------------------------------
