@@ -18,9 +18,10 @@ from typing import Any, NoReturn
 
 import click
 from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 
-from mailer import importer, outbox, project, store
+from mailer import importer, migrate, outbox, project, store
 from mailer.config import Settings, find_config, load_settings
 from mailer.errors import MailerError
 from mailer.models import Customer, SendLog
@@ -284,7 +285,12 @@ def db() -> None:
 @db.command()
 @pass_app
 def upgrade(app: App) -> None:
-    """Create the store's tables if they are missing."""
+    """Apply the shipped schema migrations to the store (creating its tables when it is new)."""
     engine = store.make_engine(app.settings.store.url)
-    store.create_schema(engine)
-    click.echo(f"store is up to date: {engine.url.render_as_string(hide_password=True)}")
+    try:
+        result = migrate.upgrade(engine)
+    except DBAPIError as exc:
+        raise store.StoreError(f"cannot upgrade the store: {str(exc.orig or exc).strip().splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+    click.echo(f"{engine.url.render_as_string(hide_password=True)}: {result.summary()}")

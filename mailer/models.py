@@ -119,3 +119,19 @@ class SendLog(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = None
+
+
+class PassRun(SQLModel, table=True):
+    """One row per pass or retry sweep: when and where it ran and what came of it (``mailer status``)."""
+
+    __tablename__ = "pass_run"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=20)  # "pass" (plan + deliver) or "retry" (deliver what is due)
+    started_at: datetime = Field(index=True)
+    finished_at: datetime | None = None
+    status: str = Field(default="running", max_length=20)  # running, done, failed
+    counts: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    error: str = ""
+    host: str = Field(max_length=255)
+    pid: int

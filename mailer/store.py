@@ -10,10 +10,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, event, inspect, select, update
+from sqlalchemy import Engine, event, select, update
 from sqlalchemy.engine import Connection
-from sqlmodel import Session, SQLModel, create_engine
+from sqlalchemy.exc import DBAPIError
+from sqlmodel import Session, create_engine
 
+from mailer import migrate
 from mailer.errors import MailerError
 from mailer.models import Customer, SendLog, SendStatus, month_day, utcnow
 from mailer.occasions import CustomerFacts
@@ -45,20 +47,31 @@ def make_engine(url: str) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create every table (a new store only; existing tables are left alone)."""
-    SQLModel.metadata.create_all(engine)
+    """Bring a new (or older) store to the current schema through the shipped migrations."""
+    migrate.upgrade(engine)
 
 
 def check_schema(engine: Engine) -> None:
-    """Refuse to work on a store that has not been created, instead of creating it silently."""
+    """Refuse a store that is missing, unreachable or not at this mailer's schema revision.
+
+    A store is never created, recreated or altered here: that is `mailer db upgrade`'s job.
+    """
     try:
         with engine.connect() as connection:
-            tables = set(inspect(connection).get_table_names())
-    except Exception as exc:  # driver errors differ per database; all mean "unreachable"
-        raise StoreError(f"cannot open the store: {_first_line(exc)}") from None
-    missing = {"customer", "interaction", "send_log"} - tables
-    if missing:
-        raise StoreError(f"the store has no {', '.join(sorted(missing))} table: run `mailer db upgrade`")
+            revision = migrate.current(connection)
+            unversioned = revision is None and migrate.is_unversioned_store(connection)
+    except DBAPIError as exc:  # unreachable server, unreadable file, bad credentials
+        raise StoreError(f"cannot open the store: {_first_line(exc.orig or exc)}") from None
+    head = migrate.head()
+    if revision == head:
+        return
+    if revision is None:
+        what = "has tables from before migrations" if unversioned else "has no tables"
+        raise StoreError(f"the store {what}: run `mailer db upgrade`")
+    at = f"the store is at schema revision {revision}"
+    if revision in migrate.revisions():
+        raise StoreError(f"{at}, this mailer needs {head}: run `mailer db upgrade`")
+    raise StoreError(f"{at}, newer than this mailer knows ({head}): upgrade mailer")
 
 
 def _first_line(exc: BaseException) -> str:
