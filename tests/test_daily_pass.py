@@ -211,3 +211,22 @@ def test_an_untrusted_certificate_is_refused_by_default_and_nothing_goes_out_in_
     [row] = rows(engine)
     assert row.status == "queued"
     assert row.reason.startswith("retrying: TLS certificate refused: ")
+
+
+@pytest.mark.postgres
+def test_the_same_pass_runs_on_postgresql_and_sends_once(settings: Settings, pg_url: str) -> None:
+    from mailer import store
+
+    pg_settings = replace(settings, store=replace(settings.store, url=pg_url))
+    engine = store.make_engine(pg_url)
+    store.create_schema(engine)
+    try:
+        add_customer(engine, "ANN", since=date(2020, 11, 23), tags=["vip"], attributes={"plan": "gold"})
+        add_customer(engine, "BDAY", since=date(2021, 5, 1), birthday=date(2000, 2, 29))
+        first = run_on(engine, pg_settings, date(2026, 11, 23))
+        second = run_on(engine, pg_settings, date(2026, 11, 23))
+        leap = run_on(engine, pg_settings, date(2027, 2, 28))
+        assert (first.counts["sent"], second.counts["sent"], leap.counts["sent"]) == (1, 0, 1)
+        assert [(r.occasion_key, r.status) for r in rows(engine)] == [("anniversary:2026", "sent"), ("birthday:2027", "sent")]
+    finally:
+        engine.dispose()
