@@ -29,8 +29,16 @@ from mailer.errors import MailerError
 from mailer.models import Customer, Interaction, month_day, utcnow
 
 CUSTOMER_COLUMNS = (
-    "external_id", "email", "first_name", "last_name", "customer_since",
-    "birthday", "timezone", "tags", "owner_name", "owner_email",
+    "external_id",
+    "email",
+    "first_name",
+    "last_name",
+    "customer_since",
+    "birthday",
+    "timezone",
+    "tags",
+    "owner_name",
+    "owner_email",
 )
 CUSTOMER_REQUIRED = ("external_id", "email", "customer_since")
 INTERACTION_COLUMNS = ("external_id", "kind", "occurred_at", "amount", "reference")
@@ -287,7 +295,7 @@ def read_rows(
     """
     name = str(path)
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the `with` below, after a clean error on failure
     except OSError as exc:
         raise ImportFailed([RowError(name, 0, "file", exc.strerror or "cannot open")]) from None
     with handle:
@@ -402,7 +410,9 @@ def import_customers(
         with Session(engine) as session:
             for batch in _batches((r for r in rows() if r.record), BATCH):
                 ids = [r.record.external_id for r in batch if r.record]
-                existing = set(session.execute(select(Customer.external_id).where(Customer.external_id.in_(ids))).scalars())  # type: ignore[attr-defined]
+                existing = set(
+                    session.execute(select(Customer.external_id).where(Customer.external_id.in_(ids))).scalars()
+                )  # type: ignore[attr-defined]
                 report.updated += len(existing)
                 report.inserted += len(ids) - len(existing)
         return report
@@ -509,7 +519,9 @@ class _CustomerIds:
                     yield row
 
 
-def _add_interactions(session: Session, records: list[InteractionRecord], known: _CustomerIds, report: ImportReport) -> None:
+def _add_interactions(
+    session: Session, records: list[InteractionRecord], known: _CustomerIds, report: ImportReport
+) -> None:
     pairs = {(known.ids[r.external_id], r.reference) for r in records if r.reference}
     present: set[tuple[int, str]] = set()
     if pairs:
@@ -525,12 +537,19 @@ def _add_interactions(session: Session, records: list[InteractionRecord], known:
     report.unchanged += len(records) - len(fresh)
     touched = {known.ids[r.external_id] for r in fresh}
     customers = {
-        c.id: c for c in session.execute(select(Customer).where(Customer.id.in_(touched))).scalars()  # type: ignore[union-attr]
+        c.id: c
+        for c in session.execute(select(Customer).where(Customer.id.in_(touched))).scalars()  # type: ignore[union-attr]
     }
     for record in fresh:
         cid = known.ids[record.external_id]
         session.add(
-            Interaction(customer_id=cid, kind=record.kind, occurred_at=record.occurred_at, amount=record.amount, reference=record.reference)
+            Interaction(
+                customer_id=cid,
+                kind=record.kind,
+                occurred_at=record.occurred_at,
+                amount=record.amount,
+                reference=record.reference,
+            )
         )
         customer = customers[cid]
         customer.interaction_count += 1

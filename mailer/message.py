@@ -10,10 +10,10 @@ from __future__ import annotations
 import email.policy
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
-from datetime import UTC, datetime
 
 from mailer.config import SenderSettings
 from mailer.render import Rendered

@@ -14,22 +14,77 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 FIRST_NAMES = [
-    "Amelia", "Oliver", "Zoë", "Mateo", "王芳", "Ólafur", "Priya", "Kwame", "Sofía", "Liam",
-    "Aiko", "Noah", "Fatima", "Lukas", "Chloé", "Jonas", "Isabela", "Tariq", "Hannah", "Mei",
-    "Ines", "Rafael", "Astrid", "Dmitri", "Grace", "",
+    "Amelia",
+    "Oliver",
+    "Zoë",
+    "Mateo",
+    "王芳",
+    "Ólafur",
+    "Priya",
+    "Kwame",
+    "Sofía",
+    "Liam",
+    "Aiko",
+    "Noah",
+    "Fatima",
+    "Lukas",
+    "Chloé",
+    "Jonas",
+    "Isabela",
+    "Tariq",
+    "Hannah",
+    "Mei",
+    "Ines",
+    "Rafael",
+    "Astrid",
+    "Dmitri",
+    "Grace",
+    "",
 ]
 LAST_NAMES = [
-    "Hughes", "Okafor", "Bergström", "García", "Nakamura", "Müller", "Kowalski", "Silva", "O'Brien",
-    "Dubois", "Haddad", "Jensen", "Rossi", "Sato", "Andersen", "Ng", "",
+    "Hughes",
+    "Okafor",
+    "Bergström",
+    "García",
+    "Nakamura",
+    "Müller",
+    "Kowalski",
+    "Silva",
+    "O'Brien",
+    "Dubois",
+    "Haddad",
+    "Jensen",
+    "Rossi",
+    "Sato",
+    "Andersen",
+    "Ng",
+    "",
 ]
 ZONES = [
-    "Europe/London", "Europe/Berlin", "America/New_York", "America/Los_Angeles", "Asia/Tokyo",
-    "Australia/Sydney", "Pacific/Auckland", "America/Sao_Paulo", "Asia/Kolkata", "",
+    "Europe/London",
+    "Europe/Berlin",
+    "America/New_York",
+    "America/Los_Angeles",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+    "Pacific/Auckland",
+    "America/Sao_Paulo",
+    "Asia/Kolkata",
+    "",
 ]
 OWNERS = [("Hannah Lee", "hannah@northwind.example"), ("Tomás Ruiz", "tomas@northwind.example"), ("", "")]
 CUSTOMER_HEADER = [
-    "external_id", "email", "first_name", "last_name", "customer_since", "birthday",
-    "timezone", "tags", "owner_name", "owner_email", "favourite_roast",
+    "external_id",
+    "email",
+    "first_name",
+    "last_name",
+    "customer_since",
+    "birthday",
+    "timezone",
+    "tags",
+    "owner_name",
+    "owner_email",
+    "favourite_roast",
 ]
 INTERACTION_HEADER = ["external_id", "kind", "occurred_at", "amount", "reference"]
 ROASTS = ["Harbour Espresso", "Morning Fog", "Decaf Dusk", "Single Origin Kenya", ""]
@@ -43,12 +98,15 @@ def _on(day: date, years_back: int) -> date:
         return day.replace(year=day.year - years_back, day=28)
 
 
-def write_sample_data(customers_csv: Path, interactions_csv: Path, today: date, count: int = 300, seed: int = 7) -> None:
+def write_sample_data(
+    customers_csv: Path, interactions_csv: Path, today: date, count: int = 300, seed: int = 7
+) -> None:
     rng = random.Random(seed)
     reference = 10000
-    with open(customers_csv, "w", encoding="utf-8", newline="") as cf, open(
-        interactions_csv, "w", encoding="utf-8", newline=""
-    ) as inf:
+    with (
+        open(customers_csv, "w", encoding="utf-8", newline="") as cf,
+        open(interactions_csv, "w", encoding="utf-8", newline="") as inf,
+    ):
         customers = csv.writer(cf)
         interactions = csv.writer(inf)
         customers.writerow(CUSTOMER_HEADER)
@@ -76,14 +134,27 @@ def write_sample_data(customers_csv: Path, interactions_csv: Path, today: date, 
                 tags.append("staff")
             owner_name, owner_email = rng.choice(OWNERS)
             slug = "".join(ch for ch in (first or "customer").lower() if ch.isascii() and ch.isalpha()) or "customer"
-            customers.writerow([
-                external_id, f"{slug}.{n}@example.com", first, last, since.isoformat(), birthday,
-                rng.choice(ZONES), ";".join(tags), owner_name, owner_email, rng.choice(ROASTS),
-            ])
+            customers.writerow(
+                [
+                    external_id,
+                    f"{slug}.{n}@example.com",
+                    first,
+                    last,
+                    since.isoformat(),
+                    birthday,
+                    rng.choice(ZONES),
+                    ";".join(tags),
+                    owner_name,
+                    owner_email,
+                    rng.choice(ROASTS),
+                ]
+            )
             reference = _write_orders(interactions, rng, external_id, since, today, n, reference)
 
 
-def _write_orders(writer: csv.writer, rng: random.Random, external_id: str, since: date, today: date, n: int, reference: int) -> int:  # type: ignore[valid-type]
+def _write_orders(
+    writer: csv.writer, rng: random.Random, external_id: str, since: date, today: date, n: int, reference: int
+) -> int:  # type: ignore[valid-type]
     """Orders between ``since`` and ``today``; some customers get a recent order, some go quiet."""
     orders = rng.randint(0, 14)
     span = max((today - since).days, 1)
@@ -92,13 +163,23 @@ def _write_orders(writer: csv.writer, rng: random.Random, external_id: str, sinc
         last_order = today - timedelta(days=7)  # "how did we do?" is due today
     elif n % 13 == 0:
         last_order = today - timedelta(days=60)  # a silent spell reaches 60 days today
-    dates = sorted(since + timedelta(days=rng.randint(0, max((last_order - since).days, 0))) for _ in range(max(orders - 1, 0)))
+    dates = sorted(
+        since + timedelta(days=rng.randint(0, max((last_order - since).days, 0))) for _ in range(max(orders - 1, 0))
+    )
     if orders:
         dates.append(last_order)
     for day in dates:
         reference += 1
         moment = datetime(day.year, day.month, day.day, rng.randint(8, 20), rng.randint(0, 59))
-        writer.writerow([external_id, "order", moment.isoformat(), f"{rng.randint(12, 180)}.{rng.randint(0, 99):02d}", f"ORD-{reference}"])
+        writer.writerow(
+            [
+                external_id,
+                "order",
+                moment.isoformat(),
+                f"{rng.randint(12, 180)}.{rng.randint(0, 99):02d}",
+                f"ORD-{reference}",
+            ]
+        )
     if rng.random() < 0.2:
         reference += 1
         day = today - timedelta(days=rng.randint(1, 300))

@@ -29,9 +29,13 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def format_rows(headers: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table", *, max_width: int = 60) -> str:
+def format_rows(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "table", *, max_width: int = 60
+) -> str:
     if fmt == "json":
-        return json.dumps([{h: _jsonable(v) for h, v in zip(headers, row, strict=True)} for row in rows], indent=2, ensure_ascii=False)
+        return json.dumps(
+            [{h: _jsonable(v) for h, v in zip(headers, row, strict=True)} for row in rows], indent=2, ensure_ascii=False
+        )
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")

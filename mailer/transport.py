@@ -146,7 +146,7 @@ class SmtpTransport:
         except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
             self._drop()
             return SendResult(Outcome.TEMPORARY, f"connection lost: {exc or type(exc).__name__}")
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             self._drop()
             return SendResult(Outcome.TEMPORARY, f"timed out after {self.settings.timeout:g}s")
         except ssl.SSLCertVerificationError as exc:

@@ -56,7 +56,9 @@ def test_run_dry_run_shows_who_would_get_what_and_writes_nothing(project: Path, 
 
 def test_run_then_log_in_every_format(project: Path) -> None:
     import_sample(project)
-    result = invoke(project, "run", "--date", "2026-11-23", "--campaign", "birthday", "--campaign", "customer-anniversary")
+    result = invoke(
+        project, "run", "--date", "2026-11-23", "--campaign", "birthday", "--campaign", "customer-anniversary"
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("pass: sent ")
     sent = json.loads(invoke(project, "log", "--status", "sent", "--format", "json").stdout)

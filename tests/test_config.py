@@ -30,22 +30,38 @@ def test_the_init_project_config_loads_into_typed_settings(project: Path) -> Non
 @pytest.mark.parametrize(
     ("old", "new", "message"),
     [
-        ("min_days_between = 7", "min_days_betwen = 7",
-         "mailer.toml: [policy] min_days_betwen: unknown key (did you mean 'min_days_between'?)"),
-        ("min_days_between = 7", 'min_days_between = "seven"',
-         "mailer.toml: [policy] min_days_between: expected an integer, got 'seven'"),
-        ('kind = "maildir"', 'kind = "smtpp"',
-         "mailer.toml: [transport] kind: must be one of maildir, smtp, got 'smtpp' (did you mean 'smtp'?)"),
-        ('timezone = "Europe/London"', 'timezone = "Mars/Olympus"',
-         "mailer.toml: [sender] timezone: unknown time zone 'Mars/Olympus'"),
-        ('from_address = "hello@northwind.example"', 'from_address = "not an address"',
-         "mailer.toml: [sender] from_address: not a valid address"),
-        ('window_end = "17:00"', 'window_end = "08:00"',
-         "mailer.toml: [policy] window_end: must be later than window_start"),
-        ('occasion = "birthday"', 'occasion = "birthdya"',
-         "mailer.toml: [campaign birthday] occasion: must be one of"),
-        ('retry_every = "5m"', 'retry_every = "soon"',
-         "mailer.toml: [schedule] retry_every: expected a duration"),
+        (
+            "min_days_between = 7",
+            "min_days_betwen = 7",
+            "mailer.toml: [policy] min_days_betwen: unknown key (did you mean 'min_days_between'?)",
+        ),
+        (
+            "min_days_between = 7",
+            'min_days_between = "seven"',
+            "mailer.toml: [policy] min_days_between: expected an integer, got 'seven'",
+        ),
+        (
+            'kind = "maildir"',
+            'kind = "smtpp"',
+            "mailer.toml: [transport] kind: must be one of maildir, smtp, got 'smtpp' (did you mean 'smtp'?)",
+        ),
+        (
+            'timezone = "Europe/London"',
+            'timezone = "Mars/Olympus"',
+            "mailer.toml: [sender] timezone: unknown time zone 'Mars/Olympus'",
+        ),
+        (
+            'from_address = "hello@northwind.example"',
+            'from_address = "not an address"',
+            "mailer.toml: [sender] from_address: not a valid address",
+        ),
+        (
+            'window_end = "17:00"',
+            'window_end = "08:00"',
+            "mailer.toml: [policy] window_end: must be later than window_start",
+        ),
+        ('occasion = "birthday"', 'occasion = "birthdya"', "mailer.toml: [campaign birthday] occasion: must be one of"),
+        ('retry_every = "5m"', 'retry_every = "soon"', "mailer.toml: [schedule] retry_every: expected a duration"),
     ],
 )
 def test_a_bad_value_is_one_line_naming_file_section_and_key(project: Path, old: str, new: str, message: str) -> None:
@@ -62,7 +78,9 @@ def test_a_password_written_in_the_file_is_refused(project: Path) -> None:
         load_settings(project)
 
 
-def test_secrets_are_read_from_env_or_file_only_when_needed_and_never_shown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_secrets_are_read_from_env_or_file_only_when_needed_and_never_shown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TEST_SMTP_PASSWORD", "s3cret-value")
     secret = Secret(env="TEST_SMTP_PASSWORD", origin="mailer.toml: [transport] password_env")
     assert secret.reveal() == "s3cret-value"

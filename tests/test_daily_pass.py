@@ -82,7 +82,9 @@ def test_feb_29_anniversary_is_marked_on_feb_28_in_common_years(
     assert sent == expected
 
 
-def test_customers_either_side_of_the_date_line_are_reached_on_their_own_day(engine: Engine, settings: Settings) -> None:
+def test_customers_either_side_of_the_date_line_are_reached_on_their_own_day(
+    engine: Engine, settings: Settings
+) -> None:
     # 22:00 UTC on Monday 23 Nov is 12:00 on Tuesday 24 Nov in Kiritimati (UTC+14)
     # and 11:00 on Monday 23 Nov in Pago Pago (UTC-11): both inside the 09:00-17:00 window.
     add_customer(engine, "KIRI", since=date(2020, 1, 1), birthday=date(1980, 11, 24), timezone="Pacific/Kiritimati")
@@ -106,19 +108,25 @@ def test_outside_the_local_send_window_an_occasion_is_deferred_then_sent_when_th
     add_customer(engine, "TOKYO", since=date(2019, 11, 24), timezone="Asia/Tokyo")
     transport = MaildirTransport(settings.transport.path)
     # 16:00 UTC is 01:00 on Tuesday 24 Nov in Tokyo: the day has come, the window has not.
-    night = run_pass(engine, settings, PassClock.at(datetime(2026, 11, 23, 16, 0, tzinfo=UTC)), transport, campaign_names=DATED)
+    night = run_pass(
+        engine, settings, PassClock.at(datetime(2026, 11, 23, 16, 0, tzinfo=UTC)), transport, campaign_names=DATED
+    )
     assert night.counts["deferred"] == 1
     [row] = rows(engine)
     assert (row.status, row.reason) == ("deferred", "outside send window at Tue 01:00 local")
     # 01:00 UTC on Tuesday is 10:00 in Tokyo.
-    morning = run_pass(engine, settings, PassClock.at(datetime(2026, 11, 24, 1, 0, tzinfo=UTC)), transport, campaign_names=DATED)
+    morning = run_pass(
+        engine, settings, PassClock.at(datetime(2026, 11, 24, 1, 0, tzinfo=UTC)), transport, campaign_names=DATED
+    )
     assert morning.counts["sent"] == 1
     assert [r.status for r in rows(engine)] == ["sent"]
 
 
 def test_a_render_error_fails_that_row_with_its_reason_and_the_pass_goes_on(engine: Engine, settings: Settings) -> None:
     broken = settings.render.templates / "birthday" / "body.txt"
-    broken.write_text("Happy birthday! Your plan: {{ customer.attributes.plan }}\n{{ unsubscribe_url }}\n", encoding="utf-8")
+    broken.write_text(
+        "Happy birthday! Your plan: {{ customer.attributes.plan }}\n{{ unsubscribe_url }}\n", encoding="utf-8"
+    )
     add_customer(engine, "HASPLAN", since=date(2020, 1, 1), birthday=date(1990, 11, 23), attributes={"plan": "gold"})
     add_customer(engine, "NOPLAN", since=date(2020, 1, 1), birthday=date(1991, 11, 23))
 
@@ -133,15 +141,22 @@ def test_a_render_error_fails_that_row_with_its_reason_and_the_pass_goes_on(engi
 
 def test_dry_run_plans_without_writing_or_sending(engine: Engine, settings: Settings) -> None:
     add_customer(engine, "ANN", since=date(2020, 11, 23))
-    report = run_pass(engine, settings, PassClock.on(date(2026, 11, 23)), MaildirTransport(settings.transport.path), dry_run=True)
+    report = run_pass(
+        engine, settings, PassClock.on(date(2026, 11, 23)), MaildirTransport(settings.transport.path), dry_run=True
+    )
     assert [(p.customer.external_id, p.decision.verdict) for p in report.planned] == [("ANN", "send")]
     assert rows(engine) == [] and eml_files(settings) == []
 
 
 def test_maildir_messages_are_complete_multipart_emails(engine: Engine, settings: Settings) -> None:
     add_customer(
-        engine, "ANN", since=date(2020, 11, 23), first_name="Zoë", last_name="Ólafsdóttir",
-        owner_name="Hannah Lee", owner_email="hannah@northwind.example",
+        engine,
+        "ANN",
+        since=date(2020, 11, 23),
+        first_name="Zoë",
+        last_name="Ólafsdóttir",
+        owner_name="Hannah Lee",
+        owner_email="hannah@northwind.example",
     )
     run_on(engine, settings, date(2026, 11, 23))
     [path] = eml_files(settings)
@@ -171,8 +186,14 @@ def test_maildir_messages_are_complete_multipart_emails(engine: Engine, settings
 
 def smtp_settings(settings: Settings, server: SmtpServer, **overrides: object) -> Settings:
     transport = replace(
-        settings.transport, kind="smtp", host=server.host, port=server.port, timeout=5.0,
-        security="starttls", ca_file=Path(server.ca_path) if server.ca_path else None, **overrides,  # type: ignore[arg-type]
+        settings.transport,
+        kind="smtp",
+        host=server.host,
+        port=server.port,
+        timeout=5.0,
+        security="starttls",
+        ca_file=Path(server.ca_path) if server.ca_path else None,
+        **overrides,  # type: ignore[arg-type]
     )
     return replace(settings, transport=transport)
 
@@ -201,7 +222,9 @@ def test_smtp_with_starttls_and_auth_delivers_over_one_reused_connection(
     assert {r.message_id for r in log_rows} == {m.parsed()["Message-ID"] for m in received}
 
 
-def test_an_untrusted_certificate_is_refused_by_default_and_nothing_goes_out_in_clear(engine: Engine, settings: Settings) -> None:
+def test_an_untrusted_certificate_is_refused_by_default_and_nothing_goes_out_in_clear(
+    engine: Engine, settings: Settings
+) -> None:
     add_customer(engine, "ANN", since=date(2020, 11, 23))
     with SmtpServer(tls="starttls", untrusted=True) as server:
         smtp = smtp_settings(settings, server)
@@ -227,6 +250,9 @@ def test_the_same_pass_runs_on_postgresql_and_sends_once(settings: Settings, pg_
         second = run_on(engine, pg_settings, date(2026, 11, 23))
         leap = run_on(engine, pg_settings, date(2027, 2, 28))
         assert (first.counts["sent"], second.counts["sent"], leap.counts["sent"]) == (1, 0, 1)
-        assert [(r.occasion_key, r.status) for r in rows(engine)] == [("anniversary:2026", "sent"), ("birthday:2027", "sent")]
+        assert [(r.occasion_key, r.status) for r in rows(engine)] == [
+            ("anniversary:2026", "sent"),
+            ("birthday:2027", "sent"),
+        ]
     finally:
         engine.dispose()

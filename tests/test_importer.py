@@ -53,7 +53,9 @@ def test_good_customers_import_with_every_documented_column(engine: Engine, tmp_
 
 def test_reimporting_upserts_by_external_id_and_keeps_columns_the_file_lacks(engine: Engine, tmp_path: Path) -> None:
     import_customers(engine, write(tmp_path, "c.csv", [HEADER, *GOOD]))
-    report = import_customers(engine, write(tmp_path, "d.csv", ["external_id,email,customer_since", "A1,ada@new.example,2019-03-04"]))
+    report = import_customers(
+        engine, write(tmp_path, "d.csv", ["external_id,email,customer_since", "A1,ada@new.example,2019-03-04"])
+    )
     assert (report.inserted, report.updated) == (0, 1)
     ada = customer(engine, "A1")
     assert ada.email == "ada@new.example"
@@ -62,7 +64,9 @@ def test_reimporting_upserts_by_external_id_and_keeps_columns_the_file_lacks(eng
 
 
 def test_unknown_columns_become_custom_attributes(engine: Engine, tmp_path: Path) -> None:
-    import_customers(engine, write(tmp_path, "c.csv", ["external_id,email,customer_since,plan", "B1,b@example.com,2020-01-01,gold"]))
+    import_customers(
+        engine, write(tmp_path, "c.csv", ["external_id,email,customer_since,plan", "B1,b@example.com,2020-01-01,gold"])
+    )
     assert customer(engine, "B1").attributes == {"plan": "gold"}
 
 
@@ -80,9 +84,14 @@ def test_unknown_columns_become_custom_attributes(engine: Engine, tmp_path: Path
         ("A1,x@example.com,2020-01-01,,,", "c.csv:3: external_id: duplicate of line 2"),
     ],
 )
-def test_one_bad_row_imports_nothing_and_names_file_line_and_column(engine: Engine, tmp_path: Path, row: str, expected: str) -> None:
-    path = write(tmp_path, "c.csv", ["external_id,email,customer_since,birthday,timezone,owner_email",
-                                     "A1,a@example.com,2020-01-01,,,", row])
+def test_one_bad_row_imports_nothing_and_names_file_line_and_column(
+    engine: Engine, tmp_path: Path, row: str, expected: str
+) -> None:
+    path = write(
+        tmp_path,
+        "c.csv",
+        ["external_id,email,customer_since,birthday,timezone,owner_email", "A1,a@example.com,2020-01-01,,,", row],
+    )
     with pytest.raises(ImportFailed) as caught:
         import_customers(engine, path)
     [error] = caught.value.errors
@@ -91,7 +100,11 @@ def test_one_bad_row_imports_nothing_and_names_file_line_and_column(engine: Engi
 
 
 def test_every_bad_row_is_listed_not_just_the_first(engine: Engine, tmp_path: Path) -> None:
-    path = write(tmp_path, "c.csv", ["external_id,email,customer_since", "A,bad,2020-01-01", "B,b@example.com,x", "C,c@example.com,2020-01-01"])
+    path = write(
+        tmp_path,
+        "c.csv",
+        ["external_id,email,customer_since", "A,bad,2020-01-01", "B,b@example.com,x", "C,c@example.com,2020-01-01"],
+    )
     with pytest.raises(ImportFailed) as caught:
         import_customers(engine, path)
     assert [(e.line, e.column) for e in caught.value.errors] == [(2, "email"), (3, "customer_since")]
@@ -105,15 +118,21 @@ def test_every_bad_row_is_listed_not_just_the_first(engine: Engine, tmp_path: Pa
         ([HEADER, "A9,ç@example.com,Françoise,,2020-01-01,,,,,"], "latin-1", "c.csv:2: file: not UTF-8 text"),
     ],
 )
-def test_broken_files_are_refused_whole(engine: Engine, tmp_path: Path, lines: list[str], encoding: str, expected: str) -> None:
+def test_broken_files_are_refused_whole(
+    engine: Engine, tmp_path: Path, lines: list[str], encoding: str, expected: str
+) -> None:
     with pytest.raises(ImportFailed) as caught:
         import_customers(engine, write(tmp_path, "c.csv", lines, encoding))
     assert str(caught.value).replace(str(tmp_path) + "/", "").startswith(expected)
     assert count(engine, Customer) == 0
 
 
-def test_skip_invalid_imports_the_good_rows_and_writes_the_rejected_ones_beside_the_file(engine: Engine, tmp_path: Path) -> None:
-    path = write(tmp_path, "c.csv", ["external_id,email,customer_since", "A,a@example.com,2020-01-01", "B,broken,2020-01-01"])
+def test_skip_invalid_imports_the_good_rows_and_writes_the_rejected_ones_beside_the_file(
+    engine: Engine, tmp_path: Path
+) -> None:
+    path = write(
+        tmp_path, "c.csv", ["external_id,email,customer_since", "A,a@example.com,2020-01-01", "B,broken,2020-01-01"]
+    )
     report = import_customers(engine, path, skip_invalid=True)
     assert (report.inserted, len(report.rejected)) == (1, 1)
     rejected = (tmp_path / "c.csv.rejected.csv").read_text(encoding="utf-8").splitlines()
@@ -164,13 +183,15 @@ def test_bad_interactions_import_nothing(engine: Engine, tmp_path: Path, row: st
     path = write(tmp_path, "i.csv", ["external_id,kind,occurred_at,amount,reference", row, "A2,order,2024-01-01,3,R2"])
     with pytest.raises(ImportFailed) as caught:
         import_interactions(engine, path)
-    assert str(caught.value).replace(str(tmp_path) + "/", "") .startswith(expected)
+    assert str(caught.value).replace(str(tmp_path) + "/", "").startswith(expected)
     assert count(engine, Interaction) == 0
     assert customer(engine, "A2").order_count == 0
 
 
 def test_the_import_command_prints_every_bad_row_and_exits_2(project: Path, tmp_path: Path) -> None:
-    path = write(tmp_path, "c.csv", ["external_id,email,customer_since", "A,bad,2020-01-01", "B,b@example.com,2020-02-30"])
+    path = write(
+        tmp_path, "c.csv", ["external_id,email,customer_since", "A,bad,2020-01-01", "B,b@example.com,2020-02-30"]
+    )
     result = CliRunner().invoke(cli, ["--config", str(project), "import", "customers", str(path)])
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
