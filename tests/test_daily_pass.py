@@ -256,3 +256,19 @@ def test_the_same_pass_runs_on_postgresql_and_sends_once(settings: Settings, pg_
         ]
     finally:
         engine.dispose()
+
+
+def test_a_template_syntax_error_fails_the_rows_with_file_and_line_and_sends_nothing_broken(
+    engine: Engine, settings: Settings
+) -> None:
+    subject = settings.render.templates / "birthday" / "subject.txt"
+    subject.write_text("Happy birthday {{ customer.first_name | default('friend') }\n", encoding="utf-8")
+    add_customer(engine, "BDAY", since=date(2020, 1, 1), birthday=date(1990, 11, 23))
+    add_customer(engine, "ANN", since=date(2020, 11, 23))
+
+    report = run_on(engine, settings, date(2026, 11, 23))
+
+    assert (report.counts["sent"], report.counts["failed"]) == (1, 1)
+    failed = next(r for r in rows(engine) if r.status == "failed")
+    assert failed.reason.startswith(f"render error: {subject}:1: unexpected '}}'")
+    assert [parse(p)["Subject"] for p in eml_files(settings)] == ["6 years together, friend — thank you"]
