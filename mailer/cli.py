@@ -242,6 +242,27 @@ def run(app: App, day: datetime | None, now: datetime | None, dry_run: bool, cam
     click.echo(f"pass: {report.summary()}")
 
 
+@cli.command("plan")
+@click.option("--days", type=click.IntRange(1, 366), default=14, show_default=True, help="How many days ahead.")
+@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), help="First day to simulate (default: today).")
+@click.option("--campaign", "campaigns", multiple=True, help="Only this campaign (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@pass_app
+def plan_command(app: App, days: int, start: datetime | None, campaigns: tuple[str, ...], fmt: str) -> None:
+    """Forecast per day and campaign: how many emails would be sent, deferred, skipped. Writes nothing."""
+    settings = app.settings
+    chosen = [settings.campaign(n) for n in campaigns] if campaigns else list(settings.campaigns)
+    first = start.date() if start else _today()
+    with Session(app.engine) as session:
+        rows = outbox.forecast(session, settings, first, days, chosen)
+    headers = ["day", "weekday", "campaign", "send", "defer", "skip"]
+    table = [(r.day, f"{r.day:%a}", r.campaign, r.send, r.defer, r.skip) for r in rows]
+    if fmt == "table":
+        totals = [sum(r.send for r in rows), sum(r.defer for r in rows), sum(r.skip for r in rows)]
+        table.append(("total", "", f"{days} days", *totals))
+    click.echo(format_rows(headers, table, fmt))
+
+
 @cli.command("log")
 @click.option("--status", help="Only rows with this status (sent, queued, deferred, skipped, failed, bounced, unknown).")
 @click.option("--campaign", help="Only this campaign.")

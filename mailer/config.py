@@ -530,6 +530,8 @@ def _milestone(t: _Table) -> dict[str, Any]:
         raise t.error("thresholds", "is required: a list such as [10, 50, 100]")
     if any(v <= 0 for v in thresholds):
         raise t.error("thresholds", "must all be positive")
+    if metric != "lifetime_spend" and not all(v.is_integer() for v in thresholds):
+        raise t.error("thresholds", f"{metric} counts whole numbers, got {[v for v in thresholds if not v.is_integer()][0]:g}")
     return {"metric": metric, "thresholds": tuple(sorted(set(thresholds)))}
 
 
@@ -549,4 +551,8 @@ def _follow_up(t: _Table) -> dict[str, Any]:
     days = _after_days(t, required=True)
     if len(days) != 1:
         raise t.error("after_days", "a follow-up waits one number of days, e.g. 7")
-    return {"after_days": days, "interaction_kind": t.text("interaction_kind", "order")}
+    kind = t.text("interaction_kind", "order").strip().lower()
+    # The importer lower-cases kinds and allows only these characters: anything else never matches.
+    if not re.fullmatch(r"[a-z0-9_-]+", kind):
+        raise t.error("interaction_kind", f"use letters, digits, '-' or '_' (like the import's kind column), got {kind!r}")
+    return {"after_days": days, "interaction_kind": kind}

@@ -31,7 +31,7 @@ class Customer(SQLModel, table=True):
     email: str = Field(index=True, max_length=320)
     first_name: str | None = None
     last_name: str | None = None
-    customer_since: date
+    customer_since: date = Field(index=True)  # silence of customers who never interacted
     since_md: int = Field(index=True)
     birthday_month: int | None = None
     birthday_day: int | None = None
@@ -47,7 +47,7 @@ class Customer(SQLModel, table=True):
     order_count: int = 0
     lifetime_spend: Decimal = Field(default=Decimal(0), sa_column=Column(Numeric(14, 2), nullable=False))
     interaction_count: int = 0
-    last_interaction_at: datetime | None = None
+    last_interaction_at: datetime | None = Field(default=None, index=True)  # silence, milestones
 
     last_emailed_at: datetime | None = None
     unsubscribed_at: datetime | None = None
@@ -66,12 +66,18 @@ class Customer(SQLModel, table=True):
 
 
 class Interaction(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("customer_id", "reference", name="uq_interaction_reference"),)
+    __table_args__ = (
+        UniqueConstraint("customer_id", "reference", name="uq_interaction_reference"),
+        # A pass reads one customer's recent interactions (milestones, follow-ups) ...
+        Index("ix_interaction_customer_occurred", "customer_id", "occurred_at"),
+        # ... and finds who had an interaction of one kind on given days (follow-ups).
+        Index("ix_interaction_kind_occurred", "kind", "occurred_at"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
-    customer_id: int = Field(foreign_key="customer.id", index=True)
+    customer_id: int = Field(foreign_key="customer.id")
     kind: str = Field(max_length=50)
-    occurred_at: datetime = Field(index=True)
+    occurred_at: datetime
     amount: Decimal | None = Field(default=None, sa_column=Column(Numeric(14, 2), nullable=True))
     reference: str | None = Field(default=None, max_length=200)
 
@@ -135,3 +141,17 @@ class PassRun(SQLModel, table=True):
     error: str = ""
     host: str = Field(max_length=255)
     pid: int
+
+
+class PlanMark(SQLModel, table=True):
+    """How far planning has got, so a pass after an outage looks back over everything it missed.
+
+    One row (``name = "plan"``): every local date up to ``planned_through`` has
+    been planned by some pass, for every time zone.
+    """
+
+    __tablename__ = "plan_mark"
+
+    name: str = Field(primary_key=True, max_length=50)
+    planned_through: date
+    updated_at: datetime = Field(default_factory=utcnow)

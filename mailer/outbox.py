@@ -12,19 +12,19 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from mailer import store
 from mailer.config import Campaign, Settings
 from mailer.context import occasion_view, template_context
 from mailer.message import Envelope, HeaderError, build_message
-from mailer.models import Customer, SendLog, SendStatus, utcnow
+from mailer.models import Customer, PlanMark, SendLog, SendStatus, utcnow
 from mailer.occasions import CustomerFacts, Occasion, pick
 from mailer.policy import Decision, PassMoment, Verdict, decide
 from mailer.render import Renderer, RenderError
@@ -36,6 +36,9 @@ log = logging.getLogger(__name__)
 # Occasions this many days past their catch-up window are still looked for,
 # so that one missed during a long outage is logged `skipped: expired`, not lost silently.
 EXPIRED_LOOKBACK_DAYS = 7
+# However long the outage, a pass never looks back further than this.
+MAX_LOOKBACK_DAYS = 400
+PLAN_MARK = "plan"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +46,14 @@ class PassClock:
     """The instant a pass runs at, and whether it stands for a whole calendar day.
 
     ``day`` set: every customer's local date is ``day`` and the send window is
-    open (``mailer run --date``). Otherwise local dates and windows follow ``now``.
+    open (``mailer run --date``); with ``sending_day`` as well, the window is
+    open only on the configured weekdays (``mailer plan``'s simulated days).
+    Otherwise local dates and windows follow ``now``.
     """
 
     now: datetime
     day: date | None = None
+    sending_day: bool = False
 
     @classmethod
     def at(cls, now: datetime | None = None) -> PassClock:
@@ -57,11 +63,28 @@ class PassClock:
     def on(cls, day: date, now: datetime | None = None) -> PassClock:
         return cls(now=(now or datetime.now(UTC)).astimezone(UTC), day=day)
 
+    @classmethod
+    def simulated(cls, day: date) -> PassClock:
+        """One pass standing for the whole of ``day``, at noon UTC (``mailer plan``)."""
+        return cls(now=datetime.combine(day, time(12), UTC), day=day, sending_day=True)
+
     def moment_for(self, zone: str) -> PassMoment:
         if self.day is not None:
-            return PassMoment(today=self.day, local_now=None, window_open=True)
+            return PassMoment(today=self.day, local_now=None, window_open=True, weekday_only=self.sending_day)
         local = self.now.astimezone(ZoneInfo(zone))
         return PassMoment(today=local.date(), local_now=local, window_open=False)
+
+    def local_dates(self, lookback: int) -> list[date]:
+        """Every local date this pass stands for somewhere, and the ``lookback`` days before them."""
+        if self.day is not None:
+            return [self.day - timedelta(days=i) for i in range(lookback + 1)]
+        return store.local_dates_span(self.now, lookback)
+
+    def planned_through(self) -> date:
+        """The latest date that, after this pass, has been planned in every time zone."""
+        if self.day is not None:
+            return self.day
+        return min(store.local_dates_span(self.now, 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,23 +104,70 @@ class PassReport:
         return ", ".join(f"{name} {self.counts.get(name, 0)}" for name in order)
 
 
-def plan(session: Session, settings: Settings, clock: PassClock, campaigns: Iterable[Campaign]) -> list[Planned]:
-    """Every decision for this pass, from the store's facts and the pure pickers and policy."""
+@dataclass
+class Overlay:
+    """Decisions a simulation has taken on top of the store (``mailer plan``): nothing is written.
+
+    ``logged`` adds send-log statuses per customer, ``emailed`` the instants
+    customers were (notionally) emailed.
+    """
+
+    logged: dict[int, dict[tuple[str, str], str]] = field(default_factory=dict)
+    emailed: dict[int, datetime] = field(default_factory=dict)
+
+    def apply(self, planned: Iterable[Planned], now: datetime) -> None:
+        """Take this pass's decisions as if they had been recorded and delivered at ``now``."""
+        for item in planned:
+            occasion = item.decision.occasion
+            status = SendStatus.SENT if item.decision.verdict is Verdict.SEND else item.decision.status
+            self.logged.setdefault(occasion.customer_id, {})[(occasion.campaign, occasion.key)] = status
+            if status == SendStatus.SENT:
+                self.emailed[occasion.customer_id] = now
+
+
+def lookback_days(session: Session, settings: Settings, clock: PassClock) -> int:
+    """How many days before today this pass looks for occasions.
+
+    At least the catch-up window plus ``EXPIRED_LOOKBACK_DAYS`` (so late
+    occasions are logged ``skipped: expired``); after an outage, every day
+    since the last planned one, so nothing due meanwhile goes unlogged (at
+    most ``MAX_LOOKBACK_DAYS``).
+    """
+    lookback = settings.policy.catch_up_days + EXPIRED_LOOKBACK_DAYS
+    mark = session.get(PlanMark, PLAN_MARK)
+    if mark is not None:
+        latest_today = max(clock.local_dates(0))
+        lookback = max(lookback, (latest_today - mark.planned_through).days)
+    if lookback > MAX_LOOKBACK_DAYS:
+        log.warning("last planned %s; looking back %d days only", mark and mark.planned_through, MAX_LOOKBACK_DAYS)
+    return min(lookback, MAX_LOOKBACK_DAYS)
+
+
+def plan(
+    session: Session,
+    settings: Settings,
+    clock: PassClock,
+    campaigns: Iterable[Campaign],
+    *,
+    lookback: int | None = None,
+    overlay: Overlay | None = None,
+) -> list[Planned]:
+    """Every decision for this pass, from the store's facts and the pure pickers and policy.
+
+    Reads only: nothing is written. ``lookback`` defaults to
+    :func:`lookback_days`; ``overlay`` adds a simulation's earlier decisions.
+    """
     policy = settings.policy
-    lookback = policy.catch_up_days + EXPIRED_LOOKBACK_DAYS
+    if lookback is None:
+        lookback = lookback_days(session, settings, clock)
     campaigns = [c for c in campaigns if c.enabled]
     by_name = {c.name: c for c in campaigns}
-    base_day = clock.day or clock.now.date()
-    if clock.day is not None:
-        span = [clock.day - timedelta(days=i) for i in range(lookback + 1)]
-    else:
-        span = store.local_dates_span(clock.now, lookback)
-    month_days = store.month_days_for(span)
+    dates = clock.local_dates(lookback)
 
     found: dict[int, tuple[CustomerFacts, list[Occasion]]] = {}
     for campaign in campaigns:
-        for customer in store.candidates(session, campaign.occasion, month_days, settings.sender.timezone):
-            today = clock.moment_for(customer.timezone).today if clock.day is None else base_day
+        for customer in store.candidates(session, campaign, dates, settings.sender.timezone):
+            today = clock.moment_for(customer.timezone).today
             occasions = pick(customer, campaign, today, lookback)
             if occasions:
                 found.setdefault(customer.id, (customer, []))[1].extend(occasions)
@@ -108,10 +178,80 @@ def plan(session: Session, settings: Settings, clock: PassClock, campaigns: Iter
     planned: list[Planned] = []
     for customer_id, (customer, occasions) in found.items():
         mine = logged.get(customer_id, {})
+        if overlay is not None:
+            mine = {**mine, **overlay.logged.get(customer_id, {})}
+            emailed = overlay.emailed.get(customer_id)
+            if emailed is not None and (customer.last_emailed_at is None or emailed > customer.last_emailed_at):
+                customer = replace(customer, last_emailed_at=emailed)
         moment = clock.moment_for(customer.timezone)
         for decision in decide(customer, occasions, by_name, mine, moment, policy, clock.now):
             planned.append(Planned(customer, decision))
     return planned
+
+
+@dataclass(frozen=True, slots=True)
+class ForecastRow:
+    day: date
+    campaign: str
+    send: int
+    defer: int
+    skip: int
+
+
+def forecast(
+    session: Session, settings: Settings, start: date, days: int, campaigns: Iterable[Campaign]
+) -> list[ForecastRow]:
+    """Simulate one pass per day from ``start`` for ``days`` days; writes nothing.
+
+    Each simulated day runs the real :func:`plan` with the window open on the
+    configured weekdays; its decisions carry over to the next day as if they
+    had been recorded and delivered (so the frequency cap and "one email per
+    pass" shape the calendar as they will for real). Rows only for a day and
+    campaign with something to report.
+    """
+    campaigns = [c for c in campaigns if c.enabled]
+    overlay = Overlay()
+    rows: list[ForecastRow] = []
+    for offset in range(days):
+        clock = PassClock.simulated(start + timedelta(days=offset))
+        # The first day looks back like a real pass would (an outage shows as expired occasions);
+        # later days need only the usual window, as the simulated day before was planned.
+        lookback = None if offset == 0 else settings.policy.catch_up_days + EXPIRED_LOOKBACK_DAYS
+        planned = plan(session, settings, clock, campaigns, lookback=lookback, overlay=overlay)
+        counts = Counter((item.decision.occasion.campaign, item.decision.verdict) for item in planned)
+        for campaign in campaigns:
+            send, defer, skip = (counts[(campaign.name, v)] for v in (Verdict.SEND, Verdict.DEFER, Verdict.SKIP))
+            if send or defer or skip:
+                rows.append(ForecastRow(clock.now.date(), campaign.name, send, defer, skip))
+        overlay.apply(planned, clock.now)
+    return rows
+
+
+def settle(session: Session, settings: Settings, clock: PassClock) -> int:
+    """After recording a pass: expire deferrals whose catch-up is over, and move the plan mark.
+
+    A deferred occasion that no picker yields any more (the silent spell was
+    broken, the campaign was disabled, the customer left the segment) is not
+    decided again; it is logged ``skipped: expired`` once its catch-up window
+    is over in every time zone. Returns how many rows were expired.
+    """
+    through = clock.planned_through()
+    cutoff = through - timedelta(days=settings.policy.catch_up_days)
+    reason = f"expired: still deferred when catch-up ({settings.policy.catch_up_days} days) ended"
+    expired = session.execute(
+        update(SendLog)
+        .where(SendLog.status == SendStatus.DEFERRED, col(SendLog.due_date) < cutoff)  # type: ignore[arg-type]
+        .values(status=SendStatus.SKIPPED, reason=reason, updated_at=clock.now, next_attempt_at=None)
+    ).rowcount  # type: ignore[attr-defined]
+    mark = session.get(PlanMark, PLAN_MARK)
+    if mark is None:
+        session.add(PlanMark(name=PLAN_MARK, planned_through=through, updated_at=clock.now))
+    elif through > mark.planned_through:
+        mark.planned_through = through
+        mark.updated_at = clock.now
+        session.add(mark)
+    session.commit()
+    return int(expired)
 
 
 def record(session: Session, planned: Iterable[Planned], by_name: dict[str, Campaign], now: datetime) -> None:
@@ -296,11 +436,13 @@ def run_pass(
                 report.counts[_planned_name(item.decision)] += 1
             return report
         record(session, planned, {c.name: c for c in campaigns}, clock.now)
+        expired = settle(session, settings, clock)
     # The pass's clock may stand for another instant (`--now`, `--date`): keep it moving from there.
     offset = clock.now - utcnow()
     deliverer = Deliverer(settings, renderer, transport)
     report = drain(engine, deliverer, now=lambda: utcnow() + offset, should_stop=should_stop)
     report.planned = planned
+    report.counts["skipped"] += expired
     for item in planned:
         if item.decision.verdict is not Verdict.SEND:
             report.counts[_planned_name(item.decision)] += 1

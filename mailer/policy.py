@@ -3,9 +3,15 @@
 The steps run in the order of SPEC §4 and each outcome carries the reason
 that ends up in the send log:
 
-    already settled → expired → unsubscribed/suppressed → segment
-    → one email per customer per pass (highest priority wins)
+    already settled → superseded → expired → unsubscribed/suppressed → segment
+    → one email per customer per pass (highest priority wins, the rest deferred)
     → frequency cap → send window in the recipient's local time
+
+"Deferred" is never final: a deferred occasion is decided again by every
+later pass until it is sent or its catch-up window is over, when it is
+logged ``skipped: expired``. The frequency cap counts both delivered email
+(``last_emailed_at``) and email still on its way (queued, sending, unknown),
+so a retrying message is never joined by a second one.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from mailer.config import Campaign, PolicySettings
-from mailer.models import FINAL_STATUSES, SendStatus
+from mailer.models import SendStatus
 from mailer.occasions import CustomerFacts, Occasion
 
 
@@ -46,12 +52,15 @@ class PassMoment:
     """When the pass runs, as the customer experiences it.
 
     ``local_now`` is the wall-clock time in the customer's zone; with
-    ``window_open`` the send window is treated as open (``mailer run --date``).
+    ``window_open`` the send window is treated as open (``mailer run --date``),
+    and with ``weekday_only`` as well, open on the configured weekdays only
+    (a simulated day of ``mailer plan``).
     """
 
     today: date
     local_now: datetime | None
     window_open: bool
+    weekday_only: bool = False
 
 
 def in_send_window(local_now: datetime, policy: PolicySettings) -> bool:
@@ -73,9 +82,12 @@ def decide(
     """Decide every open occasion of one customer for this pass.
 
     ``logged`` maps (campaign, occasion key) to the status already in the send
-    log; occasions that are settled or in flight there get no decision at all.
-    ``utc_now`` (aware) is compared with ``customer.last_emailed_at``.
+    log for every row of this customer; occasions that are settled or in
+    flight there get no decision at all. ``utc_now`` (aware) is compared with
+    ``customer.last_emailed_at``.
     """
+    occasions = list(occasions)
+    best = _best_of_series(occasions)
     decisions: list[Decision] = []
     contenders: list[Occasion] = []
     for occasion in occasions:
@@ -83,8 +95,13 @@ def decide(
         if status is not None and status != SendStatus.DEFERRED:
             continue  # settled, queued for delivery, or waiting for a human
         campaign = campaigns[occasion.campaign]
-        if (moment.today - occasion.due).days > policy.catch_up_days:
-            decisions.append(Decision(occasion, Verdict.SKIP, f"expired: due {occasion.due}, catch-up is {policy.catch_up_days} days"))
+        top = best.get((occasion.campaign, occasion.series)) if occasion.series else None
+        late = (moment.today - occasion.due).days
+        if top is not None and top.rank > occasion.rank:
+            decisions.append(Decision(occasion, Verdict.SKIP, f"superseded: {top.key} instead"))
+        elif late > policy.catch_up_days:
+            reason = f"expired: due {occasion.due}, catch-up is {policy.catch_up_days} days"
+            decisions.append(Decision(occasion, Verdict.SKIP, reason))
         elif customer.suppressed:
             decisions.append(Decision(occasion, Verdict.SKIP, "suppressed"))
         elif customer.unsubscribed:
@@ -96,12 +113,29 @@ def decide(
     if not contenders:
         return decisions
 
-    contenders.sort(key=lambda o: (-campaigns[o.campaign].priority, o.due, o.campaign))
+    contenders.sort(key=lambda o: (-campaigns[o.campaign].priority, o.due, o.campaign, o.key))
     chosen, *others = contenders
     for occasion in others:
-        decisions.append(Decision(occasion, Verdict.DEFER, f"one email per pass: {chosen.campaign} goes first"))
-    decisions.append(_gate(customer, chosen, moment, policy, utc_now))
+        reason = f"one email per pass: {chosen.campaign} goes first"
+        decisions.append(Decision(occasion, Verdict.DEFER, reason))
+    in_flight = any(status in IN_FLIGHT_STATUSES for status in logged.values())
+    decisions.append(_gate(customer, chosen, moment, policy, utc_now, in_flight))
     return decisions
+
+
+IN_FLIGHT_STATUSES = frozenset({SendStatus.QUEUED, SendStatus.SENDING, SendStatus.UNKNOWN})
+
+
+def _best_of_series(occasions: Iterable[Occasion]) -> dict[tuple[str, str], Occasion]:
+    """The highest-ranked occasion of each (campaign, series): thresholds crossed together, steps of one spell."""
+    best: dict[tuple[str, str], Occasion] = {}
+    for occasion in occasions:
+        if not occasion.series:
+            continue
+        slot = (occasion.campaign, occasion.series)
+        if slot not in best or occasion.rank > best[slot].rank:
+            best[slot] = occasion
+    return best
 
 
 def in_segment(tags: frozenset[str], campaign: Campaign) -> bool:
@@ -111,19 +145,27 @@ def in_segment(tags: frozenset[str], campaign: Campaign) -> bool:
 
 
 def _gate(
-    customer: CustomerFacts, occasion: Occasion, moment: PassMoment, policy: PolicySettings, utc_now: datetime
+    customer: CustomerFacts,
+    occasion: Occasion,
+    moment: PassMoment,
+    policy: PolicySettings,
+    utc_now: datetime,
+    in_flight: bool,
 ) -> Decision:
     """Frequency cap, then the send window, for the one occasion chosen this pass."""
-    if customer.last_emailed_at is not None and policy.min_days_between > 0:
-        allowed_from = customer.last_emailed_at + timedelta(days=policy.min_days_between)
-        if utc_now < allowed_from:
-            return Decision(occasion, Verdict.DEFER, f"frequency cap: last email {customer.last_emailed_at:%Y-%m-%d}")
+    if policy.min_days_between > 0:
+        if in_flight:
+            return Decision(occasion, Verdict.DEFER, "frequency cap: another email is on its way")
+        if customer.last_emailed_at is not None:
+            allowed_from = customer.last_emailed_at + timedelta(days=policy.min_days_between)
+            if utc_now < allowed_from:
+                reason = f"frequency cap: last email {customer.last_emailed_at:%Y-%m-%d}"
+                return Decision(occasion, Verdict.DEFER, reason)
+    if moment.window_open and moment.weekday_only and moment.today.weekday() not in policy.weekdays:
+        return Decision(occasion, Verdict.DEFER, f"not a sending day ({moment.today:%a})")
     if not moment.window_open:
         assert moment.local_now is not None
         if not in_send_window(moment.local_now, policy):
-            return Decision(occasion, Verdict.DEFER, f"outside send window at {moment.local_now:%a %H:%M} local")
+            reason = f"outside send window at {moment.local_now:%a %H:%M} local"
+            return Decision(occasion, Verdict.DEFER, reason)
     return Decision(occasion, Verdict.SEND, "due")
-
-
-def is_final(status: str) -> bool:
-    return status in FINAL_STATUSES

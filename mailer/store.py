@@ -7,18 +7,19 @@ and a busy timeout so a reader (``mailer log``) never blocks the pass.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, event, select, update
+from sqlalchemy import Engine, and_, event, or_, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
-from sqlmodel import Session, create_engine
+from sqlmodel import Session, col, create_engine
 
 from mailer import migrate
+from mailer.config import Campaign
 from mailer.errors import MailerError
-from mailer.models import Customer, SendLog, SendStatus, month_day, utcnow
-from mailer.occasions import CustomerFacts
+from mailer.models import Customer, Interaction, SendLog, SendStatus, month_day, utcnow
+from mailer.occasions import CustomerFacts, InteractionFact
 
 # Every local date on Earth at one UTC instant lies within this span of it.
 _EARLIEST_OFFSET = timedelta(hours=-12)
@@ -119,7 +120,7 @@ _FACT_COLUMNS = (
 )
 
 
-def _facts(row: Sequence[Any], default_zone: str) -> CustomerFacts:
+def _facts(row: Sequence[Any], default_zone: str, recent: tuple[InteractionFact, ...] = ()) -> CustomerFacts:
     (cid, external_id, email, since, zone, tags, b_month, b_day, b_year,
      orders, spend, interactions, last_interaction, last_emailed, unsubscribed, suppressed) = row
     return CustomerFacts(
@@ -139,33 +140,107 @@ def _facts(row: Sequence[Any], default_zone: str) -> CustomerFacts:
         last_emailed_at=last_emailed,
         unsubscribed=unsubscribed is not None,
         suppressed=suppressed is not None,
+        recent=recent,
     )
 
 
+def earliest_instant(day: date) -> datetime:
+    """The first UTC instant at which ``day`` is the local date somewhere on Earth."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) - _LATEST_OFFSET
+
+
+def latest_instant(day: date) -> datetime:
+    """The first UTC instant at which ``day`` is over everywhere on Earth."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1) - _EARLIEST_OFFSET
+
+
+_METRIC_COLUMNS: dict[str, Any] = {
+    "order_count": Customer.order_count,
+    "lifetime_spend": Customer.lifetime_spend,
+    "interaction_count": Customer.interaction_count,
+}
+
+
 def candidates(
-    session: Session, occasion_kind: str, month_days: set[int], default_zone: str, batch: int = 5000
+    session: Session, campaign: Campaign, dates: Sequence[date], default_zone: str, batch: int = 5000
 ) -> Iterator[CustomerFacts]:
-    """Customers who may have a dated occasion on one of ``month_days``, streamed in id order.
+    """Customers who may have an occasion of ``campaign`` on one of the local ``dates``.
 
-    Only the indexed month/day column is filtered here; the exact per-zone
-    decision is the picker's.
+    The filter is a cheap, indexed superset in SQL (month/day columns, the
+    last-interaction time, interactions of one kind on given days); the exact
+    per-zone decision is the picker's. Customers whose pickers read
+    interactions come with ``recent``: every interaction of theirs from the
+    first instant of the earliest date (less a follow-up's delay) onward. The
+    interaction table is only ever read by index for those customers: it is
+    never aggregated.
     """
-    column = {"anniversary": Customer.since_md, "birthday": Customer.birthday_md}.get(occasion_kind)
-    query = select(*_FACT_COLUMNS)
-    if column is not None:
-        query = query.where(column.in_(sorted(month_days)))
-    yield from _stream(session, query, default_zone, batch)
-
-
-def _stream(session: Session, query: Any, default_zone: str, batch: int) -> Iterator[CustomerFacts]:
-    last_id = 0
-    while True:
-        rows = session.execute(query.where(Customer.id > last_id).order_by(Customer.id).limit(batch)).all()
-        if not rows:
-            return
+    first, last = min(dates), max(dates)
+    query, recent_from, recent_kind = _candidate_query(campaign, dates, first, last)
+    result = session.execute(query.execution_options(yield_per=batch))
+    for rows in result.partitions():
+        recent = _recent(session, [row[0] for row in rows], recent_from, recent_kind) if recent_from else {}
         for row in rows:
-            yield _facts(row, default_zone)
-        last_id = rows[-1][0]
+            yield _facts(row, default_zone, recent.get(row[0], ()))
+
+
+def _candidate_query(
+    campaign: Campaign, dates: Sequence[date], first: date, last: date
+) -> tuple[Any, datetime | None, str | None]:
+    """(query over customers, read interactions from this instant, of this kind only)."""
+    query = select(*_FACT_COLUMNS)
+    kind = campaign.occasion
+    if kind == "anniversary" or (kind == "milestone" and campaign.metric == "years_as_customer"):
+        return query.where(col(Customer.since_md).in_(sorted(month_days_for(dates)))), None, None
+    if kind == "birthday":
+        return query.where(col(Customer.birthday_md).in_(sorted(month_days_for(dates)))), None, None
+    if kind == "milestone":
+        # A crossing needs a counted interaction dated inside the span, so the
+        # customer's latest interaction is at least that recent.
+        since = earliest_instant(first)
+        metric = _METRIC_COLUMNS[campaign.metric]
+        return query.where(metric >= min(campaign.thresholds), col(Customer.last_interaction_at) >= since), since, None
+    if kind == "silence":
+        # A step N is due on the spell's start + N days: the spell started N days before the span.
+        spells = []
+        for step in campaign.after_days:
+            begin, end = first - timedelta(days=step), last - timedelta(days=step)
+            spells.append(col(Customer.last_interaction_at).between(earliest_instant(begin), latest_instant(end)))
+            spells.append(
+                and_(col(Customer.last_interaction_at).is_(None), col(Customer.customer_since).between(begin, end))
+            )
+        return query.where(or_(*spells)), None, None
+    if kind == "follow_up":
+        delay = timedelta(days=campaign.after_days[0])
+        since, until = earliest_instant(first - delay), latest_instant(last - delay)
+        who = (
+            select(Interaction.customer_id)
+            .where(Interaction.kind == campaign.interaction_kind)  # type: ignore[arg-type]
+            .where(col(Interaction.occurred_at) >= since, col(Interaction.occurred_at) < until)
+        )
+        return query.where(col(Customer.id).in_(who)), since, campaign.interaction_kind
+    raise ValueError(f"no candidate query for occasion {kind!r}")
+
+
+def _recent(
+    session: Session, customer_ids: Sequence[int], since: datetime, kind: str | None
+) -> dict[int, tuple[InteractionFact, ...]]:
+    """Each customer's interactions from ``since`` onward, oldest first (by the customer/time index)."""
+    found: dict[int, list[InteractionFact]] = {}
+    for start in range(0, len(customer_ids), 900):  # SQLite caps bound parameters
+        query = (
+            select(
+                Interaction.customer_id, Interaction.id, Interaction.kind, Interaction.occurred_at,
+                Interaction.amount, Interaction.reference,
+            )
+            .where(col(Interaction.customer_id).in_(customer_ids[start : start + 900]))
+            .where(col(Interaction.occurred_at) >= since)
+            .order_by(Interaction.customer_id, Interaction.occurred_at, Interaction.id)
+        )
+        if kind is not None:
+            query = query.where(Interaction.kind == kind)  # type: ignore[arg-type]
+        for cid, iid, ikind, occurred, amount, reference in session.execute(query):
+            found.setdefault(cid, []).append(InteractionFact(iid, ikind, occurred, amount, reference))
+    return {cid: tuple(items) for cid, items in found.items()}
 
 
 def logged_statuses(session: Session, customer_ids: Sequence[int]) -> dict[tuple[int, str, str], str]:
