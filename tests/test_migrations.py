@@ -185,8 +185,10 @@ def test_a_store_from_a_newer_mailer_is_refused(engine: Engine, project: Path) -
 def test_db_upgrade_adopts_a_store_created_before_migrations(tmp_path: Path, project: Path) -> None:
     url = f"sqlite:///{tmp_path / 'legacy.db'}"
     engine = store.make_engine(url)
-    legacy = [Customer.__table__, Interaction.__table__, SendLog.__table__]  # type: ignore[attr-defined]
-    SQLModel.metadata.create_all(engine, tables=legacy)
+    # The tables as the first revision has them, without the version stamp: what create_all made then.
+    migrate.upgrade(engine, migrate.BASELINE)
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE alembic_version"))
     _fill_first_revision(engine)
     config = project.with_name("legacy.toml")
     config.write_text(project.read_text().replace('url = "sqlite:///mailer.db"', f'url = "{url}"'))
