@@ -7,6 +7,7 @@ exit status 2; the traceback appears only with ``-v``.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -21,7 +22,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 
-from mailer import importer, migrate, outbox, project, store
+from mailer import importer, migrate, optout, outbox, project, store
 from mailer.config import Settings, find_config, load_settings
 from mailer.errors import MailerError
 from mailer.models import Customer, SendLog
@@ -315,3 +316,78 @@ def upgrade(app: App) -> None:
     finally:
         engine.dispose()
     click.echo(f"{engine.url.render_as_string(hide_password=True)}: {result.summary()}")
+
+
+# ---- opting out --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8025, show_default=True, type=click.IntRange(0, 65535), help="Port (0 picks a free one).")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256), help="Worker threads.")
+@pass_app
+def serve(app: App, host: str, port: int, threads: int) -> None:
+    """Serve the unsubscribe endpoint (one-click POST, confirmation page, /healthz)."""
+    from mailer import web  # Flask and waitress load only for this command
+
+    server = web.make_server(web.create_app(app.settings, app.engine), host, port, threads)
+    click.echo(f"serving on http://{host}:{server.effective_port}/ (links use {app.settings.sender.unsubscribe_url})")
+    # SIGTERM (systemd stop) ends the loop like Ctrl-C: waitress closes its sockets and threads.
+    signal.signal(signal.SIGTERM, _exit_quietly)
+    server.run()
+
+
+def _exit_quietly(_signum: int, _frame: object) -> None:
+    raise SystemExit(0)
+
+
+def _report(email: str, counts: dict[optout.Change, int], done: str, already: str) -> None:
+    changed, unchanged = counts[optout.Change.CHANGED], counts[optout.Change.UNCHANGED]
+    parts = [f"{changed} customer{'s' if changed != 1 else ''} {done}"] if changed else []
+    if unchanged:
+        parts.append(f"{unchanged} {already}")
+    click.echo(f"{email}: {', '.join(parts)}")
+
+
+@cli.command()
+@click.argument("emails", nargs=-1, required=True, metavar="EMAIL...")
+@click.option("--source", type=click.Choice(["cli", "mailto"]), default="cli",
+              show_default=True, help="Record where the request came from (mailto: it came by email).")
+@pass_app
+def unsubscribe(app: App, emails: tuple[str, ...], source: str) -> None:
+    """Unsubscribe every customer with each EMAIL; later passes send them nothing."""
+    for email in emails:
+        counts = optout.unsubscribe_address(app.engine, email, optout.Source(source))
+        _report(email, counts, "unsubscribed", "already unsubscribed")
+
+
+@cli.command()
+@click.argument("emails", nargs=-1, required=True, metavar="EMAIL...")
+@click.option("--reason", default="manual", show_default=True, help="Why (complaint, hard bounce, manual, ...).")
+@pass_app
+def suppress(app: App, emails: tuple[str, ...], reason: str) -> None:
+    """Suppress every customer with each EMAIL (no mail of any kind until `mailer unsuppress`)."""
+    reason = " ".join(reason.split())
+    if not reason:
+        raise click.BadParameter("must not be empty", param_hint="--reason")
+    for email in emails:
+        _report(email, optout.suppress_address(app.engine, email, reason), "suppressed", "already suppressed")
+
+
+@cli.command()
+@click.argument("emails", nargs=-1, required=True, metavar="EMAIL...")
+@pass_app
+def unsuppress(app: App, emails: tuple[str, ...]) -> None:
+    """Lift the suppression of every customer with each EMAIL (an unsubscribe stays in force)."""
+    for email in emails:
+        _report(email, optout.unsuppress_address(app.engine, email), "no longer suppressed", "were not suppressed")
+
+
+@cli.command()
+@click.option("--limit", type=int, default=None, help="At most this many rows (newest first).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@pass_app
+def suppressions(app: App, limit: int | None, fmt: str) -> None:
+    """Everyone who gets no mail: unsubscribed (with the source) and suppressed (with the reason)."""
+    rows = [(r.external_id, r.email, r.state, r.since, r.why) for r in optout.opted_out(app.engine, limit)]
+    click.echo(format_rows(["customer", "email", "state", "since", "source/reason"], rows, fmt))

@@ -341,7 +341,8 @@ class Deliverer:
         """Send one row already claimed as ``sending``; returns the status it ends in."""
         row = session.get(SendLog, row_id)
         assert row is not None
-        customer = session.get(Customer, row.customer_id)
+        # Re-read, not the identity map's copy: an unsubscribe may have landed since the pass planned.
+        customer = session.get(Customer, row.customer_id, populate_existing=True)
         assert customer is not None
         if customer.suppressed_at or customer.unsubscribed_at:
             why = "suppressed" if customer.suppressed_at else "unsubscribed"

@@ -1,8 +1,11 @@
-"""Signed unsubscribe tokens: ``<customer id>.<HMAC>``.
+"""Signed tokens for the unsubscribe endpoint: ``<customer id>.<HMAC>`` or ``<id>.<issued>.<HMAC>``.
 
 The purpose is bound into the signature, so a token minted for one purpose
-never verifies for another, and nobody can unsubscribe a customer whose
-token they were not sent.
+(unsubscribe) never verifies for another (resubscribe), and nobody can act on
+a customer whose token they were not sent. Unsubscribe tokens never expire:
+the link in a two-year-old email must still work. Tokens minted with an
+``issued`` time (the undo link on the confirmation page) expire after
+``max_age``, so a stale page cannot re-enrol someone months later.
 """
 
 from __future__ import annotations
@@ -10,31 +13,60 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from datetime import UTC, datetime, timedelta
 
 UNSUBSCRIBE = "unsubscribe"
+RESUBSCRIBE = "resubscribe"
 _SIGNATURE_CHARS = 32  # 192 bits of HMAC-SHA256, short enough for one header line
+_MAX_DIGITS = 18  # ids and timestamps fit a signed 64-bit integer
 
 
 class BadToken(ValueError):
-    """The token is malformed, forged, truncated or for another purpose."""
+    """The token is malformed, forged, truncated, expired or for another purpose."""
 
 
-def _signature(secret: str, customer_id: int, purpose: str) -> str:
-    digest = hmac.new(secret.encode(), f"{purpose}:{customer_id}".encode(), hashlib.sha256).digest()
+def _signature(secret: str, purpose: str, fields: tuple[int, ...]) -> str:
+    message = ":".join((purpose, *map(str, fields))).encode()
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")[:_SIGNATURE_CHARS]
 
 
-def make_token(secret: str, customer_id: int, purpose: str = UNSUBSCRIBE) -> str:
-    return f"{customer_id}.{_signature(secret, customer_id, purpose)}"
+def make_token(
+    secret: str, customer_id: int, purpose: str = UNSUBSCRIBE, *, issued: datetime | None = None
+) -> str:
+    """A URL-safe token for ``customer_id``; with ``issued`` it can be checked for age."""
+    fields = (customer_id,) if issued is None else (customer_id, int(issued.timestamp()))
+    return ".".join((*map(str, fields), _signature(secret, purpose, fields)))
 
 
-def read_token(secret: str, token: str, purpose: str = UNSUBSCRIBE) -> int:
-    """Return the customer id the token was signed for; raises BadToken otherwise."""
-    head, dot, signature = token.partition(".")
-    if not dot or not head.isdigit() or len(head) > 18:
+def read_token(
+    secret: str,
+    token: str,
+    purpose: str = UNSUBSCRIBE,
+    *,
+    max_age: timedelta | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Return the customer id the token was signed for; raises BadToken otherwise.
+
+    With ``max_age`` the token must carry its issue time and be younger than that.
+    The signature is compared in constant time.
+    """
+    *head, signature = token.split(".")
+    if len(head) != (1 if max_age is None else 2) or not all(_is_number(part) for part in head):
         raise BadToken("malformed token")
-    customer_id = int(head)
-    expected = _signature(secret, customer_id, purpose)
-    if not hmac.compare_digest(expected.encode(), signature.encode()):
+    fields = tuple(int(part) for part in head)
+    expected = _signature(secret, purpose, fields)
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
         raise BadToken("bad signature")
-    return customer_id
+    if max_age is not None:
+        issued = datetime.fromtimestamp(fields[1], UTC)
+        age = (now or datetime.now(UTC)) - issued
+        if age > max_age or age < -timedelta(minutes=5):
+            raise BadToken("expired token")
+    return fields[0]
+
+
+def _is_number(text: str) -> bool:
+    # str.isdigit() alone accepts "²" and other non-ASCII digits that int() refuses.
+    return text.isascii() and text.isdigit() and 0 < len(text) <= _MAX_DIGITS

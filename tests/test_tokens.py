@@ -1,0 +1,87 @@
+"""Unsubscribe tokens: bound to one customer and one purpose; undo links expire."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from mailer.tokens import RESUBSCRIBE, UNSUBSCRIBE, BadToken, make_token, read_token
+
+SECRET = "s3cret-for-tests"
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def test_a_token_reads_back_to_its_customer() -> None:
+    assert read_token(SECRET, make_token(SECRET, 42)) == 42
+
+
+def test_a_token_is_url_safe_and_fits_in_a_header_line() -> None:
+    token = make_token(SECRET, 123456789)
+    assert set(token) <= set("0123456789.ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_")
+    assert len(token) < 50
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        ".",
+        "42",
+        "42.",
+        ".abc",
+        "x.abc",
+        "42.abc.def",
+        " 42." + "A" * 32,
+        "\N{SUPERSCRIPT TWO}." + "A" * 32,
+        "\N{FULLWIDTH DIGIT FOUR}2." + "A" * 32,
+        "1" * 19 + "." + "A" * 32,
+        "0." + "A" * 32,
+        "42.\N{SNOWMAN}",
+    ],
+)
+def test_malformed_tokens_raise_bad_token_never_another_error(token: str) -> None:
+    with pytest.raises(BadToken):
+        read_token(SECRET, token)
+
+
+def test_a_signature_for_one_customer_does_not_verify_for_another() -> None:
+    signature = make_token(SECRET, 42).split(".")[1]
+    with pytest.raises(BadToken, match="signature"):
+        read_token(SECRET, f"43.{signature}")
+
+
+def test_a_token_signed_with_another_secret_is_refused() -> None:
+    with pytest.raises(BadToken):
+        read_token(SECRET, make_token("not the secret", 42))
+
+
+def test_the_purpose_is_bound_into_the_signature() -> None:
+    undo = make_token(SECRET, 42, RESUBSCRIBE, issued=NOW)
+    with pytest.raises(BadToken):
+        read_token(SECRET, undo, UNSUBSCRIBE)
+    with pytest.raises(BadToken):
+        read_token(
+            SECRET,
+            make_token(SECRET, 42, UNSUBSCRIBE),
+            RESUBSCRIBE,
+            max_age=timedelta(days=30),
+            now=NOW,
+        )
+    assert read_token(SECRET, undo, RESUBSCRIBE, max_age=timedelta(days=30), now=NOW) == 42
+
+
+def test_an_undo_token_expires_and_its_time_cannot_be_edited() -> None:
+    undo = make_token(SECRET, 42, RESUBSCRIBE, issued=NOW - timedelta(days=31))
+    with pytest.raises(BadToken, match="expired"):
+        read_token(SECRET, undo, RESUBSCRIBE, max_age=timedelta(days=30), now=NOW)
+    cid, _issued, signature = undo.split(".")
+    fresher = f"{cid}.{int(NOW.timestamp())}.{signature}"
+    with pytest.raises(BadToken, match="signature"):
+        read_token(SECRET, fresher, RESUBSCRIBE, max_age=timedelta(days=30), now=NOW)
+
+
+def test_an_undo_token_from_the_future_is_refused() -> None:
+    undo = make_token(SECRET, 42, RESUBSCRIBE, issued=NOW + timedelta(days=1))
+    with pytest.raises(BadToken, match="expired"):
+        read_token(SECRET, undo, RESUBSCRIBE, max_age=timedelta(days=30), now=NOW)
