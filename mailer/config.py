@@ -530,8 +530,9 @@ def _milestone(t: _Table) -> dict[str, Any]:
         raise t.error("thresholds", "is required: a list such as [10, 50, 100]")
     if any(v <= 0 for v in thresholds):
         raise t.error("thresholds", "must all be positive")
-    if metric != "lifetime_spend" and not all(v.is_integer() for v in thresholds):
-        raise t.error("thresholds", f"{metric} counts whole numbers, got {[v for v in thresholds if not v.is_integer()][0]:g}")
+    fractions = [v for v in thresholds if not v.is_integer()]
+    if metric != "lifetime_spend" and fractions:
+        raise t.error("thresholds", f"{metric} counts whole numbers, got {fractions[0]:g}")
     return {"metric": metric, "thresholds": tuple(sorted(set(thresholds)))}
 
 

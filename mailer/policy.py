@@ -3,9 +3,14 @@
 The steps run in the order of SPEC §4 and each outcome carries the reason
 that ends up in the send log:
 
-    already settled → superseded → expired → unsubscribed/suppressed → segment
+    segment → already settled → superseded → expired → unsubscribed/suppressed
     → one email per customer per pass (highest priority wins, the rest deferred)
     → frequency cap → send window in the recipient's local time
+
+The segment (``tags_any``/``tags_none``) says whom a campaign addresses: a
+customer outside it never had the occasion, so nothing is logged for them
+(a staff-only campaign would otherwise log a "skipped" row for every
+customer's anniversary). Every other outcome is logged with its reason.
 
 "Deferred" is never final: a deferred occasion is decided again by every
 later pass until it is sent or its catch-up window is over, when it is
@@ -91,10 +96,11 @@ def decide(
     decisions: list[Decision] = []
     contenders: list[Occasion] = []
     for occasion in occasions:
+        if not in_segment(customer.tags, campaigns[occasion.campaign]):
+            continue  # not whom this campaign addresses
         status = logged.get((occasion.campaign, occasion.key))
         if status is not None and status != SendStatus.DEFERRED:
             continue  # settled, queued for delivery, or waiting for a human
-        campaign = campaigns[occasion.campaign]
         top = best.get((occasion.campaign, occasion.series)) if occasion.series else None
         late = (moment.today - occasion.due).days
         if top is not None and top.rank > occasion.rank:
@@ -106,8 +112,6 @@ def decide(
             decisions.append(Decision(occasion, Verdict.SKIP, "suppressed"))
         elif customer.unsubscribed:
             decisions.append(Decision(occasion, Verdict.SKIP, "unsubscribed"))
-        elif not in_segment(customer.tags, campaign):
-            decisions.append(Decision(occasion, Verdict.SKIP, "not in segment"))
         else:
             contenders.append(occasion)
     if not contenders:

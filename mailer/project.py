@@ -68,6 +68,13 @@ priority = 30
 tags_none = ["staff"]
 
 [[campaign]]
+name = "staff-work-anniversary"        # staff are "internal customers": same occasion, own segment and words
+occasion = "anniversary"
+template = "staff_anniversary"
+priority = 30
+tags_any = ["staff"]
+
+[[campaign]]
 name = "birthday"
 occasion = "birthday"
 template = "birthday"
@@ -80,6 +87,15 @@ metric = "order_count"
 thresholds = [10, 25, 50, 100]
 template = "milestone"
 priority = 20
+tags_none = ["staff"]
+
+[[campaign]]
+name = "big-spender"
+occasion = "milestone"
+metric = "lifetime_spend"
+thresholds = [500, 1000, 2500]         # the highest one crossed is sent, the lower ones logged as superseded
+template = "milestone"
+priority = 25
 tags_none = ["staff"]
 
 [[campaign]]

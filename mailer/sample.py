@@ -132,6 +132,8 @@ def write_sample_data(
                 tags.append("wholesale")
             if n % 50 == 0:
                 tags.append("staff")
+                # Staff joined on days spread over the coming weeks: work anniversaries on the calendar.
+                since = _on(today + timedelta(days=n // 10), n // 50 + 1)
             owner_name, owner_email = rng.choice(OWNERS)
             slug = "".join(ch for ch in (first or "customer").lower() if ch.isascii() and ch.isalpha()) or "customer"
             customers.writerow(
@@ -159,7 +161,9 @@ def _write_orders(
     orders = rng.randint(0, 14)
     span = max((today - since).days, 1)
     last_order = today - timedelta(days=rng.randint(1, min(span, 200)))
-    if n % 11 == 0:
+    if n % 17 == 0:
+        orders, last_order = 10, today - timedelta(days=1)  # the tenth order, yesterday: a milestone
+    elif n % 11 == 0:
         last_order = today - timedelta(days=7)  # "how did we do?" is due today
     elif n % 13 == 0:
         last_order = today - timedelta(days=60)  # a silent spell reaches 60 days today
