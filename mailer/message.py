@@ -2,13 +2,20 @@
 
 No header value ever carries CR, LF or NUL: every value passes through
 :func:`header_safe`, and addresses are built with the email package's
-``Address`` so display names are encoded, never spliced in raw.
+``Address`` so display names are encoded, never spliced in raw. The email
+package decodes RFC 2047 encoded words in every string header it is given,
+and the CPython this runs on may write a decoded line break out raw
+(gh-121650, CVE-2024-6923) or drop the quotes of a long display name when
+folding (gh-80222); so header_safe decodes before it cleans, display names
+are kept short enough never to fold, and :func:`build_message` re-reads the
+headers it wrote and refuses a message whose header set changed.
 """
 
 from __future__ import annotations
 
 import email.policy
 import re
+from email.parser import BytesHeaderParser
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -30,16 +37,35 @@ class HeaderError(ValueError):
     """A header value that would change the message's structure."""
 
 
+_MAX_DECODES = 5  # encoded words nested deeper than this are refused, not unwrapped forever
+_MAX_NAME = 120  # a display name this short never makes an address header fold (gh-80222)
+_READER = email.policy.default
+
+
 def header_safe(value: str) -> str:
-    """Replace control characters (CR, LF, NUL, Unicode line separators) with a space."""
-    return " ".join(_UNSAFE.sub(" ", value).split())
+    """Replace control characters (CR, LF, NUL, Unicode line separators) with a space.
+
+    Encoded words are decoded first, as the email package would decode them,
+    until nothing changes, so ``=?utf-8?q?=0D=0A?=`` cannot smuggle a break past
+    the cleaning. Raises HeaderError for encoded words nested absurdly deep.
+    """
+    for _ in range(_MAX_DECODES):
+        clean = " ".join(_UNSAFE.sub(" ", value).split())
+        decoded = str(_READER.header_factory("subject", clean))
+        if decoded == clean:
+            return clean
+        value = decoded
+    raise HeaderError(f"encoded words nested too deeply: {value[:60]!r}")
 
 
 def address(name: str | None, addr: str) -> Address:
     local, at, domain = addr.rpartition("@")
-    if not at or _UNSAFE.search(addr):
+    if not at or _UNSAFE.search(addr) or "=?" in addr:
         raise HeaderError(f"not a plain address: {addr!r}")
-    return Address(display_name=header_safe(name or ""), username=local, domain=domain)
+    display = header_safe(name or "")
+    if len(display) > _MAX_NAME:
+        display = display[:_MAX_NAME].rstrip() + "…"
+    return Address(display_name=display, username=local, domain=domain)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +97,30 @@ def build_message(rendered: Rendered, envelope: Envelope, sender: SenderSettings
         msg["X-Mailer-Occasion"] = header_safe(envelope.reference)
     msg.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
     msg.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    check_headers(msg)
     return msg
+
+
+def check_headers(msg: EmailMessage) -> None:
+    """Serialise the headers as the wire will carry them, parse them back, and compare.
+
+    Raises HeaderError if a header appeared or vanished, an address changed, or
+    a decoded value carries a control character: whatever the email package's
+    folding did, the receiver must see exactly the headers that were set.
+    """
+    wire = b"".join(WIRE_POLICY.fold_binary(name, value) for name, value in msg.items())
+    seen = BytesHeaderParser(policy=_READER).parsebytes(wire + b"\r\n")
+    if [k.lower() for k in seen.keys()] != [k.lower() for k in msg.keys()]:
+        raise HeaderError(f"headers changed on the wire: {seen.keys()} instead of {msg.keys()}")
+    for name, value in seen.items():
+        if _UNSAFE.search(str(value).replace("\t", " ")):
+            raise HeaderError(f"{name} would carry a control character")
+    for name in ("From", "To", "Reply-To"):
+        if name in msg:
+            sent = [a.addr_spec for a in msg[name].addresses]
+            read = [a.addr_spec for a in seen[name].addresses]
+            if sent != read:
+                raise HeaderError(f"{name} would read as {read} instead of {sent}")
 
 
 def to_wire(msg: EmailMessage) -> bytes:
