@@ -124,7 +124,12 @@ class SendLog(SQLModel, table=True):
     is_test: bool = False
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
-    sent_at: datetime | None = None
+    sent_at: datetime | None = Field(default=None, index=True)  # indexed: the daily cap counts the last 24 h
+    first_attempt_at: datetime | None = None  # retries give up `retry_max_age` after this
+    # The process that claimed the row (its lease key, see mailer.lease) and when:
+    # a `sending` row whose claimer is dead was interrupted and becomes `unknown`.
+    claimed_by: int | None = None
+    claimed_at: datetime | None = None
 
 
 class PassRun(SQLModel, table=True):

@@ -9,11 +9,14 @@ bounce, a failure) after it.
 
 from __future__ import annotations
 
+import functools
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, update
@@ -23,11 +26,13 @@ from sqlmodel import Session, col
 from mailer import store
 from mailer.config import Campaign, Settings
 from mailer.context import occasion_view, template_context
+from mailer.lease import lease_for
 from mailer.message import Envelope, HeaderError, build_message
 from mailer.models import Customer, PlanMark, SendLog, SendStatus, utcnow
 from mailer.occasions import CustomerFacts, Occasion, pick
 from mailer.policy import Decision, PassMoment, Verdict, decide
 from mailer.render import Renderer, RenderError
+from mailer.throttle import TokenBucket
 from mailer.tokens import make_token
 from mailer.transport import Outcome, SendResult, Transport
 
@@ -98,10 +103,14 @@ class PassReport:
     planned: list[Planned] = field(default_factory=list)
     counts: Counter[str] = field(default_factory=Counter)
     deliveries: list[tuple[int, str]] = field(default_factory=list)  # (send-log id, server reply)
+    stopped: str = ""  # why delivery stopped before the queue was empty, if it did
 
     def summary(self) -> str:
         order = ("sent", "queued", "retrying", "deferred", "skipped", "failed", "bounced")
-        return ", ".join(f"{name} {self.counts.get(name, 0)}" for name in order)
+        text = ", ".join(f"{name} {self.counts.get(name, 0)}" for name in order)
+        extras = [f"{name} {self.counts[name]}" for name in ("unknown", "held") if self.counts.get(name)]
+        stopped = [f"stopped: {self.stopped}"] if self.stopped else []
+        return ", ".join([text, *extras, *stopped])
 
 
 @dataclass
@@ -303,8 +312,14 @@ def _json_details(occasion: Occasion) -> dict[str, object]:
     return {k: (v.isoformat() if isinstance(v, date) else v) for k, v in occasion.details.items()}
 
 
+TransportFactory = Callable[[], Transport]
+
+
 class Deliverer:
-    """Renders and sends claimed send-log rows, recording each outcome."""
+    """Renders and sends claimed send-log rows over one transport, recording each outcome.
+
+    One per sending thread (a transport is one connection); the renderer may be shared.
+    """
 
     def __init__(self, settings: Settings, renderer: Renderer, transport: Transport) -> None:
         self.settings = settings
@@ -337,113 +352,268 @@ class Deliverer:
         )
         return build_message(rendered, envelope, sender)
 
-    def deliver(self, session: Session, row_id: int, now: datetime) -> str:
-        """Send one row already claimed as ``sending``; returns the status it ends in."""
-        row = session.get(SendLog, row_id)
+    def deliver(self, session: Session, row_id: int, claimer: int, now: Callable[[], datetime]) -> Delivery:
+        """Send one row that ``claimer`` has claimed (and committed) as ``sending``; record the outcome.
+
+        The Message-ID and subject are committed before the SMTP transaction,
+        so a row that a crash leaves ``unknown`` can be looked up at the relay.
+        """
+        row = session.get(SendLog, row_id, populate_existing=True)
         assert row is not None
         # Re-read, not the identity map's copy: an unsubscribe may have landed since the pass planned.
         customer = session.get(Customer, row.customer_id, populate_existing=True)
         assert customer is not None
         if customer.suppressed_at or customer.unsubscribed_at:
             why = "suppressed" if customer.suppressed_at else "unsubscribed"
-            return self._finish(session, row, SendStatus.SKIPPED, f"{why} before delivery", now)
+            return self._finish(session, row, claimer, SendStatus.SKIPPED, f"{why} before delivery", now())
         try:
             msg = self.compose(row, customer)
         except (RenderError, HeaderError) as exc:
-            return self._finish(session, row, SendStatus.FAILED, f"render error: {exc}", now)
-        row.subject = str(msg["Subject"])
-        row.message_id = str(msg["Message-ID"])
-        row.to_address = customer.email
+            return self._finish(session, row, claimer, SendStatus.FAILED, f"render error: {exc}", now())
+        noted = {"subject": str(msg["Subject"]), "message_id": str(msg["Message-ID"]), "to_address": customer.email}
+        if not store.finish(session, row_id, claimer, noted):
+            session.rollback()
+            return Delivery("lost", None)
+        session.commit()
         result = self.transport.send(self.settings.sender.from_address, customer.email, msg)
-        return self._record_result(session, row, customer, result, now)
+        return self._record_result(session, row, customer, claimer, result, now())
 
-    def _record_result(self, session: Session, row: SendLog, customer: Customer, result: SendResult, now: datetime) -> str:
-        row.last_reply = result.reply[:1000]
+    def _record_result(
+        self, session: Session, row: SendLog, customer: Customer, claimer: int, result: SendResult, now: datetime
+    ) -> Delivery:
+        extra: dict[str, object] = {"last_reply": result.reply[:1000]}
         if result.outcome is Outcome.DELIVERED:
-            row.sent_at = now
-            customer.last_emailed_at = now
-            session.add(customer)
-            return self._finish(session, row, SendStatus.SENT, "delivered", now)
+            session.execute(update(Customer).where(Customer.id == customer.id).values(last_emailed_at=now))  # type: ignore[arg-type]
+            extra["sent_at"] = now
+            return self._finish(session, row, claimer, SendStatus.SENT, "delivered", now, extra, result)
         if result.outcome is Outcome.PERMANENT:
             if result.user_unknown:
-                customer.suppressed_at = now
-                customer.suppressed_reason = f"hard bounce: {result.reply[:200]}"
-                session.add(customer)
-            return self._finish(session, row, SendStatus.BOUNCED, result.reply, now)
+                session.execute(
+                    update(Customer)
+                    .where(Customer.id == customer.id, Customer.suppressed_at.is_(None))  # type: ignore[arg-type, union-attr]
+                    .values(suppressed_at=now, suppressed_reason=f"hard bounce: {result.reply[:200]}", updated_at=now)
+                )
+            return self._finish(session, row, claimer, SendStatus.BOUNCED, f"bounced: {result.reply}", now, extra, result)
         transport = self.settings.transport
-        if now - row.created_at >= transport.retry_max_age:
-            return self._finish(session, row, SendStatus.FAILED, f"gave up after {row.attempts} attempts: {result.reply}", now)
-        row.next_attempt_at = now + transport.retry_initial * (2 ** max(row.attempts - 1, 0))
-        return self._finish(session, row, SendStatus.QUEUED, f"retrying: {result.reply}", now)
+        first = row.first_attempt_at or now
+        again = retry_at(first, row.attempts, now, transport.retry_initial, transport.retry_max_age)
+        if again is None:
+            reason = f"gave up after {row.attempts} attempts in {_span(now - first)}: {result.reply}"
+            return self._finish(session, row, claimer, SendStatus.FAILED, reason, now, extra, result)
+        extra["next_attempt_at"] = again
+        return self._finish(session, row, claimer, SendStatus.QUEUED, f"retrying: {result.reply}", now, extra, result)
 
-    def _finish(self, session: Session, row: SendLog, status: SendStatus, reason: str, now: datetime) -> str:
-        row.status = status
-        row.reason = reason[:1000]
-        row.updated_at = now
-        session.add(row)
+    def _finish(
+        self,
+        session: Session,
+        row: SendLog,
+        claimer: int,
+        status: SendStatus,
+        reason: str,
+        now: datetime,
+        extra: dict[str, object] | None = None,
+        result: SendResult | None = None,
+    ) -> Delivery:
+        values = {"status": status, "reason": reason[:1000], "updated_at": now, **(extra or {})}
+        assert row.id is not None
+        if not store.finish(session, row.id, claimer, values):
+            # Requeued by a human and claimed by another process meanwhile: its record wins.
+            log.warning("send-log row %s was taken over while sending; its outcome here: %s", row.id, reason)
+            session.rollback()
+            return Delivery("lost", result)
         session.commit()
-        return "retrying" if status == SendStatus.QUEUED else str(status)
+        return Delivery("retrying" if status == SendStatus.QUEUED else str(status), result)
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What became of one claimed row: the report's name for it, and the transport's result if it got that far."""
+
+    outcome: str
+    result: SendResult | None
+
+
+def retry_at(first: datetime, attempts: int, now: datetime, initial: timedelta, max_age: timedelta) -> datetime | None:
+    """When to try again after the ``attempts``-th failed attempt, or None to give up.
+
+    Exponential backoff (``initial``, then doubling), never past
+    ``first + max_age``: the last attempt happens at that deadline, and a
+    failure then is final. With 30 min and 3 days: attempts at 0, 0.5, 1.5,
+    3.5, 7.5, 15.5, 31.5, 63.5 and 72 hours.
+    """
+    deadline = first + max_age
+    if now >= deadline:
+        return None
+    return min(now + initial * (2 ** max(attempts - 1, 0)), deadline)
+
+
+def _span(delta: timedelta) -> str:
+    hours = delta.total_seconds() / 3600
+    return f"{hours / 24:.1f} days" if hours >= 48 else f"{hours:.1f} hours"
 
 
 def drain(
     engine: Engine,
-    deliverer: Deliverer,
+    settings: Settings,
+    transports: Transport | TransportFactory,
+    *,
     now: Callable[[], datetime] = utcnow,
     should_stop: Callable[[], bool] = lambda: False,
+    bucket: TokenBucket | None = None,
+    renderer: Renderer | None = None,
 ) -> PassReport:
-    """Send every queued row that is due, one claimed row at a time, until none is left."""
+    """Send every due ``queued`` row, one claimed row at a time per connection, until none is left.
+
+    ``transports`` is a factory called once per connection
+    (``[transport] connections`` of them, each in its own thread with its own
+    session), or one transport instance, which then is the only connection.
+    Each row is committed as ``sending`` before its SMTP transaction and with
+    its outcome after it, so a crash leaves at most one row per connection
+    in between (see :func:`mailer.store.recover_interrupted`).
+
+    Stops early, leaving the rest ``queued`` and due: when ``should_stop``
+    turns true (the message in flight is finished first), when the relay
+    cannot take mail (down, TLS or AUTH refused), or when ``daily_cap`` is
+    reached (the waiting rows say so in their reason).
+    """
+    lease = lease_for(engine)
+    lease.renew()
+    renderer = renderer or Renderer(settings.render.templates, settings.render.inliner)
+    if callable(transports) and not hasattr(transports, "send"):
+        factory: TransportFactory = transports
+        connections = settings.transport.connections
+    else:
+        instance = cast(Transport, transports)
+        factory, connections = (lambda: instance), 1
+    bucket = bucket or TokenBucket(settings.transport.rate_per_second)
+    halt = threading.Event()
+
+    def stopping() -> bool:
+        return halt.is_set() or should_stop()
+
+    def connection(report: PassReport) -> None:
+        deliverer = Deliverer(settings, renderer, factory())
+        _drain_connection(engine, deliverer, lease.key, bucket, now, stopping, halt, report)
+
+    reports = [PassReport() for _ in range(connections)]
+    if connections == 1:
+        connection(reports[0])
+    else:
+        _run_threads([functools.partial(connection, report) for report in reports])
     report = PassReport()
-    with Session(engine, expire_on_commit=False) as session, deliverer.transport:
-        while not should_stop():
-            ids = store.due_ids(session, now())
-            if not ids:
-                break
-            progressed = False
-            for row_id in ids:
-                if should_stop():
-                    break
-                if not store.claim(session, row_id):
-                    continue  # another worker got there first
-                session.commit()  # `sending` is durable before the SMTP transaction starts
-                progressed = True
-                outcome = deliverer.deliver(session, row_id, now())
-                report.counts[outcome] += 1
-                if outcome == "sent":
-                    row = session.get(SendLog, row_id)
-                    report.deliveries.append((row_id, row.last_reply if row else ""))
-            if not progressed:
-                break
+    for part in reports:
+        report.counts.update(part.counts)
+        report.deliveries.extend(part.deliveries)
+        report.stopped = report.stopped or part.stopped
+    cap = settings.transport.daily_cap
+    if report.stopped == CAPPED:
+        with Session(engine) as session:
+            report.counts["held"] = store.hold_for_cap(session, now(), cap)
+        log.warning("daily cap of %d reached: %d due messages wait for the next pass", cap, report.counts["held"])
     return report
+
+
+CAPPED = "daily cap reached"
+
+
+def _drain_connection(
+    engine: Engine,
+    deliverer: Deliverer,
+    claimer: int,
+    bucket: TokenBucket,
+    now: Callable[[], datetime],
+    should_stop: Callable[[], bool],
+    halt: threading.Event,
+    report: PassReport,
+) -> None:
+    """One connection's loop: take a rate token, claim a row, commit, send, record; until nothing is due."""
+    cap = deliverer.settings.transport.daily_cap
+    with Session(engine, expire_on_commit=False) as session, deliverer.transport:
+        # The token comes before the claim: waiting for it with a row `sending` would widen the crash window.
+        while bucket.acquire(should_stop):
+            moment = now()
+            row_id = store.claim_next(session, moment, claimer, cap)
+            session.commit()  # `sending` is durable before the SMTP transaction starts
+            if row_id is None:
+                if cap and store.sent_or_in_flight(session, moment) >= cap:
+                    report.stopped = CAPPED
+                    halt.set()
+                session.rollback()
+                return
+            delivery = deliverer.deliver(session, row_id, claimer, now)
+            report.counts[delivery.outcome] += 1
+            if delivery.outcome == "sent" and delivery.result is not None:
+                report.deliveries.append((row_id, delivery.result.reply))
+            if delivery.result is not None and delivery.result.relay_unusable:
+                report.stopped = f"relay unusable: {delivery.result.reply}"
+                log.warning("stopping this pass, the relay cannot take mail: %s", delivery.result.reply)
+                halt.set()
+                return
+
+
+def _run_threads(jobs: list[Callable[[], None]]) -> None:
+    """Run each job in its own thread; wait for all; re-raise the first error any of them raised."""
+    errors: list[BaseException] = []
+
+    def guarded(job: Callable[[], None]) -> None:
+        try:
+            job()
+        except BaseException as exc:  # handed to the caller's thread below, not swallowed
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guarded, args=(job,), name=f"mailer-send-{i + 1}") for i, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 def run_pass(
     engine: Engine,
     settings: Settings,
     clock: PassClock,
-    transport: Transport,
+    transport: Transport | TransportFactory,
     *,
     campaign_names: Iterable[str] | None = None,
     dry_run: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> PassReport:
-    """Plan, record and deliver one pass. A dry run plans only: nothing is written or sent."""
+    """Plan, record and deliver one pass. A dry run plans only: nothing is written or sent.
+
+    On PostgreSQL only one process plans at a time (an advisory lock held by
+    the planning transaction); a process that finds another one planning
+    goes straight to delivering what is already queued.
+    """
     campaigns = [settings.campaign(n) for n in campaign_names] if campaign_names else list(settings.campaigns)
     renderer = Renderer(settings.render.templates, settings.render.inliner)
     with Session(engine, expire_on_commit=False) as session:
-        planned = plan(session, settings, clock, campaigns)
         if dry_run:
+            planned = plan(session, settings, clock, campaigns)
             report = PassReport(planned=planned)
             for item in planned:
                 report.counts[_planned_name(item.decision)] += 1
             return report
-        record(session, planned, {c.name: c for c in campaigns}, clock.now)
-        expired = settle(session, settings, clock)
+        if store.try_plan_lock(session):
+            planned = plan(session, settings, clock, campaigns)
+            record(session, planned, {c.name: c for c in campaigns}, clock.now)
+            # record() committed, which released the lock: settle under it again, or leave it to its holder.
+            expired = settle(session, settings, clock) if store.try_plan_lock(session) else 0
+        else:
+            log.info("another process is planning this pass; delivering what is queued")
+            planned, expired = [], 0
+    interrupted = store.recover_interrupted(engine)
+    if interrupted:
+        log.warning("%d messages were interrupted while sending, now `unknown`: %s", len(interrupted), interrupted)
     # The pass's clock may stand for another instant (`--now`, `--date`): keep it moving from there.
     offset = clock.now - utcnow()
-    deliverer = Deliverer(settings, renderer, transport)
-    report = drain(engine, deliverer, now=lambda: utcnow() + offset, should_stop=should_stop)
+    report = drain(
+        engine, settings, transport, now=lambda: utcnow() + offset, should_stop=should_stop, renderer=renderer
+    )
     report.planned = planned
     report.counts["skipped"] += expired
+    report.counts["unknown"] += len(interrupted)
     for item in planned:
         if item.decision.verdict is not Verdict.SEND:
             report.counts[_planned_name(item.decision)] += 1

@@ -10,14 +10,15 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, event, or_, select, update
-from sqlalchemy.engine import Connection
+from sqlalchemy import Engine, Select, and_, event, func, literal, or_, select, update
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, create_engine
 
 from mailer import migrate
 from mailer.config import Campaign
 from mailer.errors import MailerError
+from mailer.lease import is_dead, lease_for
 from mailer.models import Customer, Interaction, SendLog, SendStatus, month_day, utcnow
 from mailer.occasions import CustomerFacts, InteractionFact
 
@@ -258,22 +259,142 @@ def logged_statuses(session: Session, customer_ids: Sequence[int]) -> dict[tuple
     return found
 
 
-def claim(connection: Connection | Session, row_id: int, from_status: str = SendStatus.QUEUED) -> bool:
-    """Move one row to ``sending`` if it is still ``from_status``; False if another worker got there first."""
-    result = connection.execute(
+# One-bigint advisory lock keys ("mailer:plan", "mailer:cap"); worker leases use the
+# separate two-int4 key space (mailer.lease), so they never collide with these.
+PLAN_LOCK = 0x6D61696C65723A70
+CAP_LOCK = 0x6D61696C65723A63
+
+INTERRUPTED = (
+    "interrupted while sending: the process died between claiming it and recording the SMTP reply, "
+    "so it may or may not have been delivered (look for its Message-ID at the relay); "
+    "`mailer requeue ID` sends it again"
+)
+
+
+def try_plan_lock(session: Session) -> bool:
+    """Become the one process that plans now (PostgreSQL: a transaction-level advisory lock).
+
+    True if this session's transaction holds the lock until it commits or
+    rolls back; False if another process is planning at this moment. SQLite
+    has one process per store (the lock file), so it always gets it.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return bool(session.execute(select(func.pg_try_advisory_xact_lock(PLAN_LOCK))).scalar())
+
+
+def claim_next(session: Session, now: datetime, claimer: int, daily_cap: int = 0) -> int | None:
+    """Claim the next due ``queued`` row as ``sending`` for ``claimer``; its id, or None.
+
+    One statement, so it is atomic on its own: on PostgreSQL the candidate is
+    picked ``FOR UPDATE SKIP LOCKED`` (workers never wait for, or take, each
+    other's row) and the update is still conditional on ``queued``; on SQLite
+    the statement holds the database's write lock. With ``daily_cap`` the row
+    is claimed only while fewer than ``daily_cap`` messages were sent in the
+    24 hours before ``now`` or are in flight; PostgreSQL workers take that
+    decision one at a time under an advisory lock, so the cap holds across
+    processes. The caller commits, before the SMTP transaction starts.
+    """
+    postgres = session.get_bind().dialect.name == "postgresql"
+    candidate = aliased(SendLog)  # its own FROM: an un-aliased subquery would be correlated to the UPDATE
+    due = (
+        select(candidate.id)
+        .where(candidate.status == SendStatus.QUEUED, candidate.next_attempt_at <= now)  # type: ignore[arg-type, operator]
+        .order_by(candidate.next_attempt_at, candidate.id)  # type: ignore[arg-type]
+        .limit(1)
+    )
+    if postgres:
+        due = due.with_for_update(skip_locked=True)
+    statement = update(SendLog).where(
+        SendLog.id == due.scalar_subquery(),  # type: ignore[arg-type]
+        SendLog.status == SendStatus.QUEUED,  # type: ignore[arg-type]
+    )
+    if daily_cap:
+        if postgres:
+            session.execute(select(func.pg_advisory_xact_lock(CAP_LOCK)))
+        statement = statement.where(_sent_or_in_flight(now).scalar_subquery() < daily_cap)
+    claimed = session.execute(
+        statement.values(
+            status=SendStatus.SENDING,
+            claimed_by=claimer,
+            claimed_at=now,
+            attempts=SendLog.attempts + 1,
+            first_attempt_at=func.coalesce(SendLog.first_attempt_at, literal(now, SendLog.first_attempt_at.type)),  # type: ignore[union-attr]
+            updated_at=now,
+        ).returning(SendLog.id)
+    ).scalar_one_or_none()
+    return claimed
+
+
+def _sent_or_in_flight(now: datetime) -> Any:
+    since = now - timedelta(days=1)
+    sent = select(func.count()).where(SendLog.sent_at >= since).scalar_subquery()  # type: ignore[operator]
+    in_flight = select(func.count()).where(SendLog.status == SendStatus.SENDING).scalar_subquery()  # type: ignore[arg-type]
+    return select(sent + in_flight)
+
+
+def sent_or_in_flight(session: Session, now: datetime) -> int:
+    """Messages sent in the 24 hours before ``now`` plus those being sent: what the daily cap counts."""
+    return int(session.execute(_sent_or_in_flight(now)).scalar_one())
+
+
+def hold_for_cap(session: Session, now: datetime, daily_cap: int) -> int:
+    """Say on every due ``queued`` row why it waits (the cap); returns how many. Nothing is dropped."""
+    result = session.execute(
         update(SendLog)
-        .where(SendLog.id == row_id, SendLog.status == from_status)  # type: ignore[arg-type]
-        .values(status=SendStatus.SENDING, updated_at=utcnow(), attempts=SendLog.attempts + 1)
+        .where(SendLog.status == SendStatus.QUEUED, SendLog.next_attempt_at <= now)  # type: ignore[arg-type, operator]
+        .values(reason=f"waiting: daily cap of {daily_cap} messages in 24 hours reached", updated_at=now)
+    )
+    session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def finish(session: Session, row_id: int, claimer: int, values: dict[str, Any]) -> bool:
+    """Record a claimed row's outcome (the caller commits); False if the claim is no longer ours.
+
+    Conditional on ``claimed_by``: if this process's lease was lost for a
+    while and another process turned the row into ``unknown``, the real
+    outcome still replaces that guess; a row requeued and claimed by someone
+    else since is left alone.
+    """
+    result = session.execute(
+        update(SendLog)
+        .where(
+            SendLog.id == row_id,  # type: ignore[arg-type]
+            SendLog.claimed_by == claimer,  # type: ignore[arg-type]
+            SendLog.status.in_((SendStatus.SENDING, SendStatus.UNKNOWN)),  # type: ignore[attr-defined]
+        )
+        .values(**values)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def due_ids(session: Session, now: datetime, limit: int = 500) -> list[int]:
-    """Ids of queued rows whose next attempt is due, oldest first."""
-    rows = session.execute(
-        select(SendLog.id)
-        .where(SendLog.status == SendStatus.QUEUED, SendLog.next_attempt_at <= now)  # type: ignore[arg-type, operator]
-        .order_by(SendLog.next_attempt_at, SendLog.id)
-        .limit(limit)
-    ).all()
-    return [row[0] for row in rows]
+def recover_interrupted(engine: Engine, now: datetime | None = None) -> list[int]:
+    """Turn rows left ``sending`` by processes that have died into ``unknown``; returns their ids.
+
+    Such a row may or may not have been delivered, so it is never resent
+    automatically: ``mailer log --status unknown`` lists it and ``mailer
+    requeue`` sends it after a human look. Safe at any time and from any
+    number of processes: a row is touched only when the lease of the process
+    that claimed it is gone (mailer.lease), never because it is old, and
+    never this process's own rows.
+    """
+    own = lease_for(engine).key
+    moment = now or utcnow()
+    recovered: list[int] = []
+    with engine.begin() as connection:
+        claimers = connection.execute(
+            select(SendLog.claimed_by).where(SendLog.status == SendStatus.SENDING).distinct()  # type: ignore[arg-type]
+        ).scalars().all()
+        for key in claimers:
+            if key == own or not is_dead(engine, connection, key):
+                continue
+            owner = SendLog.claimed_by.is_(None) if key is None else SendLog.claimed_by == key  # type: ignore[union-attr]
+            ids = connection.execute(
+                update(SendLog)
+                .where(SendLog.status == SendStatus.SENDING, owner)  # type: ignore[arg-type]
+                .values(status=SendStatus.UNKNOWN, reason=INTERRUPTED, updated_at=moment)
+                .returning(SendLog.id)
+            ).scalars().all()
+            recovered.extend(ids)
+    return sorted(recovered)

@@ -8,7 +8,11 @@ good) and returns the server's words, which go into the send log.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import itertools
 import os
+import re
 import smtplib
 import socket
 import ssl
@@ -27,7 +31,22 @@ from mailer.message import FILE_POLICY, to_wire
 class Outcome(StrEnum):
     DELIVERED = "delivered"
     TEMPORARY = "temporary"  # 4xx, timeouts, dropped or refused connections: retry later
-    PERMANENT = "permanent"  # 5xx: do not try again
+    PERMANENT = "permanent"  # 5xx about this recipient or message: do not try again
+
+
+class Stage(StrEnum):
+    """How far an SMTP attempt got: it says whose problem a failure is."""
+
+    CONNECT = "connect"  # connection, TLS, EHLO, AUTH: the relay or our settings, never the recipient
+    MAIL = "mail"  # MAIL FROM: about our sender address, never the recipient
+    RCPT = "rcpt"
+    DATA = "data"
+    DONE = "done"
+
+
+# Enhanced status codes (RFC 3463) 5.1.x that say the recipient's address does not exist.
+# 5.1.7 and 5.1.8 are about the *sender's* address and must not suppress anyone.
+_NO_SUCH_RECIPIENT = re.compile(r"^5\d\d[ -]5\.1\.(?:1|2|3|6|10)\b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +54,24 @@ class SendResult:
     outcome: Outcome
     reply: str
     code: int | None = None
+    stage: Stage = Stage.DONE
 
     @property
     def user_unknown(self) -> bool:
-        """A 5.1.x reply: the mailbox does not exist, so the address is suppressed."""
-        return self.outcome is Outcome.PERMANENT and " 5.1." in f" {self.reply}"
+        """A 5.1.x "no such mailbox" reply to this recipient: the address is suppressed."""
+        return (
+            self.outcome is Outcome.PERMANENT
+            and self.stage in (Stage.RCPT, Stage.DATA)
+            and _NO_SUCH_RECIPIENT.match(self.reply) is not None
+        )
+
+    @property
+    def relay_unusable(self) -> bool:
+        """The relay cannot take any message right now (down, TLS, AUTH, sender refused).
+
+        Trying the rest of the queue would only repeat the failure, so a pass stops.
+        """
+        return self.outcome is Outcome.TEMPORARY and self.stage in (Stage.CONNECT, Stage.MAIL)
 
 
 class Transport(Protocol):
@@ -57,7 +89,7 @@ class MaildirTransport:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self._counter = 0
+        self._counter = itertools.count(1)  # next() on a count is atomic: safe for several threads
 
     def __enter__(self) -> Self:
         for sub in ("tmp", "new", "cur"):
@@ -68,8 +100,7 @@ class MaildirTransport:
         return None
 
     def send(self, envelope_from: str, to_address: str, msg: EmailMessage) -> SendResult:
-        self._counter += 1
-        unique = f"{time.time_ns()}.P{os.getpid()}Q{self._counter}.{socket.gethostname()}"
+        unique = f"{time.time_ns()}.P{os.getpid()}Q{next(self._counter)}.{socket.gethostname()}"
         tmp = self.folder / "tmp" / f"{unique}.eml"
         final = self.folder / "new" / f"{unique}.eml"
         try:
@@ -79,22 +110,31 @@ class MaildirTransport:
                 os.fsync(handle.fileno())
             os.replace(tmp, final)
         except OSError as exc:
-            return SendResult(Outcome.TEMPORARY, f"cannot write {tmp}: {exc.strerror}")
+            # A folder we cannot write to refuses every message alike: stop the pass.
+            return SendResult(Outcome.TEMPORARY, f"cannot write {tmp}: {exc.strerror}", stage=Stage.CONNECT)
         return SendResult(Outcome.DELIVERED, f"250 saved to {final}", 250)
 
 
 class SmtpTransport:
-    """One SMTP connection reused for a whole pass; reconnects after a drop.
+    """One SMTP connection reused for many messages; reconnects after a drop.
 
-    TLS certificates are verified (``ssl.create_default_context``); ``ca_file``
-    adds a private CA without turning verification off.
+    Not thread-safe: each sending thread has its own transport. TLS
+    certificates are always verified (``ssl.create_default_context``);
+    ``ca_file`` adds a private CA without turning verification off. With
+    ``security = "starttls"`` a server that does not offer STARTTLS is an
+    error, never a reason to go on in clear text.
     """
 
     def __init__(self, settings: TransportSettings) -> None:
         self.settings = settings
         self._smtp: smtplib.SMTP | None = None
+        self._password: str | None = None
 
     def __enter__(self) -> Self:
+        # Read the password before any row is claimed: a missing secret is a
+        # configuration error to report, not a reason to leave rows `sending`.
+        if self.settings.username:
+            self._password = self.settings.password.reveal()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -105,19 +145,22 @@ class SmtpTransport:
         return ssl.create_default_context(cafile=ca)
 
     def connect(self) -> smtplib.SMTP:
+        """A ready session (TLS and AUTH done); raises smtplib/ssl/OS errors."""
         s = self.settings
         smtp: smtplib.SMTP
         if s.security == "tls":
-            smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self.tls_context())
+            smtp = smtplib.SMTP_SSL(
+                s.host, s.port, local_hostname=_ehlo_name(), timeout=s.timeout, context=self.tls_context()
+            )
         else:
-            smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
+            smtp = smtplib.SMTP(s.host, s.port, local_hostname=_ehlo_name(), timeout=s.timeout)
         try:
             smtp.ehlo()
             if s.security == "starttls":
                 smtp.starttls(context=self.tls_context())
                 smtp.ehlo()
             if s.username:
-                smtp.login(s.username, s.password.reveal())
+                smtp.login(s.username, self._password or s.password.reveal())
         except BaseException:
             smtp.close()
             raise
@@ -132,54 +175,83 @@ class SmtpTransport:
             self._smtp = None
 
     def send(self, envelope_from: str, to_address: str, msg: EmailMessage) -> SendResult:
-        """One SMTP transaction; every failure is classified, none is raised."""
+        """One SMTP transaction; every failure is classified, none is raised.
+
+        A reused connection that turns out to be closed before MAIL FROM was
+        accepted (the server timed out an idle session) is reopened once:
+        nothing was sent on it, so trying again cannot duplicate anything.
+        """
+        data = to_wire(msg)
+        reused = self._smtp is not None
+        result = self._attempt(envelope_from, to_address, data)
+        if reused and result.stage is Stage.MAIL and self._smtp is None and result.code is None:
+            result = self._attempt(envelope_from, to_address, data)
+        return result
+
+    def _attempt(self, sender: str, rcpt: str, data: bytes) -> SendResult:
+        stage = Stage.CONNECT
         try:
             if self._smtp is None:
                 self._smtp = self.connect()
-            return self._transaction(self._smtp, envelope_from, to_address, to_wire(msg))
-        except smtplib.SMTPAuthenticationError as exc:
+            smtp = self._smtp
+            stage = Stage.MAIL
+            code, reply = smtp.mail(sender, ["SMTPUTF8"] if _needs_smtputf8(sender, rcpt) else [])
+            if code != 250:
+                return self._refused(stage, code, reply)
+            stage = Stage.RCPT
+            code, reply = smtp.rcpt(rcpt)
+            if code not in (250, 251):
+                return self._refused(stage, code, reply)
+            stage = Stage.DATA
+            code, reply = smtp.data(data)
+            if code == 421:
+                self._drop()
+            return _classify(code, _text(reply), Stage.DATA)
+        except smtplib.SMTPResponseException as exc:  # a refusal raised by smtplib (EHLO, AUTH, DATA, ...)
             self._drop()
-            return SendResult(Outcome.TEMPORARY, f"{exc.smtp_code} authentication failed: {_text(exc.smtp_error)}", exc.smtp_code)
-        except smtplib.SMTPResponseException as exc:
+            return _classify(exc.smtp_code, _text(exc.smtp_error), stage)
+        except smtplib.SMTPServerDisconnected as exc:
             self._drop()
-            return _classify(exc.smtp_code, _text(exc.smtp_error))
-        except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
-            self._drop()
-            return SendResult(Outcome.TEMPORARY, f"connection lost: {exc or type(exc).__name__}")
+            return SendResult(Outcome.TEMPORARY, f"connection lost: {exc or 'closed by the server'}", stage=stage)
         except TimeoutError:
             self._drop()
-            return SendResult(Outcome.TEMPORARY, f"timed out after {self.settings.timeout:g}s")
-        except ssl.SSLCertVerificationError as exc:
+            return SendResult(Outcome.TEMPORARY, f"timed out after {self.settings.timeout:g}s", stage=stage)
+        except ssl.SSLCertVerificationError as exc:  # never fall back to clear text
             self._drop()
-            return SendResult(Outcome.TEMPORARY, f"TLS certificate refused: {exc.verify_message}")
+            return SendResult(Outcome.TEMPORARY, f"TLS certificate refused: {exc.verify_message}", stage=stage)
         except ssl.SSLError as exc:
             self._drop()
-            return SendResult(Outcome.TEMPORARY, f"TLS failed: {exc.reason or exc}")
-        except (smtplib.SMTPException, OSError) as exc:
+            return SendResult(Outcome.TEMPORARY, f"TLS failed: {exc.reason or exc}", stage=stage)
+        except smtplib.SMTPNotSupportedError as exc:
             self._drop()
-            return SendResult(Outcome.TEMPORARY, f"{type(exc).__name__}: {exc}")
+            return SendResult(Outcome.TEMPORARY, f"server does not support it: {exc}", stage=stage)
+        except (smtplib.SMTPException, OSError) as exc:  # refused or reset connections, DNS failures
+            self._drop()
+            return SendResult(Outcome.TEMPORARY, f"{type(exc).__name__}: {exc}", stage=stage)
 
-    def _transaction(self, smtp: smtplib.SMTP, sender: str, rcpt: str, data: bytes) -> SendResult:
-        # mail/rcpt/data instead of sendmail(): we want the server's final reply for the log.
-        code, reply = smtp.mail(sender, ["SMTPUTF8"] if _needs_smtputf8(sender, rcpt) else [])
-        if code != 250:
-            smtp.rset()
-            return _classify(code, _text(reply))
-        code, reply = smtp.rcpt(rcpt)
-        if code not in (250, 251):
-            smtp.rset()
-            return _classify(code, _text(reply))
-        code, reply = smtp.data(data)
-        return _classify(code, _text(reply))
+    def _refused(self, stage: Stage, code: int, reply: bytes | str) -> SendResult:
+        """MAIL or RCPT refused: reset the session for the next message (or drop it after a 421)."""
+        if code == 421:  # the server closes the connection after a 421 (RFC 5321 3.8)
+            self._drop()
+        elif self._smtp is not None:
+            try:
+                self._smtp.rset()
+            except (smtplib.SMTPException, OSError):
+                self._drop()
+        return _classify(code, _text(reply), stage)
 
     def _drop(self) -> None:
         """Forget a connection in an unknown state; the next send reconnects."""
         if self._smtp is not None:
-            try:
+            with contextlib.suppress(OSError):
                 self._smtp.close()
-            except OSError:
-                pass
             self._smtp = None
+
+
+@functools.cache
+def _ehlo_name() -> str:
+    # smtplib would otherwise resolve the host's FQDN for every connection (slow with broken DNS).
+    return socket.getfqdn()
 
 
 def _needs_smtputf8(*addresses: str) -> bool:
@@ -190,13 +262,18 @@ def _text(reply: bytes | str) -> str:
     return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
 
 
-def _classify(code: int, text: str) -> SendResult:
+def _classify(code: int, text: str, stage: Stage) -> SendResult:
+    """2xx delivered; 5xx about the recipient or message permanent; everything else temporary.
+
+    A 5xx before RCPT (EHLO, AUTH, MAIL FROM) is about our side, not the
+    recipient: it is retried (and the pass stops) rather than bouncing mail.
+    """
     reply = " ".join(f"{code} {text}".split())
     if 200 <= code < 300:
-        return SendResult(Outcome.DELIVERED, reply, code)
-    if 500 <= code < 600:
-        return SendResult(Outcome.PERMANENT, reply, code)
-    return SendResult(Outcome.TEMPORARY, reply, code)
+        return SendResult(Outcome.DELIVERED, reply, code, stage)
+    if 500 <= code < 600 and stage in (Stage.RCPT, Stage.DATA):
+        return SendResult(Outcome.PERMANENT, reply, code, stage)
+    return SendResult(Outcome.TEMPORARY, reply, code, stage)
 
 
 def make_transport(settings: TransportSettings, out_dir: Path | None = None) -> Transport:
