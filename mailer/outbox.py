@@ -393,9 +393,10 @@ class Deliverer:
                     .where(Customer.id == customer.id, Customer.suppressed_at.is_(None))  # type: ignore[arg-type, union-attr]
                     .values(suppressed_at=now, suppressed_reason=f"hard bounce: {result.reply[:200]}", updated_at=now)
                 )
-            return self._finish(session, row, claimer, SendStatus.BOUNCED, f"bounced: {result.reply}", now, extra, result)
+            reason = f"bounced: {result.reply}"
+            return self._finish(session, row, claimer, SendStatus.BOUNCED, reason, now, extra, result)
         transport = self.settings.transport
-        first = row.first_attempt_at or now
+        first: datetime = row.first_attempt_at or now
         again = retry_at(first, row.attempts, now, transport.retry_initial, transport.retry_max_age)
         if again is None:
             reason = f"gave up after {row.attempts} attempts in {_span(now - first)}: {result.reply}"
@@ -444,7 +445,7 @@ def retry_at(first: datetime, attempts: int, now: datetime, initial: timedelta, 
     deadline = first + max_age
     if now >= deadline:
         return None
-    return min(now + initial * (2 ** max(attempts - 1, 0)), deadline)
+    return min(now + initial * (1 << max(attempts - 1, 0)), deadline)
 
 
 def _span(delta: timedelta) -> str:

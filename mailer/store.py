@@ -298,38 +298,39 @@ def claim_next(session: Session, now: datetime, claimer: int, daily_cap: int = 0
     postgres = session.get_bind().dialect.name == "postgresql"
     candidate = aliased(SendLog)  # its own FROM: an un-aliased subquery would be correlated to the UPDATE
     due = (
-        select(candidate.id)
-        .where(candidate.status == SendStatus.QUEUED, candidate.next_attempt_at <= now)  # type: ignore[arg-type, operator]
-        .order_by(candidate.next_attempt_at, candidate.id)  # type: ignore[arg-type]
+        select(col(candidate.id))
+        .where(col(candidate.status) == SendStatus.QUEUED, col(candidate.next_attempt_at) <= now)
+        .order_by(col(candidate.next_attempt_at), col(candidate.id))
         .limit(1)
     )
     if postgres:
         due = due.with_for_update(skip_locked=True)
     statement = update(SendLog).where(
-        SendLog.id == due.scalar_subquery(),  # type: ignore[arg-type]
-        SendLog.status == SendStatus.QUEUED,  # type: ignore[arg-type]
+        col(SendLog.id) == due.scalar_subquery(), col(SendLog.status) == SendStatus.QUEUED
     )
     if daily_cap:
         if postgres:
             session.execute(select(func.pg_advisory_xact_lock(CAP_LOCK)))
         statement = statement.where(_sent_or_in_flight(now).scalar_subquery() < daily_cap)
-    claimed = session.execute(
+    first_attempt = col(SendLog.first_attempt_at)
+    now_value = literal(now, first_attempt.type)  # type: ignore[attr-defined]  # stored as the column stores it
+    claimed: int | None = session.execute(
         statement.values(
             status=SendStatus.SENDING,
             claimed_by=claimer,
             claimed_at=now,
-            attempts=SendLog.attempts + 1,
-            first_attempt_at=func.coalesce(SendLog.first_attempt_at, literal(now, SendLog.first_attempt_at.type)),  # type: ignore[union-attr]
+            attempts=col(SendLog.attempts) + 1,
+            first_attempt_at=func.coalesce(first_attempt, now_value),
             updated_at=now,
-        ).returning(SendLog.id)
+        ).returning(col(SendLog.id))
     ).scalar_one_or_none()
     return claimed
 
 
-def _sent_or_in_flight(now: datetime) -> Any:
+def _sent_or_in_flight(now: datetime) -> Select[tuple[int]]:
     since = now - timedelta(days=1)
-    sent = select(func.count()).where(SendLog.sent_at >= since).scalar_subquery()  # type: ignore[operator]
-    in_flight = select(func.count()).where(SendLog.status == SendStatus.SENDING).scalar_subquery()  # type: ignore[arg-type]
+    sent = select(func.count()).where(col(SendLog.sent_at) >= since).scalar_subquery()
+    in_flight = select(func.count()).where(col(SendLog.status) == SendStatus.SENDING).scalar_subquery()
     return select(sent + in_flight)
 
 
@@ -342,7 +343,7 @@ def hold_for_cap(session: Session, now: datetime, daily_cap: int) -> int:
     """Say on every due ``queued`` row why it waits (the cap); returns how many. Nothing is dropped."""
     result = session.execute(
         update(SendLog)
-        .where(SendLog.status == SendStatus.QUEUED, SendLog.next_attempt_at <= now)  # type: ignore[arg-type, operator]
+        .where(col(SendLog.status) == SendStatus.QUEUED, col(SendLog.next_attempt_at) <= now)
         .values(reason=f"waiting: daily cap of {daily_cap} messages in 24 hours reached", updated_at=now)
     )
     session.commit()
@@ -360,9 +361,9 @@ def finish(session: Session, row_id: int, claimer: int, values: dict[str, Any]) 
     result = session.execute(
         update(SendLog)
         .where(
-            SendLog.id == row_id,  # type: ignore[arg-type]
-            SendLog.claimed_by == claimer,  # type: ignore[arg-type]
-            SendLog.status.in_((SendStatus.SENDING, SendStatus.UNKNOWN)),  # type: ignore[attr-defined]
+            col(SendLog.id) == row_id,
+            col(SendLog.claimed_by) == claimer,
+            col(SendLog.status).in_((SendStatus.SENDING, SendStatus.UNKNOWN)),
         )
         .values(**values)
     )
@@ -383,18 +384,17 @@ def recover_interrupted(engine: Engine, now: datetime | None = None) -> list[int
     moment = now or utcnow()
     recovered: list[int] = []
     with engine.begin() as connection:
-        claimers = connection.execute(
-            select(SendLog.claimed_by).where(SendLog.status == SendStatus.SENDING).distinct()  # type: ignore[arg-type]
-        ).scalars().all()
+        sending = col(SendLog.status) == SendStatus.SENDING
+        claimers = connection.execute(select(col(SendLog.claimed_by)).where(sending).distinct()).scalars().all()
         for key in claimers:
             if key == own or not is_dead(engine, connection, key):
                 continue
-            owner = SendLog.claimed_by.is_(None) if key is None else SendLog.claimed_by == key  # type: ignore[union-attr]
+            owner = col(SendLog.claimed_by).is_(None) if key is None else col(SendLog.claimed_by) == key
             ids = connection.execute(
                 update(SendLog)
-                .where(SendLog.status == SendStatus.SENDING, owner)  # type: ignore[arg-type]
+                .where(sending, owner)
                 .values(status=SendStatus.UNKNOWN, reason=INTERRUPTED, updated_at=moment)
-                .returning(SendLog.id)
+                .returning(col(SendLog.id))
             ).scalars().all()
-            recovered.extend(ids)
+            recovered.extend(row_id for row_id in ids if row_id is not None)
     return sorted(recovered)

@@ -12,7 +12,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from click.testing import CliRunner
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, MetaData, select, text
 from sqlmodel import Session, SQLModel
 
 from mailer import migrate, store
@@ -37,47 +37,54 @@ def empty_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
 
 
 def _fill_first_revision(engine: Engine) -> None:
-    """Data written with the tables as they are at the first revision."""
-    with Session(engine) as session:
-        customer = Customer(
-            external_id="C-1",
-            email="ada@example.com",
-            first_name="Ada",
-            customer_since=date(2020, 11, 23),
-            since_md=1123,
-            tags=["vip"],
-            attributes={"shoe": 42},
-            lifetime_spend=Decimal("12.50"),
-        )
-        session.add(customer)
-        session.flush()
-        assert customer.id is not None
-        session.add(
-            Interaction(
-                customer_id=customer.id,
-                kind="order",
-                occurred_at=NOW,
-                amount=Decimal("12.50"),
-                reference="O-1",
+    """Data written with the tables as they are at the first revision (reflected, not today's models)."""
+    tables = MetaData()
+    tables.reflect(engine, only=["customer", "interaction", "send_log"])
+    customer, interaction, send_log = (tables.tables[n] for n in ("customer", "interaction", "send_log"))
+    with engine.begin() as connection:
+        customer_id = connection.execute(
+            customer.insert().values(
+                external_id="C-1",
+                email="ada@example.com",
+                first_name="Ada",
+                customer_since=date(2020, 11, 23),
+                since_md=1123,
+                tags=["vip"],
+                attributes={"shoe": 42},
+                order_count=0,
+                lifetime_spend=Decimal("12.50"),
+                interaction_count=0,
+                created_at=NOW,
+                updated_at=NOW,
+            )
+        ).inserted_primary_key[0]
+        connection.execute(
+            interaction.insert().values(
+                customer_id=customer_id, kind="order", occurred_at=NOW, amount=Decimal("12.50"), reference="O-1"
             )
         )
-        session.add(
-            SendLog(
-                customer_id=customer.id,
+        connection.execute(
+            send_log.insert().values(
+                customer_id=customer_id,
                 campaign="anniversary",
                 occasion_key="anniversary:2026",
                 occasion_kind="anniversary",
                 due_date=date(2026, 11, 23),
+                occasion={},
                 template="anniversary",
                 status=SendStatus.SENT,
                 reason="delivered",
+                attempts=1,
                 to_address="ada@example.com",
+                subject="",
+                message_id="",
+                last_reply="",
+                is_test=False,
                 sent_at=NOW,
                 created_at=NOW,
                 updated_at=NOW,
             )
         )
-        session.commit()
 
 
 def test_upgrade_from_the_first_revision_to_head_keeps_every_row(empty_engine: Engine) -> None:
@@ -99,6 +106,7 @@ def test_upgrade_from_the_first_revision_to_head_keeps_every_row(empty_engine: E
         assert customer.lifetime_spend == Decimal("12.50")
         row = session.execute(select(SendLog)).scalar_one()
         assert (row.status, row.occasion_key, row.sent_at) == ("sent", "anniversary:2026", NOW)
+        assert (row.first_attempt_at, row.claimed_by) == (NOW, None)  # 0004: the retry deadline's start
         assert session.execute(select(Interaction.reference)).scalar_one() == "O-1"
         session.add(PassRun(kind="pass", started_at=NOW, host="h", pid=1, counts={"sent": 1}))
         session.commit()
