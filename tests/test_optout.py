@@ -99,9 +99,7 @@ def test_an_unsubscribe_after_planning_stops_the_delivery(
         optout.unsubscribe(engine, customer(engine, "B2").id or 0, optout.Source.ONE_CLICK)
         is optout.Change.CHANGED
     )
-    transport = MaildirTransport(settings.transport.path)
-    deliverer = outbox.Deliverer(settings, outbox.Renderer(settings.render.templates), transport)
-    outbox.drain(engine, deliverer)
+    outbox.drain(engine, settings, MaildirTransport(settings.transport.path))
     assert statuses(engine)["B2"] == ("skipped", "unsubscribed before delivery")
     assert not any(
         b"bob@example.com" in p.read_bytes()
