@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import email.policy
 import re
-from email.parser import BytesHeaderParser
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from email.utils import format_datetime, make_msgid
 
 from mailer.config import SenderSettings
@@ -110,7 +110,7 @@ def check_headers(msg: EmailMessage) -> None:
     """
     wire = b"".join(WIRE_POLICY.fold_binary(name, value) for name, value in msg.items())
     seen = BytesHeaderParser(policy=_READER).parsebytes(wire + b"\r\n")
-    if [k.lower() for k in seen.keys()] != [k.lower() for k in msg.keys()]:
+    if [k.lower() for k in seen] != [k.lower() for k in msg]:
         raise HeaderError(f"headers changed on the wire: {seen.keys()} instead of {msg.keys()}")
     for name, value in seen.items():
         if _UNSAFE.search(str(value).replace("\t", " ")):

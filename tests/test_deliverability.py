@@ -1,7 +1,7 @@
 """Every shipped template, sent by a real pass, makes a message inboxes accept.
 
-One pass over the sample project (every template has an occasion on the
-sample day) writes real .eml files; each is checked for what the mailbox
+Daily passes over the sample project, until every template has been sent,
+write real .eml files; each is checked for what the mailbox
 providers and the law ask: one-click unsubscribe headers that are not folded,
 the same link and the postal address in both parts, a text part that says
 what the HTML says, Message-ID on the From domain, a Date, no URL shorteners
@@ -14,12 +14,11 @@ import email.policy
 import html
 import re
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from email.message import EmailMessage
 from email.parser import BytesParser
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -35,6 +34,7 @@ from mailer.tokens import read_token
 from mailer.transport import MaildirTransport
 
 DAY = date(2026, 11, 23)
+MAX_DAYS = 40
 SHORTENERS = {
     "bit.ly",
     "t.co",
@@ -77,11 +77,15 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, l
     for kind, run in (("customers", importer.import_customers), ("interactions", importer.import_interactions)):
         run(engine, config.parent / "data" / f"{kind}.csv")
     folder = config.parent / "delivered"
-    outbox.run_pass(engine, settings, outbox.PassClock.on(DAY), MaildirTransport(folder))
-    with Session(engine) as session:
-        rows = session.execute(
-            select(SendLog.message_id, SendLog.template, SendLog.customer_id).where(SendLog.status == "sent")  # type: ignore[arg-type]
-        ).all()
+    shipped = set(Renderer(settings.render.templates).names())
+    for offset in range(MAX_DAYS):  # day by day, until every shipped template has been sent once
+        outbox.run_pass(engine, settings, outbox.PassClock.on(DAY + timedelta(days=offset)), MaildirTransport(folder))
+        with Session(engine) as session:
+            rows = session.execute(
+                select(SendLog.message_id, SendLog.template, SendLog.customer_id).where(SendLog.status == "sent")  # type: ignore[arg-type]
+            ).all()
+        if {template for _, template, _ in rows} >= shipped:
+            break
     by_id = {message_id: (template, customer_id) for message_id, template, customer_id in rows}
     messages = []
     for path in sorted((folder / "new").glob("*.eml")):

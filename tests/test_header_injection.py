@@ -14,8 +14,8 @@ from email.parser import BytesParser
 import pytest
 
 from mailer.config import Settings, load_settings
-from mailer.project import init_project
 from mailer.message import Envelope, HeaderError, address, build_message, to_wire
+from mailer.project import init_project
 from mailer.render import Rendered
 
 EXPECTED = {
@@ -88,7 +88,7 @@ def header_lines(wire: bytes) -> list[bytes]:
 def test_a_hostile_name_or_subject_never_produces_an_extra_header(settings: Settings, hostile: str) -> None:
     wire = build(settings, hostile)
     msg = parse(wire)
-    assert {k.lower() for k in msg.keys()} == EXPECTED
+    assert {k.lower() for k in msg} == EXPECTED
     assert len(msg.keys()) == len(EXPECTED), "no header may appear twice"
     assert [a.addr_spec for a in msg["To"].addresses] == ["ann@example.com"]
     assert [a.addr_spec for a in msg["Reply-To"].addresses] == ["owner@example.com"]
