@@ -22,7 +22,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 
-from mailer import importer, migrate, optout, outbox, project, store
+from mailer import dkim, importer, migrate, optout, outbox, project, store
 from mailer.config import Settings, find_config, load_settings
 from mailer.errors import MailerError
 from mailer.models import Customer, SendLog
@@ -129,7 +129,7 @@ def demo(directory: Path) -> None:
         report = run(engine, data / f"{kind}.csv")
         click.echo(report.summary())
     clock = outbox.PassClock.on(today)
-    transport = make_transport(settings.transport)
+    transport = make_transport(settings.transport, sign=dkim.signer_for(settings.sender))
     report = outbox.run_pass(engine, settings, clock, transport)
     click.echo(f"pass for {today}: {report.summary()}")
     _print_deliveries(engine, report)
@@ -226,7 +226,7 @@ def run(app: App, day: datetime | None, now: datetime | None, dry_run: bool, cam
         raise click.UsageError("--out goes with --dry-run (a real pass sends through the configured transport)")
     settings = app.settings
     clock = outbox.PassClock.on(day.date(), now) if day else outbox.PassClock.at(now)
-    transport = make_transport(settings.transport)
+    transport = make_transport(settings.transport, sign=dkim.signer_for(settings.sender))
     report = outbox.run_pass(app.engine, settings, clock, transport, campaign_names=campaigns or None, dry_run=dry_run)
     if dry_run:
         rows = [
@@ -236,7 +236,8 @@ def run(app: App, day: datetime | None, now: datetime | None, dry_run: bool, cam
         ]
         click.echo(format_rows(["customer", "email", "campaign", "occasion", "due", "decision", "reason"], rows, fmt))
         if out:
-            written = outbox.render_planned(app.engine, settings, report.planned, make_transport(settings.transport, out_dir=out))
+            folder = make_transport(settings.transport, out_dir=out, sign=dkim.signer_for(settings.sender))
+            written = outbox.render_planned(app.engine, settings, report.planned, folder)
             click.echo(f"wrote {written} rendered messages to {out / 'new'}/", err=fmt != "table")
         click.echo(f"dry run: {report.summary()} (nothing written, nothing sent)", err=fmt != "table")
         return

@@ -17,6 +17,7 @@ import smtplib
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
 from enum import StrEnum
@@ -87,8 +88,9 @@ class Transport(Protocol):
 class MaildirTransport:
     """Writes each message as ``<folder>/new/<unique>.eml``, atomically (tmp/ then rename)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, sign: Callable[[bytes], bytes] | None = None) -> None:
         self.folder = folder
+        self.sign = sign  # DKIM, applied to the bytes exactly as written
         self._counter = itertools.count(1)  # next() on a count is atomic: safe for several threads
 
     def __enter__(self) -> Self:
@@ -105,7 +107,8 @@ class MaildirTransport:
         final = self.folder / "new" / f"{unique}.eml"
         try:
             with open(tmp, "wb") as handle:
-                handle.write(msg.as_bytes(policy=FILE_POLICY))
+                data = msg.as_bytes(policy=FILE_POLICY)
+                handle.write(self.sign(data) if self.sign else data)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, final)
@@ -125,8 +128,9 @@ class SmtpTransport:
     error, never a reason to go on in clear text.
     """
 
-    def __init__(self, settings: TransportSettings) -> None:
+    def __init__(self, settings: TransportSettings, sign: Callable[[bytes], bytes] | None = None) -> None:
         self.settings = settings
+        self.sign = sign  # DKIM, applied to the bytes exactly as sent
         self._smtp: smtplib.SMTP | None = None
         self._password: str | None = None
 
@@ -181,7 +185,7 @@ class SmtpTransport:
         accepted (the server timed out an idle session) is reopened once:
         nothing was sent on it, so trying again cannot duplicate anything.
         """
-        data = to_wire(msg)
+        data = self.sign(to_wire(msg)) if self.sign else to_wire(msg)
         reused = self._smtp is not None
         result = self._attempt(envelope_from, to_address, data)
         if reused and result.stage is Stage.MAIL and self._smtp is None and result.code is None:
@@ -276,10 +280,12 @@ def _classify(code: int, text: str, stage: Stage) -> SendResult:
     return SendResult(Outcome.TEMPORARY, reply, code, stage)
 
 
-def make_transport(settings: TransportSettings, out_dir: Path | None = None) -> Transport:
-    """The configured transport; ``out_dir`` forces a maildir folder (dry runs, tests)."""
+def make_transport(
+    settings: TransportSettings, out_dir: Path | None = None, sign: Callable[[bytes], bytes] | None = None
+) -> Transport:
+    """The configured transport; ``out_dir`` forces a maildir folder (dry runs, tests); ``sign`` adds DKIM."""
     if out_dir is not None:
-        return MaildirTransport(out_dir)
+        return MaildirTransport(out_dir, sign)
     if settings.kind == "smtp":
-        return SmtpTransport(settings)
-    return MaildirTransport(settings.path)
+        return SmtpTransport(settings, sign)
+    return MaildirTransport(settings.path, sign)
