@@ -25,7 +25,9 @@ from sqlmodel import Session, col
 from mailer import dkim, importer, migrate, optout, outbox, project, store
 from mailer.config import Settings, find_config, load_settings
 from mailer.errors import MailerError
+from mailer.message import Envelope, build_message
 from mailer.models import Customer, SendLog
+from mailer.render import Renderer
 from mailer.tabular import FORMATS, format_rows
 from mailer.transport import make_transport
 
@@ -392,3 +394,130 @@ def suppressions(app: App, limit: int | None, fmt: str) -> None:
     """Everyone who gets no mail: unsubscribed (with the source) and suppressed (with the reason)."""
     rows = [(r.external_id, r.email, r.state, r.since, r.why) for r in optout.opted_out(app.engine, limit)]
     click.echo(format_rows(["customer", "email", "state", "since", "source/reason"], rows, fmt))
+
+
+# ---- templates / preview / send-test -------------------------------------------------------------
+
+
+@cli.group()
+def templates() -> None:
+    """The email templates marketers edit (templates/email/)."""
+
+
+@templates.command("check")
+@click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@pass_app
+def templates_check(app: App, directory: Path | None) -> None:
+    """Compile every template, check its variables, parts, unsubscribe link and postal address.
+
+    Problems are listed as FILE:LINE: problem; exit status 2 when there are any.
+    Without DIRECTORY the project's templates are checked against its campaigns.
+    """
+    from mailer.checker import check_templates
+
+    if directory is None:
+        settings = app.settings
+        folder = settings.render.templates
+        problems = check_templates(folder, settings.campaigns, settings.sender, settings.render.inliner)
+    else:
+        folder = directory.resolve()
+        problems = check_templates(folder)
+    base = Path.cwd()
+    for problem in problems:
+        click.echo(problem.format(base))
+    if problems:
+        click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {folder}", err=True)
+        raise SystemExit(2)
+    names = [p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))]
+    click.echo(f"{len(names)} templates in {folder}: no problems")
+
+
+@templates.command("variables")
+def templates_variables() -> None:
+    """Print the variables templates can use (the table in templates/email/README.md)."""
+    from mailer.context import variables_markdown
+
+    click.echo(variables_markdown(), nl=False)
+
+
+@cli.command()
+@click.argument("name", required=False)
+@click.option("--customer", "customer_id", metavar="EXTERNAL_ID", help="A customer from the store, or sample-full / sample-email-only / sample-unicode.")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="The occasion's day (default: today).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the HTML (FILE.html) or the whole message (FILE.eml).")
+@click.option("--serve", is_flag=True, help="Start the preview page on 127.0.0.1 instead.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8026, show_default=True, help="With --serve (0: any free port).")
+@pass_app
+def preview(app: App, name: str | None, customer_id: str | None, day: datetime | None, out: Path | None, serve: bool, port: int) -> None:
+    """Render template NAME for a customer: subject and text here, HTML to --out; or --serve the preview page."""
+    from mailer import preview as previews
+
+    settings = app.settings
+    if serve:
+        _serve_preview(settings, port)
+        return
+    if not name:
+        raise click.UsageError("name a template (or use --serve)")
+    renderer = Renderer(settings.render.templates, settings.render.inliner)
+    engine = previews.open_store(settings) if customer_id and not customer_id.startswith("sample-") else None
+    customer = previews.find_customer(engine, customer_id or previews.DEFAULT_SAMPLE)
+    shown = previews.render_preview(settings, renderer, name, customer, day.date() if day else _today(), engine)
+    if shown.rendered is None:
+        raise MailerError("\n".join(shown.problems))
+    click.echo(f"Subject: {shown.rendered.subject}")
+    click.echo(f"({shown.kind} email for {shown.customer_label})\n")
+    click.echo(shown.rendered.text, nl=False)
+    if out:
+        if out.suffix == ".eml":
+            envelope = Envelope(customer.email, customer.first_name or "", customer.owner_email or "", customer.owner_name or "",
+                                f"{settings.sender.unsubscribe_url}/u/preview")
+            out.write_bytes(build_message(shown.rendered, envelope, settings.sender).as_bytes())
+        else:
+            out.write_text(shown.rendered.html, encoding="utf-8")
+        click.echo(f"\nwrote {out}", err=True)
+
+
+def _serve_preview(settings: Settings, port: int) -> None:
+    from werkzeug.serving import make_server
+
+    from mailer.preview import create_app
+
+    server = make_server("127.0.0.1", port, create_app(settings), threaded=True)
+    # The real port (with --port 0) on one line, flushed: scripts and tests read it.
+    click.echo(f"preview on http://127.0.0.1:{server.server_port}/ (Ctrl+C to stop)")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@cli.command("send-test")
+@click.argument("name")
+@click.option("--to", "to_address", required=True, metavar="ADDRESS", help="Where the test goes.")
+@click.option("--customer", "customer_id", metavar="EXTERNAL_ID", help="Whose data to render (default: the customer with ADDRESS, else the first one).")
+@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="The occasion's day (default: today).")
+@pass_app
+def send_test(app: App, name: str, to_address: str, customer_id: str | None, day: datetime | None) -> None:
+    """Send template NAME once to ADDRESS through the configured transport, subject marked [TEST].
+
+    Logged in the send log as a test; it never counts as the customer's occasion.
+    """
+    from email_validator import EmailNotValidError, validate_email
+
+    from mailer import preview as previews
+
+    try:
+        address = validate_email(to_address, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise MailerError(f"--to: not a valid address ({exc})") from None
+    settings = app.settings
+    customer = previews.choose_test_customer(app.engine, customer_id, address)
+    row = previews.send_test(settings, app.engine, make_transport(settings.transport), name, address, customer,
+                             day.date() if day else _today())
+    click.echo(f"{row.status}: {row.subject!r} to {address} (rendered for {customer.external_id}; "
+               f"send log #{row.id}, {row.occasion_key}): {row.last_reply}")
+    if row.status != "sent":
+        raise SystemExit(2)

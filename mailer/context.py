@@ -1,53 +1,93 @@
 """The variables a template sees: ``customer``, ``occasion``, ``company``, ``owner``, ``unsubscribe_url``.
 
 Plain dicts of plain values, so a sandboxed template can read them and do
-nothing else. ``VARIABLES`` is the documented set that ``mailer templates
-check`` and the marketers' README are held to.
+nothing else. :data:`VARIABLES` is the documented set: ``mailer templates
+check`` holds templates to it and ``templates/email/README.md`` is generated
+from it (:func:`variables_markdown`), so the two never drift apart.
+
+The built-in sample customers and :func:`sample_occasion` give previews, test
+sends and checks realistic data when the store has none to offer.
 """
 
 from __future__ import annotations
 
-from datetime import date
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from mailer.config import SenderSettings
+from mailer.config import OCCASION_KINDS, Campaign, SenderSettings
 from mailer.models import Customer
 
-VARIABLES: dict[str, dict[str, str]] = {
-    "customer": {
-        "external_id": "your own id for the customer",
-        "email": "their address",
-        "first_name": "may be empty: use | default(\"there\")",
-        "last_name": "may be empty",
-        "full_name": "first and last name, or empty",
-        "customer_since": "date they became a customer",
-        "birthday": "date of birth (year 2000 when unknown) or empty",
-        "timezone": "IANA time zone",
-        "tags": "list of tags",
-        "order_count": "number of orders",
-        "lifetime_spend": "total amount spent",
-        "interaction_count": "number of interactions",
-        "attributes": "extra CSV columns, e.g. customer.attributes.plan",
-    },
-    "occasion": {
-        "kind": "anniversary, birthday, milestone, silence or follow_up",
-        "key": "the occasion key",
-        "campaign": "the campaign's name",
-        "date": "the day it is marked",
-        "years": "anniversary: whole years as a customer",
-        "age": "birthday: age when the birth year is known, else empty",
-    },
-    "company": {
-        "name": "the sender's company",
-        "postal_address": "required in every footer",
-        "website": "may be empty",
-        "from_address": "the From address",
-    },
-    "owner": {
-        "name": "the account manager, or the company when none",
-        "email": "where replies go",
-    },
-    "unsubscribe_url": {},
+
+@dataclass(frozen=True)
+class Variable:
+    """One documented variable: what it holds, an example, and for which occasions it exists.
+
+    ``occasions`` empty means every email has it. ``fields`` are its documented
+    sub-variables; ``free`` means any sub-name is allowed (custom CSV columns).
+    """
+
+    doc: str
+    example: str = ""
+    occasions: tuple[str, ...] = ()
+    fields: Mapping[str, Variable] = field(default_factory=dict)
+    free: bool = False
+
+
+V = Variable
+
+VARIABLES: dict[str, Variable] = {
+    "customer": V("the person the email is for", fields={
+        "first_name": V('may be empty: write `{{ customer.first_name | default("there") }}`', "Amelia"),
+        "last_name": V("may be empty", "Hughes"),
+        "full_name": V("first and last name, or empty", "Amelia Hughes"),
+        "email": V("their address", "amelia@example.com"),
+        "external_id": V("your own id for the customer", "C00042"),
+        "customer_since": V("the day they became a customer", "14 March 2021"),
+        "birthday": V("their birthday (year 2000 when the year is unknown), or empty", "2 July 1986"),
+        "timezone": V("their time zone, or empty", "Europe/London"),
+        "tags": V("their tags, a list", "vip, wholesale"),
+        "order_count": V("number of orders so far", "12"),
+        "lifetime_spend": V("total amount spent so far", "1,234.50"),
+        "interaction_count": V("number of orders, visits, calls… so far", "17"),
+        "last_interaction_at": V("when we last heard from them, or empty", "3 September 2026"),
+        "attributes": V("extra columns of the customer CSV, e.g. `customer.attributes.favourite_roast`",
+                        "Harbour Espresso", free=True),
+    }),
+    "occasion": V("why the email is sent", fields={
+        "kind": V("anniversary, birthday, milestone, silence or follow_up", "anniversary"),
+        "date": V("the day the occasion falls on (the email may go out a few days later)", "23 November 2026"),
+        "key": V("the occasion's unique key", "anniversary:2026"),
+        "campaign": V("the campaign's name in mailer.toml", "customer-anniversary"),
+        "years": V("whole years as a customer", "5", ("anniversary",)),
+        "age": V("their new age when the birth year is known, else empty", "40", ("birthday",)),
+        "metric": V("what was counted: order_count, lifetime_spend, interaction_count or years_as_customer",
+                    "order_count", ("milestone",)),
+        "threshold": V("the number reached (write `{{ occasion.threshold | int }}`)", "10", ("milestone",)),
+        "days_silent": V("days since we last heard from them", "60", ("silence",)),
+        "interaction": V("the order, visit or call being followed up", occasions=("follow_up",), fields={
+            "kind": V("order, support, visit, meeting…", "order"),
+            "reference": V("your reference for it, or empty", "ORD-10482"),
+            "occurred_at": V("when it happened", "16 November 2026"),
+            "amount": V("its amount, or empty (write `{{ occasion.interaction.amount | money }}`)", "42.50"),
+        }),
+    }),
+    "company": V("your business, from [sender] in mailer.toml", fields={
+        "name": V("the company's name", "Northwind Coffee Roasters"),
+        "postal_address": V("required in every footer", "12 Harbour Street, Portsmouth"),
+        "website": V("may be empty", "https://northwind.example"),
+        "from_address": V("the From address", "hello@northwind.example"),
+    }),
+    "owner": V("the person who signs: the customer's account manager, else the company", fields={
+        "name": V("their name (the company's when the customer has no account manager)", "Hannah Lee"),
+        "email": V("where replies go", "hannah@northwind.example"),
+        "is_person": V("true when a named person signs, false when the company does", "true"),
+    }),
+    "unsubscribe_url": V("the one-click unsubscribe link: required in every email, HTML and text",
+                         "https://northwind.example/mailer/u/…"),
 }
 
 
@@ -66,15 +106,17 @@ def customer_view(customer: Customer) -> dict[str, Any]:
         "order_count": customer.order_count,
         "lifetime_spend": customer.lifetime_spend,
         "interaction_count": customer.interaction_count,
+        "last_interaction_at": customer.last_interaction_at,
         "attributes": dict(customer.attributes or {}),
     }
 
 
-def owner_view(customer: Customer, sender: SenderSettings) -> dict[str, str]:
+def owner_view(customer: Customer, sender: SenderSettings) -> dict[str, Any]:
     """The person the customer can answer: their account manager, else the company's reply-to."""
     return {
-        "name": customer.owner_name or sender.from_name,
+        "name": customer.owner_name or sender.from_name or sender.company,
         "email": customer.owner_email or sender.reply_to or sender.from_address,
+        "is_person": bool(customer.owner_name),
     }
 
 
@@ -103,4 +145,105 @@ def template_context(
 
 
 def occasion_view(kind: str, key: str, campaign: str, due: date, details: dict[str, Any]) -> dict[str, Any]:
-    return {"kind": kind, "key": key, "campaign": campaign, "date": due, **details}
+    """The ``occasion`` variable; details stored as JSON in the send log get their dates and amounts back."""
+    return {"kind": kind, "key": key, "campaign": campaign, "date": due, **_revive(details)}
+
+
+def _revive(details: Mapping[str, Any]) -> dict[str, Any]:
+    revived: dict[str, Any] = {}
+    for name, value in details.items():
+        if isinstance(value, Mapping):
+            value = _revive(value)
+        elif name.endswith("_at") and isinstance(value, str):
+            value = _parse_moment(value)
+        elif name == "amount" and isinstance(value, str | int | float) and not isinstance(value, bool):
+            with contextlib.suppress(InvalidOperation):  # not a number after all: shown as written
+                value = Decimal(str(value))
+        revived[name] = value
+    return revived
+
+
+def _parse_moment(value: str) -> datetime | str:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+# ---- samples for previews, test sends and checks ------------------------------------------------
+
+def _sample(external_id: str, email: str, since: date, **fields: Any) -> Customer:
+    return Customer(external_id=external_id, email=email, customer_since=since, since_md=since.month * 100 + since.day, **fields)
+
+
+def sample_customers() -> dict[str, Customer]:
+    """Built-in customers (never stored): every field set, only an email, and unicode names."""
+    return {
+        "sample-full": _sample(
+            "sample-full", "amelia.hughes@example.com", date(2021, 3, 14),
+            first_name="Amelia", last_name="Hughes", birthday_month=7, birthday_day=2, birthday_year=1986,
+            timezone="Europe/London", tags=["vip"], owner_name="Hannah Lee", owner_email="hannah@northwind.example",
+            attributes={"favourite_roast": "Harbour Espresso"}, order_count=12, lifetime_spend=Decimal("1234.50"),
+            interaction_count=17, last_interaction_at=datetime(2026, 9, 3, 10, 30, tzinfo=UTC),
+        ),
+        "sample-email-only": _sample("sample-email-only", "someone@example.com", date(2024, 1, 9)),
+        "sample-unicode": _sample(
+            "sample-unicode", "zoe@example.com", date(2019, 2, 28),
+            first_name="Zoë", last_name="Ólafsdóttir", birthday_month=2, birthday_day=29,
+            timezone="Asia/Shanghai", owner_name="王芳", owner_email="wang.fang@example.com",
+            attributes={"favourite_roast": "Café de Olla"}, order_count=3, lifetime_spend=Decimal("88"),
+            interaction_count=3,
+        ),
+    }
+
+
+def sample_occasion(kind: str, customer: Customer, day: date, campaign: Campaign | None = None) -> dict[str, Any]:
+    """A plausible ``occasion`` of ``kind`` for ``customer`` on ``day``, using the campaign's settings when given."""
+    if kind not in OCCASION_KINDS:
+        raise ValueError(f"unknown occasion kind {kind!r}")
+    name = campaign.name if campaign else kind
+    details: dict[str, Any]
+    if kind == "anniversary":
+        years = max(1, day.year - customer.customer_since.year)
+        details, key = {"years": years}, f"anniversary:{day.year}"
+    elif kind == "birthday":
+        age = day.year - customer.birthday_year if customer.birthday_year else None
+        details, key = {"age": age}, f"birthday:{day.year}"
+    elif kind == "milestone":
+        metric = (campaign.metric if campaign and campaign.metric else "order_count")
+        threshold = campaign.thresholds[0] if campaign and campaign.thresholds else 10.0
+        details, key = {"metric": metric, "threshold": threshold}, f"milestone:{metric}:{threshold:g}"
+    elif kind == "silence":
+        days = campaign.after_days[0] if campaign and campaign.after_days else 60
+        last = day - timedelta(days=days)
+        details, key = {"days_silent": days}, f"silence:{last.isoformat()}:{days}"
+    else:
+        days = campaign.after_days[0] if campaign and campaign.after_days else 7
+        interaction = {
+            "kind": (campaign.interaction_kind if campaign and campaign.interaction_kind else "order"),
+            "reference": "ORD-10482",
+            "occurred_at": datetime.combine(day - timedelta(days=days), time(10, 30), tzinfo=UTC),
+            "amount": Decimal("42.50"),
+        }
+        details, key = {"interaction": interaction}, "follow_up:0"
+    return occasion_view(kind, key, name, day, details)
+
+
+# ---- the marketers' reference ---------------------------------------------------------------------
+
+def variables_markdown() -> str:
+    """The variables section of ``templates/email/README.md``, generated from :data:`VARIABLES`."""
+    lines = ["| variable | what it holds | example | in |", "| --- | --- | --- | --- |"]
+
+    def walk(prefix: str, variables: Mapping[str, Variable], inherited: tuple[str, ...]) -> None:
+        for name, variable in variables.items():
+            path = f"{prefix}{name}"
+            occasions = variable.occasions or inherited
+            where = ", ".join(occasions) if occasions else "every email"
+            example = f"`{variable.example}`" if variable.example else ""
+            lines.append(f"| `{{{{ {path} }}}}` | {variable.doc} | {example} | {where} |")
+            walk(f"{path}.", variable.fields, occasions)
+
+    walk("", VARIABLES, ())
+    return "\n".join(lines) + "\n"

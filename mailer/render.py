@@ -1,18 +1,35 @@
 """Render one email from the three files marketers edit, in a sandbox.
 
 ``templates/<name>/subject.txt``, ``body.txt`` and ``body.html`` (the HTML
-usually extends ``_layout.html``). Rendering uses Jinja2's
-SandboxedEnvironment (templates are written by people who are not developers
-and must never reach Python internals) with StrictUndefined (a missing
-variable is an error, never a blank "Dear ,"). HTML is autoescaped and its CSS
-inlined; text and subject are not escaped.
+usually extends ``_layout.html``). Rendering uses Jinja2's sandbox (templates
+are written by people who are not developers and must never reach Python
+internals) with StrictUndefined (a missing variable is an error, never a blank
+"Dear ,"). HTML is autoescaped and its CSS inlined; text and subject are not
+escaped.
+
+The sandbox is tightened for email templates, and what can be refused before
+anything runs is refused at compile time, as a syntax error naming the line:
+names starting with ``_`` (the way to ``__class__``, ``__globals__``,
+``__subclasses__``), macros that call themselves, recursive loops, and
+includes that are dynamic, absolute or climb out with ``..``. At run time every
+render has a budget of :data:`MAX_STEPS` loop steps and calls, calls nest at
+most :data:`MAX_DEPTH` deep, ``range`` and ``*`` build at most
+:data:`MAX_ITEMS` items, and ``**`` refuses huge exponents: each is refused
+before the work is done.
+
+Templates are compiled once per Renderer (Jinja's cache; ``auto_reload`` only
+for the preview, which wants edits at once) and premailer caches each parsed
+stylesheet, so a pass pays for parsing once, not per message.
 """
 
 from __future__ import annotations
 
+import contextvars
+import functools
 import logging
+import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from html.parser import HTMLParser
@@ -20,13 +37,24 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2 import nodes
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from mailer.errors import MailerError
 
 SUBJECT = "subject.txt"
 TEXT = "body.txt"
 HTML = "body.html"
+PARTS = (SUBJECT, HTML, TEXT)
+
+MAX_ITEMS = 10_000  # the longest range, repeated string or list a template may build
+MAX_STEPS = 100_000  # loop iterations plus calls in one render
+MAX_DEPTH = 40  # calls nested inside each other (macros calling macros)
+MAX_EXPONENT = 100
+MAX_ARGUMENT = 1_000_000  # a bigger number passed to a filter or method is a memory bomb (center, ljust…)
+# A format string asking for a field a million characters wide ("%9999999s", "{:>9999999}").
+_HUGE_WIDTH = re.compile(r"[%:][-#0 +<>^=,_]*\d{6,}")
 
 
 class RenderError(MailerError):
@@ -57,9 +85,23 @@ def _ordinal(value: int) -> str:
 
 
 def _format_date(value: date | datetime | None, fmt: str = "%-d %B %Y") -> str:
-    if value is None:
+    if value is None or isinstance(value, jinja2.Undefined):
         return ""
+    if isinstance(value, str):
+        value = date.fromisoformat(value[:10])
     return value.strftime(fmt)
+
+
+def _money(value: Any, symbol: str = "") -> str:
+    """12 → "12.00", 1234.5 → "1,234.50"; with a symbol: "£1,234.50"."""
+    if value is None or value == "" or isinstance(value, jinja2.Undefined):
+        return ""
+    return f"{symbol}{float(value):,.2f}"
+
+
+def _plural(count: Any, singular: str = "", plural: str = "s") -> str:
+    """``order{{ n | plural }}`` → "order" or "orders"; ``{{ n | plural("y", "ies") }}``."""
+    return singular if count == 1 else plural
 
 
 FILTERS: dict[str, Callable[..., Any]] = {
@@ -67,18 +109,197 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "d": _default,
     "ordinal": _ordinal,
     "date": _format_date,
+    "money": _money,
+    "plural": _plural,
 }
 
 
-def make_environment(templates_dir: Path) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(str(templates_dir)),
+@dataclass
+class _Budget:
+    steps: int = 0
+    depth: int = 0
+
+
+_BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar("mailer_render_budget", default=None)
+
+
+def _spend() -> _Budget:
+    budget = _BUDGET.get()
+    if budget is None:  # only reachable by calling a compiled template's internals directly
+        raise SecurityError("templates render only through Template.render")
+    budget.steps += 1
+    if budget.steps > MAX_STEPS:
+        raise SecurityError(f"more than {MAX_STEPS} loop steps and calls: a loop or macro runs without end")
+    return budget
+
+
+def _counted(iterable: Iterable[Any]) -> Iterator[Any]:
+    for item in iterable:
+        _spend()
+        yield item
+
+
+def _bounded_range(*args: int) -> range:
+    numbers_ = range(*args)
+    if len(numbers_) > MAX_ITEMS:
+        raise SecurityError(f"range of {len(numbers_)} items refused: at most {MAX_ITEMS}")
+    return numbers_
+
+
+def _check_arguments(args: Iterable[Any]) -> None:
+    for value in args:
+        if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_ARGUMENT:
+            raise SecurityError(f"the number {value} is too large for a template (at most {MAX_ARGUMENT})")
+        if isinstance(value, str) and ("%" in value or "{" in value) and _HUGE_WIDTH.search(value):
+            raise SecurityError("a format field a million characters wide is refused")
+
+
+def _guarded_filter(function: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(function)  # keeps Jinja's pass_context/pass_environment markers
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        _check_arguments(args)
+        _check_arguments(kwargs.values())
+        return function(*args, **kwargs)
+
+    return guarded
+
+
+class _BoundedTemplate(jinja2.Template):
+    """A template whose render carries a fresh step budget (shared with the files it includes)."""
+
+    def render(self, *args: Any, **kwargs: Any) -> str:
+        if _BUDGET.get() is not None:
+            return super().render(*args, **kwargs)
+        token = _BUDGET.set(_Budget())
+        try:
+            return super().render(*args, **kwargs)
+        except RecursionError:
+            raise SecurityError("calls nest without end (a macro calling itself?)") from None
+        finally:
+            _BUDGET.reset(token)
+
+
+class _FolderLoader(jinja2.FileSystemLoader):
+    """Loads templates from one folder only: a symlink pointing outside it is not followed."""
+
+    def get_source(self, environment: jinja2.Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        root = Path(self.searchpath[0]).resolve()
+        if not Path(filename).resolve().is_relative_to(root):
+            raise jinja2.TemplateNotFound(template, f"{template}: points outside the templates folder")
+        return source, filename, uptodate
+
+
+class EmailEnvironment(ImmutableSandboxedEnvironment):
+    """The sandbox, with the compile-time refusals and run-time budgets described in the module doc."""
+
+    intercepted_binops = frozenset({"*", "**"})
+    template_class = _BoundedTemplate
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        tree = super()._parse(source, name, filename)
+        _refuse_unsafe(tree, name, filename)
+        for loop in tree.find_all(nodes.For):
+            loop.iter = nodes.Filter(loop.iter, "_counted", [], [], None, None, lineno=loop.iter.lineno)
+        return tree
+
+    def call_binop(self, context: jinja2.runtime.Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
+                raise SecurityError(f"power with exponent {right} refused: at most {MAX_EXPONENT}")
+            return left**right
+        for sequence, count in ((left, right), (right, left)):
+            if isinstance(sequence, str | list | tuple) and isinstance(count, int) and len(sequence) * count > MAX_ITEMS:
+                raise SecurityError(f"repeating {len(sequence)} items {count} times refused: at most {MAX_ITEMS}")
+        return left * right
+
+    def call(__self, __context: jinja2.runtime.Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        budget = _spend()
+        if budget.depth >= MAX_DEPTH:
+            raise SecurityError(f"calls nested more than {MAX_DEPTH} deep: a macro calls itself?")
+        _check_arguments(args)
+        _check_arguments(kwargs.values())
+        owner = getattr(getattr(__obj, "__wrapped__", __obj), "__self__", None)
+        if isinstance(owner, str):
+            _check_arguments([owner])
+        budget.depth += 1
+        try:
+            return super().call(__context, __obj, *args, **kwargs)
+        finally:
+            budget.depth -= 1
+
+
+def _refuse_unsafe(tree: nodes.Template, name: str | None, filename: str | None) -> None:
+    """Raise TemplateSyntaxError for what no email template needs and an attack would."""
+
+    def refuse(node: nodes.Node, problem: str) -> None:
+        raise jinja2.TemplateSyntaxError(problem, node.lineno, name, filename)
+
+    for getattr_node in tree.find_all(nodes.Getattr):
+        if getattr_node.attr.startswith("_"):
+            refuse(getattr_node, f"'.{getattr_node.attr}' is not allowed: names starting with '_' are Python internals")
+    for getitem in tree.find_all(nodes.Getitem):
+        key = getitem.arg
+        if isinstance(key, nodes.Const) and isinstance(key.value, str) and key.value.startswith("_"):
+            refuse(getitem, f"'[{key.value!r}]' is not allowed: names starting with '_' are Python internals")
+    for name_node in tree.find_all(nodes.Name):
+        if name_node.name.startswith("__"):
+            refuse(name_node, f"'{name_node.name}' is not allowed: names starting with '_' are Python internals")
+    for loop in tree.find_all(nodes.For):
+        if loop.recursive:
+            refuse(loop, "recursive loops are not allowed in email templates")
+    for node in tree.find_all((nodes.Include, nodes.Extends, nodes.Import, nodes.FromImport)):
+        problem = _unsafe_reference(node.template)  # type: ignore[attr-defined]
+        if problem:
+            refuse(node, problem)
+    cycle = _recursive_macro(tree)
+    if cycle:
+        refuse(cycle[0], f"macro '{cycle[1]}' calls itself: recursion is not allowed in email templates")
+
+
+def _unsafe_reference(template: nodes.Expr) -> str | None:
+    targets = template.items if isinstance(template, nodes.List | nodes.Tuple) else [template]
+    for target in targets:
+        if not (isinstance(target, nodes.Const) and isinstance(target.value, str)):
+            return "include, extend and import name a fixed file in quotes, such as \"_footer.txt\""
+        path = target.value
+        if path.startswith(("/", "\\")) or "\\" in path or ".." in path.split("/") or re.match(r"^[A-Za-z]:", path):
+            return f"{path!r} is outside the templates folder: name a file in it, such as \"_footer.txt\""
+    return None
+
+
+def _recursive_macro(tree: nodes.Template) -> tuple[nodes.Node, str] | None:
+    """The first macro that can reach itself through calls made in this file, or None."""
+    macros = {macro.name: macro for macro in tree.find_all(nodes.Macro)}
+    calls = {
+        name: {c.node.name for c in macro.find_all(nodes.Call) if isinstance(c.node, nodes.Name) and c.node.name in macros}
+        for name, macro in macros.items()
+    }
+    for start, macro in macros.items():
+        seen: set[str] = set()
+        frontier = list(calls[start])
+        while frontier:
+            current = frontier.pop()
+            if current == start:
+                return macro, start
+            if current not in seen:
+                seen.add(current)
+                frontier.extend(calls[current])
+    return None
+
+
+def make_environment(templates_dir: Path, *, auto_reload: bool = False) -> EmailEnvironment:
+    env = EmailEnvironment(
+        loader=_FolderLoader(str(templates_dir)),
         undefined=jinja2.StrictUndefined,
         autoescape=lambda name: name is not None and name.endswith(".html"),
         keep_trailing_newline=False,
-        auto_reload=True,
+        auto_reload=auto_reload,
     )
     env.filters.update(FILTERS)
+    env.filters = {name: _guarded_filter(function) for name, function in env.filters.items()}
+    env.filters["_counted"] = _counted
+    env.globals["range"] = _bounded_range
     return env
 
 
@@ -92,16 +313,25 @@ def _inline_with_premailer(html: str) -> str:
         strip_important=False,
         allow_network=False,
         disable_validation=True,
+        cache_css_parsing=True,  # the shared stylesheet is parsed once per process, not per message
+        # No HTML attributes made up from CSS (a width="100%" over the layout's width="560"): the
+        # layout sets the attributes old clients need itself, and css-inline adds none either.
+        disable_basic_attributes=["align", "valign", "bgcolor", "width", "height"],
         cssutils_logging_level=logging.CRITICAL,
     )
     result: str = inliner.transform()
     return result
 
 
-def _inline_with_css_inline(html: str) -> str:
+@functools.cache
+def _css_inliner() -> Any:
     import css_inline
 
-    result: str = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False).inline(html)
+    return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+
+
+def _inline_with_css_inline(html: str) -> str:
+    result: str = _css_inliner().inline(html)
     return result
 
 
@@ -112,11 +342,15 @@ INLINERS: dict[str, Callable[[str], str]] = {
 
 
 class Renderer:
-    """Renders named templates from one folder; compiled templates are cached by Jinja."""
+    """Renders named templates from one folder; each file is compiled once and cached.
 
-    def __init__(self, templates_dir: Path, inliner: str = "premailer") -> None:
+    ``auto_reload`` makes Jinja look at file times on every render (the preview
+    wants edits to show at once; a pass does not).
+    """
+
+    def __init__(self, templates_dir: Path, inliner: str = "premailer", *, auto_reload: bool = False) -> None:
         self.templates_dir = templates_dir
-        self.env = make_environment(templates_dir)
+        self.env = make_environment(templates_dir, auto_reload=auto_reload)
         self.inline = INLINERS[inliner]
 
     def names(self) -> list[str]:
@@ -130,43 +364,45 @@ class Renderer:
     def render(self, name: str, context: Mapping[str, Any]) -> Rendered:
         """Render subject, text and HTML; raises RenderError naming the file and line."""
         folder = self.templates_dir / name
-        if not folder.is_dir():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or not folder.is_dir():
             raise RenderError(f"{folder}: no such template")
-        subject = one_line(self._render_file(f"{name}/{SUBJECT}", context))
+        subject = one_line(self.render_file(f"{name}/{SUBJECT}", context))
         if not subject:
             raise RenderError(f"{folder / SUBJECT}: the subject renders empty")
-        html = self._render_file(f"{name}/{HTML}", context)
+        html = self.render_file(f"{name}/{HTML}", context)
         if (folder / TEXT).exists():
-            text = self._render_file(f"{name}/{TEXT}", context).strip() + "\n"
+            text = tidy_text(self.render_file(f"{name}/{TEXT}", context))
         else:
             text = html_to_text(html)
         return Rendered(subject=subject, text=text, html=self.inline(html))
 
-    def _render_file(self, path: str, context: Mapping[str, Any]) -> str:
+    def render_file(self, path: str, context: Mapping[str, Any]) -> str:
+        """Render one file of the folder; raises RenderError as ``FILE:LINE: problem``."""
         try:
             return self.env.get_template(path).render(context)
         except jinja2.TemplateNotFound as exc:
-            raise RenderError(f"{self.templates_dir / exc.name}: missing") from None
+            raise RenderError(f"{self.templates_dir / (exc.name or path)}: missing") from None
         except jinja2.TemplateSyntaxError as exc:
-            where = self.templates_dir / (exc.name or path)
+            where = exc.filename or str(self.templates_dir / (exc.name or path))
             raise RenderError(f"{where}:{exc.lineno}: {exc.message}") from None
-        except jinja2.exceptions.SecurityError as exc:
-            raise RenderError(f"{self.templates_dir / path}:{_template_line(exc)}: unsafe: {exc}") from None
+        except SecurityError as exc:
+            raise RenderError(f"{_where(exc, self.templates_dir / path)}: refused: {exc}") from None
         except jinja2.UndefinedError as exc:
-            raise RenderError(f"{self.templates_dir / path}:{_template_line(exc)}: {exc.message}") from None
+            raise RenderError(f"{_where(exc, self.templates_dir / path)}: {exc.message}") from None
         except (TypeError, ValueError, ArithmeticError, AttributeError, LookupError) as exc:
-            raise RenderError(f"{self.templates_dir / path}:{_template_line(exc)}: {type(exc).__name__}: {exc}") from None
+            raise RenderError(f"{_where(exc, self.templates_dir / path)}: {type(exc).__name__}: {exc}") from None
 
 
-def _template_line(exc: BaseException) -> str:
-    """The template line Jinja mapped into the traceback, or "?"."""
+def _where(exc: BaseException, fallback: Path) -> str:
+    """``file:line`` of the innermost template frame Jinja mapped into the traceback."""
     tb = exc.__traceback__
-    line = "?"
+    where = f"{fallback}:?"
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename.endswith((".html", ".txt")):
-            line = str(tb.tb_lineno)
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith((".html", ".txt", ".css")) and os.path.exists(filename):
+            where = f"{filename}:{tb.tb_lineno}"
         tb = tb.tb_next
-    return line
+    return where
 
 
 _SPACE = re.compile(r"\s+")
@@ -175,6 +411,12 @@ _SPACE = re.compile(r"\s+")
 def one_line(value: str) -> str:
     """Collapse every run of whitespace (line breaks included) into one space."""
     return _SPACE.sub(" ", value.replace("\0", " ")).strip()
+
+
+def tidy_text(value: str) -> str:
+    """Trailing spaces off, at most one blank line in a row (left behind by ``{% if %}``), one final newline."""
+    lines = [line.rstrip() for line in value.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
 
 
 class _TextExtractor(HTMLParser):

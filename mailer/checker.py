@@ -1,0 +1,247 @@
+"""``mailer templates check``: catch a marketer's mistakes before a customer sees them.
+
+Every problem names a file and a line (``templates/email/NAME/FILE:LINE:
+problem``). The check compiles every file in the sandbox (syntax errors and
+refused constructs), holds variables to the documented set in
+:data:`mailer.context.VARIABLES` without running anything (the template's
+syntax tree is walked, with a "did you mean" for typos), requires subject,
+HTML and text, then renders each email for the built-in sample customers and
+requires the unsubscribe link and the postal address in both parts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
+from html import unescape
+from pathlib import Path
+
+import jinja2
+from jinja2 import meta, nodes
+
+from mailer.config import OCCASION_KINDS, Campaign, Secret, SenderSettings
+from mailer.context import VARIABLES, Variable, sample_customers, sample_occasion, template_context
+from mailer.render import HTML, PARTS, SUBJECT, TEXT, Renderer, RenderError, html_to_text
+
+CHECK_UNSUBSCRIBE_URL = "https://unsubscribe.example/u/CHECK-TOKEN"
+CHECK_DAY = date(2026, 6, 15)
+# Used when no mailer.toml is at hand (checking a folder on its own).
+PLACEHOLDER_SENDER = SenderSettings(
+    company="Example Company",
+    from_address="hello@company.example",
+    postal_address="1 Example Street, Exampletown",
+    unsubscribe_url="https://company.example/mailer",
+    secret=Secret(env="MAILER_SECRET"),
+)
+_LOCATED = re.compile(r"^(?P<file>.+?):(?P<line>\d+|\?): (?P<problem>.*)$", re.S)
+_IMG = re.compile(r"<img\b[^>]*>", re.I | re.S)
+_ALT = re.compile(r"\balt\s*=\s*(\"[^\"]+\"|'[^']+'|[^\s\"'>]+)", re.I)
+
+
+@dataclass(frozen=True, order=True)
+class Problem:
+    """One thing to fix, at ``path:line``."""
+
+    path: Path
+    line: int
+    message: str
+
+    def format(self, relative_to: Path | None = None) -> str:
+        shown = self.path
+        if relative_to is not None and self.path.is_relative_to(relative_to):
+            shown = self.path.relative_to(relative_to)
+        return f"{shown}:{self.line}: {self.message}"
+
+
+def template_kinds(name: str, campaigns: Sequence[Campaign]) -> tuple[str, ...]:
+    """The occasions a template is sent for: from the campaigns using it, else its name, else unknown (())."""
+    kinds = sorted({c.occasion for c in campaigns if c.template == name})
+    if kinds:
+        return tuple(kinds)
+    return (name,) if name in OCCASION_KINDS else ()
+
+
+def check_templates(
+    templates_dir: Path,
+    campaigns: Sequence[Campaign] = (),
+    sender: SenderSettings = PLACEHOLDER_SENDER,
+    inliner: str = "premailer",
+) -> list[Problem]:
+    """Every problem found in ``templates_dir``, sorted by file and line; empty when all is well."""
+    if not templates_dir.is_dir():
+        return [Problem(templates_dir, 1, "no such templates folder")]
+    renderer = Renderer(templates_dir, inliner, auto_reload=True)
+    problems: set[Problem] = set()
+    names = renderer.names()
+    if not names:
+        problems.add(Problem(templates_dir, 1, "no templates: each email is a folder with subject.txt, body.html and body.txt"))
+    for shared in sorted(p for p in templates_dir.iterdir() if p.is_file() and p.name.startswith("_")):
+        problems.update(check_file(renderer, shared, kinds=()))
+    for name in names:
+        problems.update(check_email(renderer, name, template_kinds(name, campaigns), campaigns, sender))
+    for campaign in campaigns:
+        if campaign.template not in names:
+            hint = _did_you_mean(campaign.template, names)
+            problems.add(Problem(templates_dir / campaign.template, 1,
+                                 f"campaign {campaign.name!r} uses template {campaign.template!r}, which does not exist{hint}"))
+    return sorted(problems)
+
+
+def check_email(
+    renderer: Renderer, name: str, kinds: tuple[str, ...], campaigns: Sequence[Campaign], sender: SenderSettings
+) -> list[Problem]:
+    folder = renderer.templates_dir / name
+    problems: list[Problem] = []
+    for part in PARTS:
+        path = folder / part
+        if not path.is_file():
+            problems.append(Problem(path, 1, f"missing: every email needs {', '.join(PARTS)}"))
+        else:
+            problems.extend(check_file(renderer, path, kinds))
+    if problems:
+        return problems  # rendering a broken or incomplete template would only repeat these
+    return _check_renders(renderer, name, kinds, campaigns, sender)
+
+
+def check_file(renderer: Renderer, path: Path, kinds: tuple[str, ...]) -> list[Problem]:
+    """Compile one file and check the variables it uses, without rendering it."""
+    name = path.relative_to(renderer.templates_dir).as_posix()
+    try:
+        source = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return [Problem(path, 1, "not UTF-8 text: save the file as UTF-8")]
+    try:
+        tree = renderer.env.parse(source, name, str(path))
+        renderer.env.compile(source, name, str(path))
+    except jinja2.TemplateSyntaxError as exc:
+        return [Problem(path, exc.lineno or 1, exc.message or "syntax error")]
+    problems = [Problem(path, line, message) for line, message in unknown_variables(tree, renderer.env, kinds)]
+    if path.suffix == ".html":
+        problems.extend(_images_without_alt(path, source))
+    return problems
+
+
+def unknown_variables(tree: nodes.Template, env: jinja2.Environment, kinds: tuple[str, ...] = ()) -> list[tuple[int, str]]:
+    """(line, problem) for every variable the template uses that is not documented.
+
+    Static: walks the syntax tree (names, ``a.b`` and ``a["b"]`` chains),
+    nothing is rendered. ``kinds`` (when known) also catches occasion fields
+    that the template's occasions do not have.
+    """
+    found: list[tuple[int, str]] = []
+    top_level = meta.find_undeclared_variables(tree)
+    for name_node in tree.find_all(nodes.Name):
+        name = name_node.name
+        if name_node.ctx != "load" or name not in top_level or name in VARIABLES or name in env.globals:
+            continue
+        hint = _did_you_mean(name, [*VARIABLES, *env.globals])
+        found.append((name_node.lineno, f"unknown variable '{name}'{hint}"))
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        path = _chain(node)
+        if path is None or path[0] not in top_level:
+            continue
+        problem = _check_path(path, kinds)
+        if problem:
+            found.append((node.lineno, problem))
+    return sorted(set(found))
+
+
+def _chain(node: nodes.Expr) -> tuple[str, ...] | None:
+    """``occasion.interaction.kind`` → ("occasion", "interaction", "kind"); None when not a plain chain."""
+    parts: list[str] = []
+    while isinstance(node, nodes.Getattr | nodes.Getitem):
+        if isinstance(node, nodes.Getattr):
+            parts.append(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            parts.append(node.arg.value)
+        else:
+            return None
+        node = node.node
+    if not isinstance(node, nodes.Name):
+        return None
+    return (node.name, *reversed(parts))
+
+
+def _check_path(path: tuple[str, ...], kinds: tuple[str, ...]) -> str | None:
+    variable: Variable | None = VARIABLES.get(path[0])
+    if variable is None:
+        return None  # reported as an unknown name already
+    for depth in range(1, len(path)):
+        if variable.free or not variable.fields:
+            return None  # a value's own methods, or custom columns: not ours to list
+        parent, part = ".".join(path[:depth]), path[depth]
+        child = variable.fields.get(part)
+        if child is None:
+            return f"unknown variable '{parent}.{part}'{_did_you_mean(part, list(variable.fields), prefix=parent + '.')}"
+        if kinds and child.occasions and not set(kinds) & set(child.occasions):
+            only = " or ".join(child.occasions)
+            return f"'{parent}.{part}' exists only in {only} emails; this template is sent for {', '.join(kinds)}"
+        variable = child
+    return None
+
+
+def _did_you_mean(word: str, choices: Iterable[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+
+
+def _images_without_alt(path: Path, source: str) -> list[Problem]:
+    problems = []
+    for match in _IMG.finditer(source):
+        if not _ALT.search(match.group(0)):
+            line = source.count("\n", 0, match.start()) + 1
+            problems.append(Problem(path, line, 'image without alt text: add alt="what the picture shows"'))
+    return problems
+
+
+def _check_renders(
+    renderer: Renderer, name: str, kinds: tuple[str, ...], campaigns: Sequence[Campaign], sender: SenderSettings
+) -> list[Problem]:
+    """Render for every sample customer and occasion; then look for the unsubscribe link and address."""
+    folder = renderer.templates_dir / name
+    by_kind = {c.occasion: c for c in campaigns if c.template == name}
+    errors: dict[str, list[Problem]] = {}
+    rendered = None
+    for kind in kinds or OCCASION_KINDS:
+        errors[kind] = []
+        for customer in sample_customers().values():
+            occasion = sample_occasion(kind, customer, CHECK_DAY, by_kind.get(kind))
+            context = template_context(customer, occasion, sender, CHECK_UNSUBSCRIBE_URL)
+            try:
+                result = renderer.render(name, context)
+            except RenderError as exc:
+                errors[kind].append(_located(exc, folder / HTML, f" ({kind} email for {customer.external_id})"))
+                continue
+            if customer.external_id == "sample-full":
+                rendered = result
+    if kinds:
+        problems = sorted({p for found in errors.values() for p in found})
+    else:  # not tied to an occasion: it must render for at least one kind
+        problems = [] if any(not found for found in errors.values()) else sorted(set(errors[OCCASION_KINDS[0]]))
+    if problems or rendered is None:
+        return problems
+    address = " ".join(sender.postal_address.split())
+    text_words = " ".join(rendered.text.split())
+    html_words = " ".join(html_to_text(rendered.html).split())
+    if CHECK_UNSUBSCRIBE_URL not in rendered.text:
+        problems.append(Problem(folder / TEXT, 1, "no unsubscribe link: add {{ unsubscribe_url }} (or include \"_footer.txt\")"))
+    if not re.search(r"<a\b[^>]*\bhref=[\"']" + re.escape(CHECK_UNSUBSCRIBE_URL) + r"[\"']", rendered.html):
+        problems.append(Problem(folder / HTML, 1, 'no unsubscribe link: add <a href="{{ unsubscribe_url }}">Unsubscribe</a> (the layout has one)'))
+    if address not in text_words:
+        problems.append(Problem(folder / TEXT, 1, "no postal address: add {{ company.postal_address }} (or include \"_footer.txt\")"))
+    if address not in unescape(html_words):
+        problems.append(Problem(folder / HTML, 1, "no postal address: add {{ company.postal_address }} (the layout has it)"))
+    if not rendered.subject:
+        problems.append(Problem(folder / SUBJECT, 1, "the subject renders empty"))
+    return problems
+
+
+def _located(exc: RenderError, fallback: Path, note: str) -> Problem:
+    match = _LOCATED.match(str(exc))
+    if not match:
+        return Problem(fallback, 1, f"{exc}{note}")
+    line = match.group("line")
+    return Problem(Path(match.group("file")), int(line) if line.isdigit() else 1, match.group("problem") + note)
