@@ -1,14 +1,24 @@
-"""Sender settings shared by the template tests (what `mailer init` writes, minus the file)."""
+"""The shipped project's settings (what `mailer init` writes), for tests of the shipped templates."""
 
 from __future__ import annotations
 
-from mailer.config import Secret, SenderSettings
+import tomllib
 
-SENDER = SenderSettings(
-    company="Northwind Coffee Roasters",
-    from_address="hello@northwind.example",
-    from_name="Northwind Coffee Roasters",
-    postal_address="12 Harbour Street, Portsmouth PO1 2AB, United Kingdom",
-    unsubscribe_url="https://northwind.example/mailer",
-    secret=Secret(env="MAILER_TEST_UNUSED"),
+from mailer.checker import template_kinds
+from mailer.config import Settings, parse_settings
+from mailer.project import CONFIG_TEMPLATE, SHIPPED_TEMPLATES
+from mailer.render import Renderer
+
+# A config beside the shipped templates, so [render] templates resolves to them.
+SHIPPED: Settings = parse_settings(
+    tomllib.loads(CONFIG_TEMPLATE.format(secret_file=".mailer-secret")), SHIPPED_TEMPLATES.parent.parent / "mailer.toml"
 )
+SENDER = SHIPPED.sender
+NAMES = Renderer(SHIPPED_TEMPLATES).names()
+
+
+def kind_of(name: str) -> str:
+    """The occasion the shipped campaigns send template ``name`` for."""
+    kinds = template_kinds(name, SHIPPED.campaigns)
+    assert kinds, f"no shipped campaign uses template {name!r}"
+    return kinds[0]

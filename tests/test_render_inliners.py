@@ -11,14 +11,12 @@ from mailer.context import sample_customers, sample_occasion, template_context
 from mailer.project import SHIPPED_TEMPLATES
 from mailer.render import Renderer
 from tests.htmlstyles import computed_styles, parse_style
-from tests.samples import SENDER
-
-NAMES = Renderer(SHIPPED_TEMPLATES).names()
+from tests.samples import NAMES, SENDER, kind_of
 
 
 def _render_both(name: str, customer_id: str) -> tuple[str, str]:
     customer = sample_customers()[customer_id]
-    context = template_context(customer, sample_occasion(name, customer, date(2026, 11, 23)), SENDER, "https://n.example/u/t")
+    context = template_context(customer, sample_occasion(kind_of(name), customer, date(2026, 11, 23)), SENDER, "https://n.example/u/t")
     premailer = Renderer(SHIPPED_TEMPLATES, "premailer").render(name, context).html
     css_inline = Renderer(SHIPPED_TEMPLATES, "css-inline").render(name, context).html
     return premailer, css_inline
