@@ -6,7 +6,7 @@ exit status 2; the traceback appears only with ``-v``.
 
 from __future__ import annotations
 
-import logging
+import json
 import signal
 import sys
 import traceback
@@ -16,14 +16,16 @@ from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
 from typing import Any, NoReturn
+from zoneinfo import ZoneInfo
 
 import click
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 
-from mailer import dkim, importer, migrate, optout, outbox, project, store
+from mailer import dkim, importer, logs, migrate, monitor, optout, outbox, project, service, store
 from mailer.config import Settings, find_config, load_settings
+from mailer.daemon import Daemon, next_pass
 from mailer.errors import MailerError
 from mailer.message import Envelope, build_message
 from mailer.models import Customer, SendLog
@@ -77,15 +79,12 @@ class MailerGroup(click.Group):
 @click.group(cls=MailerGroup)
 @click.option("--config", "config", envvar="MAILER_CONFIG", metavar="FILE", help="mailer.toml to use (default: ./mailer.toml).")
 @click.option("-v", "--verbose", is_flag=True, help="More logging; tracebacks on errors.")
+@click.option("--log-json", is_flag=True, envvar="MAILER_LOG_JSON", help="Log events to stderr as JSON lines.")
 @click.version_option(package_name="mailer")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, verbose: bool) -> None:
+def cli(ctx: click.Context, config: str | None, verbose: bool, log_json: bool) -> None:
     """Customer-appreciation email: the right note, to the right person, exactly once."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(verbose=verbose, json_lines=log_json)
     ctx.obj = App(config, verbose)
 
 
@@ -228,22 +227,24 @@ def run(app: App, day: datetime | None, now: datetime | None, dry_run: bool, cam
         raise click.UsageError("--out goes with --dry-run (a real pass sends through the configured transport)")
     settings = app.settings
     clock = outbox.PassClock.on(day.date(), now) if day else outbox.PassClock.at(now)
-    transport = make_transport(settings.transport, sign=dkim.signer_for(settings.sender))
-    report = outbox.run_pass(app.engine, settings, clock, transport, campaign_names=campaigns or None, dry_run=dry_run)
-    if dry_run:
-        rows = [
-            (p.customer.external_id, p.customer.email, p.decision.occasion.campaign, p.decision.occasion.key,
-             p.decision.occasion.due, f"would {p.decision.verdict}", p.decision.reason)
-            for p in sorted(report.planned, key=lambda p: (p.decision.occasion.campaign, p.customer.external_id))
-        ]
-        click.echo(format_rows(["customer", "email", "campaign", "occasion", "due", "decision", "reason"], rows, fmt))
-        if out:
-            folder = make_transport(settings.transport, out_dir=out, sign=dkim.signer_for(settings.sender))
-            written = outbox.render_planned(app.engine, settings, report.planned, folder)
-            click.echo(f"wrote {written} rendered messages to {out / 'new'}/", err=fmt != "table")
-        click.echo(f"dry run: {report.summary()} (nothing written, nothing sent)", err=fmt != "table")
+    if not dry_run:
+        with service.exclusive(settings.store.url, "run"), service.StopFlag().on_signals() as stop:
+            done = service.scheduled_pass(app.engine, settings, clock, campaign_names=campaigns or None, should_stop=stop)
+        click.echo(f"pass: {done.summary()}")
         return
-    click.echo(f"pass: {report.summary()}")
+    transport = make_transport(settings.transport, sign=dkim.signer_for(settings.sender))
+    report = outbox.run_pass(app.engine, settings, clock, transport, campaign_names=campaigns or None, dry_run=True)
+    rows = [
+        (p.customer.external_id, p.customer.email, p.decision.occasion.campaign, p.decision.occasion.key,
+         p.decision.occasion.due, f"would {p.decision.verdict}", p.decision.reason)
+        for p in sorted(report.planned, key=lambda p: (p.decision.occasion.campaign, p.customer.external_id))
+    ]
+    click.echo(format_rows(["customer", "email", "campaign", "occasion", "due", "decision", "reason"], rows, fmt))
+    if out:
+        folder = make_transport(settings.transport, out_dir=out, sign=dkim.signer_for(settings.sender))
+        written = outbox.render_planned(app.engine, settings, report.planned, folder)
+        click.echo(f"wrote {written} rendered messages to {out / 'new'}/", err=fmt != "table")
+    click.echo(f"dry run: {report.summary()} (nothing written, nothing sent)", err=fmt != "table")
 
 
 @cli.command("plan")
@@ -521,3 +522,85 @@ def send_test(app: App, name: str, to_address: str, customer_id: str | None, day
                f"send log #{row.id}, {row.occasion_key}): {row.last_reply}")
     if row.status != "sent":
         raise SystemExit(2)
+
+
+# ---- the service: daemon, retry sweep, requeue, stats, status --------------------------------
+
+
+@cli.command()
+@pass_app
+def daemon(app: App) -> None:
+    """Run passes on the [schedule] crontab and retry sweeps until SIGTERM (then finish the message in flight)."""
+    settings = app.settings
+    with service.exclusive(settings.store.url, "daemon") as sole:
+        Daemon(app.engine, settings, sole_sender=sole).run()
+
+
+@cli.command()
+@click.option("--if-idle", is_flag=True, help="Exit quietly (status 0) when another mailer holds the store's lock.")
+@pass_app
+def retry(app: App, if_idle: bool) -> None:
+    """Deliver what is due again (retries, requeued rows) without planning: the retry sweep, for cron."""
+    settings = app.settings
+    try:
+        with service.exclusive(settings.store.url, "retry"), service.StopFlag().on_signals() as stop:
+            done = service.retry_sweep(app.engine, settings, should_stop=stop)
+    except service.Busy:
+        if if_idle:
+            return
+        raise
+    click.echo(f"retry sweep: {done.summary()}" if done else "retry sweep: nothing due")
+
+
+@cli.command()
+@click.argument("ids", nargs=-1, required=True, type=int)
+@pass_app
+def requeue(app: App, ids: tuple[int, ...]) -> None:
+    """Queue unknown (or failed) send-log rows ID... again, after a human decided they should go out."""
+    with Session(app.engine) as session:
+        before = store.requeue(session, ids, datetime.now(UTC))
+    for row_id, status in sorted(before.items()):
+        click.echo(f"{row_id}: {status} -> queued")
+    click.echo(f"requeued {len(before)} row(s); the next retry sweep (daemon, or `mailer retry`) sends them")
+
+
+@cli.command()
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only rows whose status changed since this day (UTC).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@pass_app
+def stats(app: App, since: datetime | None, fmt: str) -> None:
+    """Per campaign: sent, deferred, skipped, failed, bounced, unknown, queued."""
+    with Session(app.engine) as session:
+        rows = monitor.stats(session, since.replace(tzinfo=UTC) if since else None)
+    click.echo(format_rows(monitor.stats_headers(), rows, fmt))
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@pass_app
+def status(app: App, fmt: str) -> None:
+    """Last pass, next pass, queue by status, oldest retry; exit status 1 when something needs a human."""
+    settings = app.settings
+    with Session(app.engine) as session:
+        facts = monitor.gather(session, datetime.now(UTC), lambda after: next_pass(settings, after))
+    if fmt == "json":
+        click.echo(json.dumps(monitor.as_json(facts), indent=2))
+    else:
+        zone = ZoneInfo(settings.sender.timezone)
+        lines = [
+            ("last pass", monitor.describe_run(facts.last_pass)),
+            ("last sweep", monitor.describe_run(facts.last_sweep)),
+            ("next pass", f"{facts.next_pass:%Y-%m-%d %H:%M} UTC ({facts.next_pass.astimezone(zone):%H:%M} {zone})"),
+            ("queue", monitor.describe_queue(facts.queue)),
+            ("oldest retry", monitor.describe_retry(facts.oldest_retry)),
+        ]
+        for label, text in lines:
+            click.echo(f"{label + ':':<14}{text}")
+        if facts.problems:
+            click.echo("needs attention:")
+            for problem in facts.problems:
+                click.echo(f"  - {problem}")
+        else:
+            click.echo("all well")
+    if facts.problems:
+        click.get_current_context().exit(1)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from apscheduler.triggers.cron import CronTrigger
 from email_validator import EmailNotValidError, validate_email
 
 from mailer.errors import MailerError
@@ -455,6 +456,10 @@ def _schedule(t: _Table) -> ScheduleSettings:
     for expression in passes:
         if len(expression.split()) != 5:
             raise t.error("passes", f"expected a 5-field crontab expression, got {expression!r}")
+        try:
+            CronTrigger.from_crontab(expression)
+        except ValueError as exc:
+            raise t.error("passes", f"{expression!r}: {exc}") from None
     settings = ScheduleSettings(passes=tuple(passes), retry_every=t.duration("retry_every", timedelta(minutes=5)))
     t.done()
     return settings

@@ -398,3 +398,45 @@ def recover_interrupted(engine: Engine, now: datetime | None = None) -> list[int
             ).scalars().all()
             recovered.extend(row_id for row_id in ids if row_id is not None)
     return sorted(recovered)
+
+
+def has_due(session: Session, now: datetime) -> bool:
+    """Whether any ``queued`` row is due for an attempt at ``now``."""
+    query = select(col(SendLog.id)).where(col(SendLog.status) == SendStatus.QUEUED, col(SendLog.next_attempt_at) <= now)
+    return session.execute(query.limit(1)).first() is not None
+
+
+REQUEUEABLE = frozenset({SendStatus.UNKNOWN, SendStatus.FAILED})
+
+
+def requeue(session: Session, row_ids: Sequence[int], now: datetime) -> dict[int, str]:
+    """Queue ``unknown`` or ``failed`` rows again, all or none; returns id → the status each had, committed.
+
+    Raises StoreError naming every id that does not exist or is in another
+    status (nothing is changed then). The move is a conditional update, so a
+    row that changed meanwhile is not touched.
+    """
+    query = select(col(SendLog.id), col(SendLog.status)).where(
+        col(SendLog.id).in_(sorted(set(row_ids))), col(SendLog.is_test).is_(False)
+    )
+    found: dict[int, str] = {row_id: status for row_id, status in session.execute(query).all()}
+    problems = [f"{i}: no such send-log row" for i in row_ids if i not in found]
+    problems += [
+        f"{i}: is {found[i]}; only {' or '.join(sorted(REQUEUEABLE))} rows can be requeued"
+        for i in row_ids
+        if i in found and found[i] not in REQUEUEABLE
+    ]
+    if problems:
+        raise StoreError("nothing requeued: " + "; ".join(dict.fromkeys(problems)))
+    for row_id, status in found.items():
+        moved = session.execute(
+            update(SendLog)
+            .where(col(SendLog.id) == row_id, col(SendLog.status) == status)
+            .values(status=SendStatus.QUEUED, reason=f"requeued by hand (was {status})", next_attempt_at=now)
+            .values(updated_at=now)
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            session.rollback()
+            raise StoreError(f"nothing requeued: {row_id} changed while requeueing; look again")
+    session.commit()
+    return found

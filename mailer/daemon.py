@@ -1,0 +1,129 @@
+"""``mailer daemon``: APScheduler wiring, signals and the single-instance rule.
+
+The pass runs on the ``[schedule] passes`` crontab expressions, read in the
+sender's time zone (the business's clock, DST included: "0 9 * * *" means nine
+in the morning there all year); each pass applies every recipient's own send
+window, so the default hourly pass reaches every zone at a sensible hour. A
+retry sweep every ``[schedule] retry_every`` delivers what is due again. At
+start-up a catch-up pass runs at once (rows a crash left ``sending`` become
+``unknown`` first, never resent on their own).
+
+APScheduler 3.x keeps its jobs in memory: it only wakes this process. Who
+sends what is decided by the store (conditional claims; on SQLite a lock file
+keeps a second daemon out, on PostgreSQL several daemons share the work).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import Engine
+
+from mailer import logs, outbox, service
+from mailer.config import Settings
+
+# A run that starts late (the machine was suspended, the previous pass ran long) still runs
+# within this grace; APScheduler's default of 1 s would silently skip it. Several missed
+# runs of one job collapse into one (coalesce), and one job never overlaps itself.
+MISFIRE_GRACE = timedelta(hours=6)
+
+log = logs.events("mailer.daemon")
+
+
+def pass_triggers(settings: Settings) -> list[CronTrigger]:
+    zone = ZoneInfo(settings.sender.timezone)
+    return [CronTrigger.from_crontab(expression, timezone=zone) for expression in settings.schedule.passes]
+
+
+def next_pass(settings: Settings, after: datetime) -> datetime:
+    """When the schedule next starts a pass after ``after`` (aware, UTC)."""
+    times: list[datetime] = [t.get_next_fire_time(None, after) for t in pass_triggers(settings)]
+    return min(times).astimezone(UTC)
+
+
+class Daemon:
+    """Runs passes and sweeps on the schedule until SIGTERM/SIGINT; one job at a time."""
+
+    def __init__(self, engine: Engine, settings: Settings, *, sole_sender: bool) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.sole_sender = sole_sender
+        self.stop = service.StopFlag()
+        self._busy = threading.Lock()
+        self.scheduler = BlockingScheduler(
+            timezone=ZoneInfo(settings.sender.timezone),
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": int(MISFIRE_GRACE.total_seconds()),
+            },
+        )
+
+    def run(self) -> None:
+        """Block until a signal; returns after the message in flight is finished and committed."""
+        for number, trigger in enumerate(pass_triggers(self.settings)):
+            self.scheduler.add_job(self.pass_job, trigger, id=f"pass-{number}", name=f"pass ({trigger})")
+        self.scheduler.add_job(
+            self.sweep_job, IntervalTrigger(seconds=self.settings.schedule.retry_every.total_seconds()),
+            id="retry", name="retry sweep",
+        )
+        self.scheduler.add_job(self.pass_job, DateTrigger(), id="catch-up", name="catch-up pass at start-up")
+        with self.stop.on_signals(self._stopping):
+            log.info(
+                "daemon started: passes %s (%s), retry sweep every %s, %s",
+                ", ".join(repr(e) for e in self.settings.schedule.passes), self.settings.sender.timezone,
+                self.settings.schedule.retry_every,
+                "sole sender (SQLite lock held)" if self.sole_sender else "sharing the store with other workers",
+                extra={"fields": {"event": "daemon_started", "passes": list(self.settings.schedule.passes),
+                                  "timezone": self.settings.sender.timezone}},
+            )
+            self.scheduler.start()
+            with self._busy:  # the job in flight, if any, has noticed the flag: wait for its commit
+                pass
+        log.info("daemon stopped (%s)", self.stop.signal_name, extra={"fields": {"event": "daemon_stopped"}})
+
+    def _stopping(self, signal_name: str) -> None:
+        log.info(
+            "%s: finishing the message in flight, then stopping", signal_name,
+            extra={"fields": {"event": "stopping", "signal": signal_name}},
+        )
+        self.scheduler.shutdown(wait=False)
+
+    def pass_job(self) -> None:
+        self._job("pass", lambda: service.scheduled_pass(
+            self.engine, self.settings, outbox.PassClock.at(), should_stop=self.stop
+        ))
+
+    def sweep_job(self) -> None:
+        self._job("retry", lambda: service.retry_sweep(self.engine, self.settings, should_stop=self.stop))
+
+    def _job(self, kind: str, work: Callable[[], service.Run | None]) -> None:
+        with self._busy:
+            if self.stop():
+                return
+            try:
+                run = work()
+            except Exception as exc:  # the daemon outlives a failed run: logged, recorded, retried by the schedule
+                log.error(
+                    "%s failed: %s", kind, exc, exc_info=log.isEnabledFor(logging.DEBUG),
+                    extra={"fields": {"event": f"{kind}_failed", "error": str(exc)}},
+                )
+                return
+        if run is None:
+            return  # an idle sweep: nothing to say
+        label = "pass" if kind == "pass" else "retry sweep"
+        log.info(
+            "%s %d done in %.1fs: %s", label, run.record_id, run.seconds, run.summary(),
+            extra={"fields": {"event": f"{kind}_done", "run": run.record_id, "seconds": round(run.seconds, 3),
+                              "counts": dict(run.report.counts)}},
+        )
