@@ -24,7 +24,7 @@ from jinja2 import meta, nodes
 
 from mailer.config import OCCASION_KINDS, Campaign, Secret, SenderSettings
 from mailer.context import VARIABLES, Variable, sample_customers, sample_occasion, template_context
-from mailer.render import HTML, PARTS, SUBJECT, TEXT, Renderer, RenderError, html_to_text
+from mailer.render import HTML, INLINERS, PARTS, SUBJECT, TEXT, Renderer, RenderError, html_to_text
 
 CHECK_UNSUBSCRIBE_URL = "https://unsubscribe.example/u/CHECK-TOKEN"
 CHECK_DAY = date(2026, 6, 15)
@@ -73,7 +73,7 @@ def check_templates(
     """Every problem found in ``templates_dir``, sorted by file and line; empty when all is well."""
     if not templates_dir.is_dir():
         return [Problem(templates_dir, 1, "no such templates folder")]
-    renderer = Renderer(templates_dir, inliner, auto_reload=True)
+    renderer = Renderer(templates_dir, None, auto_reload=True)  # words only: each email is inlined once below
     problems: set[Problem] = set()
     names = renderer.names()
     if not names:
@@ -81,7 +81,7 @@ def check_templates(
     for shared in sorted(p for p in templates_dir.iterdir() if p.is_file() and p.name.startswith("_")):
         problems.update(check_file(renderer, shared, kinds=()))
     for name in names:
-        problems.update(check_email(renderer, name, template_kinds(name, campaigns), campaigns, sender))
+        problems.update(check_email(renderer, name, template_kinds(name, campaigns), campaigns, sender, inliner))
     for campaign in campaigns:
         if campaign.template not in names:
             hint = _did_you_mean(campaign.template, names)
@@ -91,7 +91,8 @@ def check_templates(
 
 
 def check_email(
-    renderer: Renderer, name: str, kinds: tuple[str, ...], campaigns: Sequence[Campaign], sender: SenderSettings
+    renderer: Renderer, name: str, kinds: tuple[str, ...], campaigns: Sequence[Campaign], sender: SenderSettings,
+    inliner: str = "premailer",
 ) -> list[Problem]:
     folder = renderer.templates_dir / name
     problems: list[Problem] = []
@@ -103,7 +104,7 @@ def check_email(
             problems.extend(check_file(renderer, path, kinds))
     if problems:
         return problems  # rendering a broken or incomplete template would only repeat these
-    return _check_renders(renderer, name, kinds, campaigns, sender)
+    return _check_renders(renderer, name, kinds, campaigns, sender, inliner)
 
 
 def check_file(renderer: Renderer, path: Path, kinds: tuple[str, ...]) -> list[Problem]:
@@ -115,7 +116,7 @@ def check_file(renderer: Renderer, path: Path, kinds: tuple[str, ...]) -> list[P
         return [Problem(path, 1, "not UTF-8 text: save the file as UTF-8")]
     try:
         tree = renderer.env.parse(source, name, str(path))
-        renderer.env.compile(source, name, str(path))
+        renderer.env.compile(tree, name, str(path))
     except jinja2.TemplateSyntaxError as exc:
         return [Problem(path, exc.lineno or 1, exc.message or "syntax error")]
     problems = [Problem(path, line, message) for line, message in unknown_variables(tree, renderer.env, kinds)]
@@ -139,6 +140,12 @@ def unknown_variables(tree: nodes.Template, env: jinja2.Environment, kinds: tupl
             continue
         hint = _did_you_mean(name, [*VARIABLES, *env.globals])
         found.append((name_node.lineno, f"unknown variable '{name}'{hint}"))
+    for used in tree.find_all((nodes.Filter, nodes.Test)):
+        known = env.filters if isinstance(used, nodes.Filter) else env.tests
+        if used.name not in known:
+            what = "filter" if isinstance(used, nodes.Filter) else "test"
+            public = [n for n in known if not n.startswith("_")]
+            found.append((used.lineno, f"unknown {what} '{used.name}'{_did_you_mean(used.name, public)}"))
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         path = _chain(node)
         if path is None or path[0] not in top_level:
@@ -198,7 +205,8 @@ def _images_without_alt(path: Path, source: str) -> list[Problem]:
 
 
 def _check_renders(
-    renderer: Renderer, name: str, kinds: tuple[str, ...], campaigns: Sequence[Campaign], sender: SenderSettings
+    renderer: Renderer, name: str, kinds: tuple[str, ...], campaigns: Sequence[Campaign], sender: SenderSettings,
+    inliner: str,
 ) -> list[Problem]:
     """Render for every sample customer and occasion; then look for the unsubscribe link and address."""
     folder = renderer.templates_dir / name
@@ -236,6 +244,10 @@ def _check_renders(
         problems.append(Problem(folder / HTML, 1, "no postal address: add {{ company.postal_address }} (the layout has it)"))
     if not rendered.subject:
         problems.append(Problem(folder / SUBJECT, 1, "the subject renders empty"))
+    try:
+        INLINERS[inliner](rendered.html)
+    except Exception as exc:  # an inliner's parse errors have no common type; each is reported, none ignored
+        problems.append(Problem(folder / HTML, 1, f"the CSS inliner ({inliner}) failed: {exc}"))
     return problems
 
 

@@ -460,7 +460,7 @@ def preview(app: App, name: str | None, customer_id: str | None, day: datetime |
     if not name:
         raise click.UsageError("name a template (or use --serve)")
     renderer = Renderer(settings.render.templates, settings.render.inliner)
-    engine = previews.open_store(settings) if customer_id and not customer_id.startswith("sample-") else None
+    engine = app.engine if customer_id and not customer_id.startswith("sample-") else None
     customer = previews.find_customer(engine, customer_id or previews.DEFAULT_SAMPLE)
     shown = previews.render_preview(settings, renderer, name, customer, day.date() if day else _today(), engine)
     if shown.rendered is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -68,11 +68,15 @@ VARIABLES: dict[str, Variable] = {
                     "order_count", ("milestone",)),
         "threshold": V("the number reached (write `{{ occasion.threshold | int }}`)", "10", ("milestone",)),
         "days_silent": V("days since we last heard from them", "60", ("silence",)),
+        "silent_since": V("the day we last heard from them (or they became a customer)", "24 September 2026",
+                          ("silence",)),
+        "days_after": V("days between the interaction and this email", "7", ("follow_up",)),
         "interaction": V("the order, visit or call being followed up", occasions=("follow_up",), fields={
             "kind": V("order, support, visit, meeting…", "order"),
+            "date": V("the day it happened", "16 November 2026"),
             "reference": V("your reference for it, or empty", "ORD-10482"),
-            "occurred_at": V("when it happened", "16 November 2026"),
             "amount": V("its amount, or empty (write `{{ occasion.interaction.amount | money }}`)", "42.50"),
+            "id": V("its number in the store", "5312"),
         }),
     }),
     "company": V("your business, from [sender] in mailer.toml", fields={
@@ -156,6 +160,9 @@ def _revive(details: Mapping[str, Any]) -> dict[str, Any]:
             value = _revive(value)
         elif name.endswith("_at") and isinstance(value, str):
             value = _parse_moment(value)
+        elif (name == "date" or name.endswith("_since")) and isinstance(value, str):
+            with contextlib.suppress(ValueError):  # not a date after all: shown as written
+                value = date.fromisoformat(value)
         elif name == "amount" and isinstance(value, str | int | float) and not isinstance(value, bool):
             with contextlib.suppress(InvalidOperation):  # not a number after all: shown as written
                 value = Decimal(str(value))
@@ -217,16 +224,17 @@ def sample_occasion(kind: str, customer: Customer, day: date, campaign: Campaign
     elif kind == "silence":
         days = campaign.after_days[0] if campaign and campaign.after_days else 60
         last = day - timedelta(days=days)
-        details, key = {"days_silent": days}, f"silence:{last.isoformat()}:{days}"
+        details, key = {"days_silent": days, "silent_since": last}, f"silence:{last.isoformat()}:{days}"
     else:
         days = campaign.after_days[0] if campaign and campaign.after_days else 7
         interaction = {
+            "id": 0,
             "kind": (campaign.interaction_kind if campaign and campaign.interaction_kind else "order"),
+            "date": day - timedelta(days=days),
             "reference": "ORD-10482",
-            "occurred_at": datetime.combine(day - timedelta(days=days), time(10, 30), tzinfo=UTC),
             "amount": Decimal("42.50"),
         }
-        details, key = {"interaction": interaction}, "follow_up:0"
+        details, key = {"days_after": days, "interaction": interaction}, "follow_up:0"
     return occasion_view(kind, key, name, day, details)
 
 
@@ -234,16 +242,27 @@ def sample_occasion(kind: str, customer: Customer, day: date, campaign: Campaign
 
 def variables_markdown() -> str:
     """The variables section of ``templates/email/README.md``, generated from :data:`VARIABLES`."""
-    lines = ["| variable | what it holds | example | in |", "| --- | --- | --- | --- |"]
+    lines: list[str] = []
 
-    def walk(prefix: str, variables: Mapping[str, Variable], inherited: tuple[str, ...]) -> None:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    def rows(prefix: str, variables: Mapping[str, Variable], inherited: tuple[str, ...]) -> None:
         for name, variable in variables.items():
             path = f"{prefix}{name}"
             occasions = variable.occasions or inherited
-            where = ", ".join(occasions) if occasions else "every email"
-            example = f"`{variable.example}`" if variable.example else ""
-            lines.append(f"| `{{{{ {path} }}}}` | {variable.doc} | {example} | {where} |")
-            walk(f"{path}.", variable.fields, occasions)
+            example = f"`{cell(variable.example)}`" if variable.example else ""
+            where = ", ".join(occasions) if occasions else "all"
+            lines.append(f"| `{{{{ {path} }}}}` | {cell(variable.doc)} | {example} | {where} |")
+            rows(f"{path}.", variable.fields, occasions)
 
-    walk("", VARIABLES, ())
-    return "\n".join(lines) + "\n"
+    for name, variable in VARIABLES.items():
+        lines.append(f"### `{name}`: {variable.doc}")
+        lines.append("")
+        if variable.fields:
+            lines += ["| write | what it holds | example | in emails for |", "| --- | --- | --- | --- |"]
+            rows(f"{name}.", variable.fields, variable.occasions)
+        else:
+            lines.append(f"Write `{{{{ {name} }}}}`, for example `{cell(variable.example)}`.")
+        lines.append("")
+    return "\n".join(lines)

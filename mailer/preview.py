@@ -90,8 +90,8 @@ def occasion_for(settings: Settings, engine: Engine | None, name: str, customer:
         latest = _latest_interaction(engine, customer.id, occasion["interaction"]["kind"])
         if latest is not None:
             occasion["interaction"] = {
-                "kind": latest.kind, "reference": latest.reference or "",
-                "occurred_at": latest.occurred_at, "amount": latest.amount,
+                "id": latest.id, "kind": latest.kind, "date": latest.occurred_at.date(),
+                "reference": latest.reference or "", "amount": latest.amount,
             }
             occasion["key"] = f"follow_up:{latest.id}"
     return kind, occasion
@@ -124,15 +124,15 @@ def render_preview(
     return preview
 
 
-def open_store(settings: Settings) -> Engine | None:
-    """The store's engine, or None when it cannot be opened (the preview then offers the samples only)."""
+def open_store(settings: Settings) -> tuple[Engine | None, str]:
+    """The store's engine and "", or None and why not (the preview then offers the samples only)."""
     engine = store.make_engine(settings.store.url)
     try:
         store.check_schema(engine)
-    except MailerError:
+    except MailerError as exc:
         engine.dispose()
-        return None
-    return engine
+        return None, str(exc)
+    return engine, ""
 
 
 # ---- send-test -------------------------------------------------------------------------------------
@@ -230,10 +230,12 @@ def create_app(settings: Settings) -> Flask:
 
 def configure(app: Flask, settings: Settings) -> None:
     """Give ``app`` what the blueprint needs: settings, a reloading renderer, the store when it opens."""
+    engine, why_not = open_store(settings)
     app.extensions["mailer_preview"] = {
         "settings": settings,
         "renderer": Renderer(settings.render.templates, settings.render.inliner, auto_reload=True),
-        "engine": open_store(settings),
+        "engine": engine,
+        "no_store": why_not,
     }
 
 
@@ -285,7 +287,7 @@ def show(name: str) -> str:
     except (MailerError, ValueError) as exc:
         problems.append(str(exc))
     kinds = template_kinds(name, settings.campaigns)
-    checked: list[Problem] = check_email(renderer, name, kinds, settings.campaigns, settings.sender)
+    checked: list[Problem] = check_email(renderer, name, kinds, settings.campaigns, settings.sender, settings.render.inliner)
     problems.extend(p.format(settings.base_dir) for p in checked if p.format(settings.base_dir) not in problems)
     return render_template_string(PAGE, names=names, name=name, preview=preview, problems=problems,
                                   **_page_vars(customer_id))
@@ -311,7 +313,7 @@ def _page_vars(customer_id: str | None) -> dict[str, Any]:
         "customer_id": customer_id or DEFAULT_SAMPLE,
         "samples": list(sample_customers()),
         "day": request.args.get("date") or date.today().isoformat(),
-        "has_store": _state()["engine"] is not None,
+        "no_store": _state()["no_store"],
         "stamp_url": url_for("preview.stamp"),
         "stamp": templates_stamp(_state()["renderer"].templates_dir),
     }
@@ -341,7 +343,7 @@ PAGE = """<!DOCTYPE html>
   <label>date <input type="date" name="date" value="{{ day }}"></label>
   <button>show</button>
  </form>{% endif %}
- <span>{{ "store customers by external_id, or a sample" if has_store else "no store: samples only" }}</span>
+ <span>{{ "samples only: " ~ no_store if no_store else "a customer's external_id, or a sample" }}</span>
 </header>
 <main>
 {% if problems %}<div class="problems" id="problems">{{ problems | join("\n") }}</div>{% endif %}

@@ -335,6 +335,10 @@ def _inline_with_css_inline(html: str) -> str:
     return result
 
 
+def _as_is(html: str) -> str:
+    return html
+
+
 INLINERS: dict[str, Callable[[str], str]] = {
     "premailer": _inline_with_premailer,
     "css-inline": _inline_with_css_inline,
@@ -345,13 +349,14 @@ class Renderer:
     """Renders named templates from one folder; each file is compiled once and cached.
 
     ``auto_reload`` makes Jinja look at file times on every render (the preview
-    wants edits to show at once; a pass does not).
+    wants edits to show at once; a pass does not). ``inliner=None`` leaves the
+    CSS in its <style> tag (checks that only read the words).
     """
 
-    def __init__(self, templates_dir: Path, inliner: str = "premailer", *, auto_reload: bool = False) -> None:
+    def __init__(self, templates_dir: Path, inliner: str | None = "premailer", *, auto_reload: bool = False) -> None:
         self.templates_dir = templates_dir
         self.env = make_environment(templates_dir, auto_reload=auto_reload)
-        self.inline = INLINERS[inliner]
+        self.inline = INLINERS[inliner] if inliner else _as_is
 
     def names(self) -> list[str]:
         """Template folders (those starting with ``_`` are shared parts, not emails)."""
@@ -387,7 +392,7 @@ class Renderer:
             raise RenderError(f"{where}:{exc.lineno}: {exc.message}") from None
         except SecurityError as exc:
             raise RenderError(f"{_where(exc, self.templates_dir / path)}: refused: {exc}") from None
-        except jinja2.UndefinedError as exc:
+        except (jinja2.UndefinedError, jinja2.TemplateRuntimeError) as exc:
             raise RenderError(f"{_where(exc, self.templates_dir / path)}: {exc.message}") from None
         except (TypeError, ValueError, ArithmeticError, AttributeError, LookupError) as exc:
             raise RenderError(f"{_where(exc, self.templates_dir / path)}: {type(exc).__name__}: {exc}") from None
