@@ -8,7 +8,14 @@ from decimal import Decimal
 
 import pytest
 
-from mailer.context import VARIABLES, occasion_view, sample_customers, sample_occasion, template_context, variables_markdown
+from mailer.context import (
+    VARIABLES,
+    occasion_view,
+    sample_customers,
+    sample_occasion,
+    template_context,
+    variables_markdown,
+)
 from mailer.project import SHIPPED_TEMPLATES
 from mailer.render import FILTERS, Rendered, Renderer
 from tests.samples import NAMES, SENDER, SHIPPED, kind_of
