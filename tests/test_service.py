@@ -201,3 +201,33 @@ def test_a_killed_run_leaves_unknown_never_resent_until_requeued_then_sent_once(
 def _row_id(engine: Engine, customer_id: int) -> int:
     with Session(engine) as session:
         return session.execute(select(SendLog.id).where(SendLog.customer_id == customer_id)).scalar_one()
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_send_finishes_that_message_records_it_and_exits_0(
+    project: Path, engine: Engine, tmp_path: Path
+) -> None:
+    configure(project, policy=ALL_WEEK)
+    for n in range(4):
+        add_due_today(engine, f"C{n}")
+    with SmtpServer(script=lambda rcpt: ["stall:3"]) as server:
+        configure(project, transport=smtp_transport(server))
+        log = tmp_path / "daemon.log"
+        with log.open("wb") as stderr:
+            daemon = subprocess.Popen(
+                [*PYTHON_MAILER, "--config", str(project), "daemon"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+            )
+        try:
+            wait_until(lambda: server.stalling == 1, 60, "the catch-up pass to be inside an SMTP transaction")
+            daemon.send_signal(signal.SIGTERM)
+            assert daemon.wait(timeout=60) == 0, log.read_text()
+        finally:
+            if daemon.poll() is None:
+                daemon.kill()
+                daemon.wait()
+        delivered = [m.rcpt_tos[0] for m in server.messages]
+    outcome = statuses(engine)
+    assert len(delivered) == 1 and outcome[delivered[0]] == "sent"  # the message in flight went out, recorded
+    assert sorted(outcome.values()) == ["queued", "queued", "queued", "sent"]  # the rest wait, nothing unknown
+    assert "SIGTERM: finishing the message in flight, then stopping" in log.read_text()
