@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import shutil
@@ -13,7 +14,21 @@ from mailer.config import CONFIG_NAME
 from mailer.errors import MailerError
 
 SECRET_FILE = ".mailer-secret"
-SHIPPED_TEMPLATES = Path(__file__).resolve().parent.parent / "templates" / "email"
+
+
+def _shipped_templates() -> Path:
+    """The default templates: the source tree's (a checkout or editable install), else the installed copy."""
+    source = Path(__file__).resolve().parent.parent / "templates" / "email"
+    if source.is_dir():
+        return source
+    spec = importlib.util.find_spec("mailer_templates")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(location) / "email").is_dir():
+            return Path(location) / "email"
+    return source
+
+
+SHIPPED_TEMPLATES = _shipped_templates()
 
 CONFIG_TEMPLATE = """\
 # mailer configuration. Every key is documented in the README; secrets never live here.
