@@ -129,9 +129,9 @@ def demo(directory: Path) -> None:
     for kind, run in (("customers", importer.import_customers), ("interactions", importer.import_interactions)):
         report = run(engine, data / f"{kind}.csv")
         click.echo(report.summary())
-    clock = outbox.PassClock.on(today)
-    transport = make_transport(settings.transport, sign=dkim.signer_for(settings.sender))
-    report = outbox.run_pass(engine, settings, clock, transport)
+    # The same recorded, locked pass as `mailer run --date today`, so `mailer status` sees it.
+    with service.exclusive(settings.store.url, "demo"):
+        report = service.scheduled_pass(engine, settings, outbox.PassClock.on(today)).report
     click.echo(f"pass for {today}: {report.summary()}")
     _print_deliveries(engine, report)
     if settings.transport.kind == "maildir":
