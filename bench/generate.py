@@ -103,7 +103,10 @@ def generate(customers: int, day: date, due: int = 0, per_customer: int = 5, see
     return path
 
 
-def _flush(connection: sqlite3.Connection, customers: list[tuple[object, ...]], interactions: list[tuple[object, ...]]) -> None:
+Rows = list[tuple[object, ...]]
+
+
+def _flush(connection: sqlite3.Connection, customers: Rows, interactions: Rows) -> None:
     connection.executemany(
         "INSERT INTO customer (id, external_id, email, first_name, last_name, customer_since, since_md, birthday_year,"
         " birthday_month, birthday_day, birthday_md, timezone, tags, attributes, order_count, lifetime_spend,"
