@@ -7,6 +7,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -29,10 +30,12 @@ class Served:
 
     def __init__(self, config: Path, *extra: str) -> None:
         self.config = config
+        # The server's log goes to a file: an unread pipe would fill up and stall the server.
+        self.log = tempfile.TemporaryFile("w+", encoding="utf-8")
         self.proc = subprocess.Popen(
             [str(MAILER), "--config", str(config), "serve", "--port", "0", *extra],
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=self.log,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
@@ -53,8 +56,8 @@ class Served:
         if self.proc.poll() is None:
             self.stop()
             raise RuntimeError(f"mailer serve printed no address within {timeout:g}s")
-        assert self.proc.stderr is not None
-        errors = self.proc.stderr.read()
+        self.log.seek(0)
+        errors = self.log.read()
         self.stop()
         raise RuntimeError(f"mailer serve did not start: {errors}")
 
@@ -66,17 +69,13 @@ class Served:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream:
-                stream.close()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self.log.close()
         return self.proc.returncode
 
-    def request(
-        self, method: str, path: str, data: bytes | None = None, content_type: str | None = None
-    ) -> Reply:
-        req = urllib.request.Request(
-            self.base + urllib.parse.quote(path, safe="/"), data=data, method=method
-        )
+    def request(self, method: str, path: str, data: bytes | None = None, content_type: str | None = None) -> Reply:
+        req = urllib.request.Request(self.base + urllib.parse.quote(path, safe="/"), data=data, method=method)
         if content_type:
             req.add_header("Content-Type", content_type)
         try:
