@@ -31,7 +31,7 @@ class Served:
     def __init__(self, config: Path, *extra: str) -> None:
         self.config = config
         # The server's log goes to a file: an unread pipe would fill up and stall the server.
-        self.log = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self.log = tempfile.TemporaryFile("w+", encoding="utf-8")  # noqa: SIM115 (closed in stop())
         self.proc = subprocess.Popen(
             [str(MAILER), "--config", str(config), "serve", "--port", "0", *extra],
             stdout=subprocess.PIPE,
