@@ -77,7 +77,9 @@ def check_templates(
     problems: set[Problem] = set()
     names = renderer.names()
     if not names:
-        problems.add(Problem(templates_dir, 1, "no templates: each email is a folder with subject.txt, body.html and body.txt"))
+        problems.add(
+            Problem(templates_dir, 1, "no templates: each email is a folder with subject.txt, body.html and body.txt")
+        )
     for shared in sorted(p for p in templates_dir.iterdir() if p.is_file() and p.name.startswith("_")):
         problems.update(check_file(renderer, shared, kinds=()))
     for name in names:
@@ -85,13 +87,22 @@ def check_templates(
     for campaign in campaigns:
         if campaign.template not in names:
             hint = _did_you_mean(campaign.template, names)
-            problems.add(Problem(templates_dir / campaign.template, 1,
-                                 f"campaign {campaign.name!r} uses template {campaign.template!r}, which does not exist{hint}"))
+            problems.add(
+                Problem(
+                    templates_dir / campaign.template,
+                    1,
+                    f"campaign {campaign.name!r} uses template {campaign.template!r}, which does not exist{hint}",
+                )
+            )
     return sorted(problems)
 
 
 def check_email(
-    renderer: Renderer, name: str, kinds: tuple[str, ...], campaigns: Sequence[Campaign], sender: SenderSettings,
+    renderer: Renderer,
+    name: str,
+    kinds: tuple[str, ...],
+    campaigns: Sequence[Campaign],
+    sender: SenderSettings,
     inliner: str = "premailer",
 ) -> list[Problem]:
     folder = renderer.templates_dir / name
@@ -125,7 +136,9 @@ def check_file(renderer: Renderer, path: Path, kinds: tuple[str, ...]) -> list[P
     return problems
 
 
-def unknown_variables(tree: nodes.Template, env: jinja2.Environment, kinds: tuple[str, ...] = ()) -> list[tuple[int, str]]:
+def unknown_variables(
+    tree: nodes.Template, env: jinja2.Environment, kinds: tuple[str, ...] = ()
+) -> list[tuple[int, str]]:
     """(line, problem) for every variable the template uses that is not documented.
 
     Static: walks the syntax tree (names, ``a.b`` and ``a["b"]`` chains),
@@ -182,7 +195,9 @@ def _check_path(path: tuple[str, ...], kinds: tuple[str, ...]) -> str | None:
         parent, part = ".".join(path[:depth]), path[depth]
         child = variable.fields.get(part)
         if child is None:
-            return f"unknown variable '{parent}.{part}'{_did_you_mean(part, list(variable.fields), prefix=parent + '.')}"
+            return (
+                f"unknown variable '{parent}.{part}'{_did_you_mean(part, list(variable.fields), prefix=parent + '.')}"
+            )
         if kinds and child.occasions and not set(kinds) & set(child.occasions):
             only = " or ".join(child.occasions)
             return f"'{parent}.{part}' exists only in {only} emails; this template is sent for {', '.join(kinds)}"
@@ -205,7 +220,11 @@ def _images_without_alt(path: Path, source: str) -> list[Problem]:
 
 
 def _check_renders(
-    renderer: Renderer, name: str, kinds: tuple[str, ...], campaigns: Sequence[Campaign], sender: SenderSettings,
+    renderer: Renderer,
+    name: str,
+    kinds: tuple[str, ...],
+    campaigns: Sequence[Campaign],
+    sender: SenderSettings,
     inliner: str,
 ) -> list[Problem]:
     """Render for every sample customer and occasion; then look for the unsubscribe link and address."""
@@ -235,13 +254,25 @@ def _check_renders(
     text_words = " ".join(rendered.text.split())
     html_words = " ".join(html_to_text(rendered.html).split())
     if CHECK_UNSUBSCRIBE_URL not in rendered.text:
-        problems.append(Problem(folder / TEXT, 1, "no unsubscribe link: add {{ unsubscribe_url }} (or include \"_footer.txt\")"))
+        problems.append(
+            Problem(folder / TEXT, 1, 'no unsubscribe link: add {{ unsubscribe_url }} (or include "_footer.txt")')
+        )
     if not re.search(r"<a\b[^>]*\bhref=[\"']" + re.escape(CHECK_UNSUBSCRIBE_URL) + r"[\"']", rendered.html):
-        problems.append(Problem(folder / HTML, 1, 'no unsubscribe link: add <a href="{{ unsubscribe_url }}">Unsubscribe</a> (the layout has one)'))
+        problems.append(
+            Problem(
+                folder / HTML,
+                1,
+                'no unsubscribe link: add <a href="{{ unsubscribe_url }}">Unsubscribe</a> (the layout has one)',
+            )
+        )
     if address not in text_words:
-        problems.append(Problem(folder / TEXT, 1, "no postal address: add {{ company.postal_address }} (or include \"_footer.txt\")"))
+        problems.append(
+            Problem(folder / TEXT, 1, 'no postal address: add {{ company.postal_address }} (or include "_footer.txt")')
+        )
     if address not in unescape(html_words):
-        problems.append(Problem(folder / HTML, 1, "no postal address: add {{ company.postal_address }} (the layout has it)"))
+        problems.append(
+            Problem(folder / HTML, 1, "no postal address: add {{ company.postal_address }} (the layout has it)")
+        )
     if not rendered.subject:
         problems.append(Problem(folder / SUBJECT, 1, "the subject renders empty"))
     try:

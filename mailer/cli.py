@@ -443,13 +443,23 @@ def templates_variables() -> None:
 
 @cli.command()
 @click.argument("name", required=False)
-@click.option("--customer", "customer_id", metavar="EXTERNAL_ID", help="A customer from the store, or sample-full / sample-email-only / sample-unicode.")
+@click.option(
+    "--customer", "customer_id", metavar="EXTERNAL_ID",
+    help="A customer from the store, or sample-full / sample-email-only / sample-unicode.",
+)
 @click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="The occasion's day (default: today).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the HTML (FILE.html) or the whole message (FILE.eml).")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the HTML (FILE.html) or the whole message (FILE.eml).",
+)
 @click.option("--serve", is_flag=True, help="Start the preview page on 127.0.0.1 instead.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8026, show_default=True, help="With --serve (0: any free port).")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8026, show_default=True, help="With --serve (0: any free port)."
+)
 @pass_app
-def preview(app: App, name: str | None, customer_id: str | None, day: datetime | None, out: Path | None, serve: bool, port: int) -> None:
+def preview(
+    app: App, name: str | None, customer_id: str | None, day: datetime | None, out: Path | None, serve: bool, port: int
+) -> None:
     """Render template NAME for a customer: subject and text here, HTML to --out; or --serve the preview page."""
     from mailer import preview as previews
 
@@ -470,8 +480,10 @@ def preview(app: App, name: str | None, customer_id: str | None, day: datetime |
     click.echo(shown.rendered.text, nl=False)
     if out:
         if out.suffix == ".eml":
-            envelope = Envelope(customer.email, customer.first_name or "", customer.owner_email or "", customer.owner_name or "",
-                                f"{settings.sender.unsubscribe_url}/u/preview")
+            envelope = Envelope(
+                customer.email, customer.first_name or "", customer.owner_email or "", customer.owner_name or "",
+                f"{settings.sender.unsubscribe_url}/u/preview",
+            )
             out.write_bytes(build_message(shown.rendered, envelope, settings.sender).as_bytes())
         else:
             out.write_text(shown.rendered.html, encoding="utf-8")
@@ -498,7 +510,10 @@ def _serve_preview(settings: Settings, port: int) -> None:
 @cli.command("send-test")
 @click.argument("name")
 @click.option("--to", "to_address", required=True, metavar="ADDRESS", help="Where the test goes.")
-@click.option("--customer", "customer_id", metavar="EXTERNAL_ID", help="Whose data to render (default: the customer with ADDRESS, else the first one).")
+@click.option(
+    "--customer", "customer_id", metavar="EXTERNAL_ID",
+    help="Whose data to render (default: the customer with ADDRESS, else the first one).",
+)
 @click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="The occasion's day (default: today).")
 @pass_app
 def send_test(app: App, name: str, to_address: str, customer_id: str | None, day: datetime | None) -> None:

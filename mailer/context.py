@@ -40,58 +40,82 @@ class Variable:
 V = Variable
 
 VARIABLES: dict[str, Variable] = {
-    "customer": V("the person the email is for", fields={
-        "first_name": V('may be empty: write `{{ customer.first_name | default("there") }}`', "Amelia"),
-        "last_name": V("may be empty", "Hughes"),
-        "full_name": V("first and last name, or empty", "Amelia Hughes"),
-        "email": V("their address", "amelia@example.com"),
-        "external_id": V("your own id for the customer", "C00042"),
-        "customer_since": V("the day they became a customer", "14 March 2021"),
-        "birthday": V("their birthday (year 2000 when the year is unknown), or empty", "2 July 1986"),
-        "timezone": V("their time zone, or empty", "Europe/London"),
-        "tags": V("their tags, a list", "vip, wholesale"),
-        "order_count": V("number of orders so far", "12"),
-        "lifetime_spend": V("total amount spent so far", "1,234.50"),
-        "interaction_count": V("number of orders, visits, calls… so far", "17"),
-        "last_interaction_at": V("when we last heard from them, or empty", "3 September 2026"),
-        "attributes": V("extra columns of the customer CSV, e.g. `customer.attributes.favourite_roast`",
-                        "Harbour Espresso", free=True),
-    }),
-    "occasion": V("why the email is sent", fields={
-        "kind": V("anniversary, birthday, milestone, silence or follow_up", "anniversary"),
-        "date": V("the day the occasion falls on (the email may go out a few days later)", "23 November 2026"),
-        "key": V("the occasion's unique key", "anniversary:2026"),
-        "campaign": V("the campaign's name in mailer.toml", "customer-anniversary"),
-        "years": V("whole years as a customer", "5", ("anniversary",)),
-        "age": V("their new age when the birth year is known, else empty", "40", ("birthday",)),
-        "metric": V("what was counted: order_count, lifetime_spend, interaction_count or years_as_customer",
-                    "order_count", ("milestone",)),
-        "threshold": V("the number reached (write `{{ occasion.threshold | int }}`)", "10", ("milestone",)),
-        "days_silent": V("days since we last heard from them", "60", ("silence",)),
-        "silent_since": V("the day we last heard from them (or they became a customer)", "24 September 2026",
-                          ("silence",)),
-        "days_after": V("days between the interaction and this email", "7", ("follow_up",)),
-        "interaction": V("the order, visit or call being followed up", occasions=("follow_up",), fields={
-            "kind": V("order, support, visit, meeting…", "order"),
-            "date": V("the day it happened", "16 November 2026"),
-            "reference": V("your reference for it, or empty", "ORD-10482"),
-            "amount": V("its amount, or empty (write `{{ occasion.interaction.amount | money }}`)", "42.50"),
-            "id": V("its number in the store", "5312"),
-        }),
-    }),
-    "company": V("your business, from [sender] in mailer.toml", fields={
-        "name": V("the company's name", "Northwind Coffee Roasters"),
-        "postal_address": V("required in every footer", "12 Harbour Street, Portsmouth"),
-        "website": V("may be empty", "https://northwind.example"),
-        "from_address": V("the From address", "hello@northwind.example"),
-    }),
-    "owner": V("the person who signs: the customer's account manager, else the company", fields={
-        "name": V("their name (the company's when the customer has no account manager)", "Hannah Lee"),
-        "email": V("where replies go", "hannah@northwind.example"),
-        "is_person": V("true when a named person signs, false when the company does", "true"),
-    }),
-    "unsubscribe_url": V("the one-click unsubscribe link: required in every email, HTML and text",
-                         "https://northwind.example/mailer/u/…"),
+    "customer": V(
+        "the person the email is for",
+        fields={
+            "first_name": V('may be empty: write `{{ customer.first_name | default("there") }}`', "Amelia"),
+            "last_name": V("may be empty", "Hughes"),
+            "full_name": V("first and last name, or empty", "Amelia Hughes"),
+            "email": V("their address", "amelia@example.com"),
+            "external_id": V("your own id for the customer", "C00042"),
+            "customer_since": V("the day they became a customer", "14 March 2021"),
+            "birthday": V("their birthday (year 2000 when the year is unknown), or empty", "2 July 1986"),
+            "timezone": V("their time zone, or empty", "Europe/London"),
+            "tags": V("their tags, a list", "vip, wholesale"),
+            "order_count": V("number of orders so far", "12"),
+            "lifetime_spend": V("total amount spent so far", "1,234.50"),
+            "interaction_count": V("number of orders, visits, calls… so far", "17"),
+            "last_interaction_at": V("when we last heard from them, or empty", "3 September 2026"),
+            "attributes": V(
+                "extra columns of the customer CSV, e.g. `customer.attributes.favourite_roast`",
+                "Harbour Espresso",
+                free=True,
+            ),
+        },
+    ),
+    "occasion": V(
+        "why the email is sent",
+        fields={
+            "kind": V("anniversary, birthday, milestone, silence or follow_up", "anniversary"),
+            "date": V("the day the occasion falls on (the email may go out a few days later)", "23 November 2026"),
+            "key": V("the occasion's unique key", "anniversary:2026"),
+            "campaign": V("the campaign's name in mailer.toml", "customer-anniversary"),
+            "years": V("whole years as a customer", "5", ("anniversary",)),
+            "age": V("their new age when the birth year is known, else empty", "40", ("birthday",)),
+            "metric": V(
+                "what was counted: order_count, lifetime_spend, interaction_count or years_as_customer",
+                "order_count",
+                ("milestone",),
+            ),
+            "threshold": V("the number reached (write `{{ occasion.threshold | int }}`)", "10", ("milestone",)),
+            "days_silent": V("days since we last heard from them", "60", ("silence",)),
+            "silent_since": V(
+                "the day we last heard from them (or they became a customer)", "24 September 2026", ("silence",)
+            ),
+            "days_after": V("days between the interaction and this email", "7", ("follow_up",)),
+            "interaction": V(
+                "the order, visit or call being followed up",
+                occasions=("follow_up",),
+                fields={
+                    "kind": V("order, support, visit, meeting…", "order"),
+                    "date": V("the day it happened", "16 November 2026"),
+                    "reference": V("your reference for it, or empty", "ORD-10482"),
+                    "amount": V("its amount, or empty (write `{{ occasion.interaction.amount | money }}`)", "42.50"),
+                    "id": V("its number in the store", "5312"),
+                },
+            ),
+        },
+    ),
+    "company": V(
+        "your business, from [sender] in mailer.toml",
+        fields={
+            "name": V("the company's name", "Northwind Coffee Roasters"),
+            "postal_address": V("required in every footer", "12 Harbour Street, Portsmouth"),
+            "website": V("may be empty", "https://northwind.example"),
+            "from_address": V("the From address", "hello@northwind.example"),
+        },
+    ),
+    "owner": V(
+        "the person who signs: the customer's account manager, else the company",
+        fields={
+            "name": V("their name (the company's when the customer has no account manager)", "Hannah Lee"),
+            "email": V("where replies go", "hannah@northwind.example"),
+            "is_person": V("true when a named person signs, false when the company does", "true"),
+        },
+    ),
+    "unsubscribe_url": V(
+        "the one-click unsubscribe link: required in every email, HTML and text", "https://northwind.example/mailer/u/…"
+    ),
 }
 
 
@@ -180,26 +204,50 @@ def _parse_moment(value: str) -> datetime | str:
 
 # ---- samples for previews, test sends and checks ------------------------------------------------
 
+
 def _sample(external_id: str, email: str, since: date, **fields: Any) -> Customer:
-    return Customer(external_id=external_id, email=email, customer_since=since, since_md=since.month * 100 + since.day, **fields)
+    return Customer(
+        external_id=external_id, email=email, customer_since=since, since_md=since.month * 100 + since.day, **fields
+    )
 
 
 def sample_customers() -> dict[str, Customer]:
     """Built-in customers (never stored): every field set, only an email, and unicode names."""
     return {
         "sample-full": _sample(
-            "sample-full", "amelia.hughes@example.com", date(2021, 3, 14),
-            first_name="Amelia", last_name="Hughes", birthday_month=7, birthday_day=2, birthday_year=1986,
-            timezone="Europe/London", tags=["vip"], owner_name="Hannah Lee", owner_email="hannah@northwind.example",
-            attributes={"favourite_roast": "Harbour Espresso"}, order_count=12, lifetime_spend=Decimal("1234.50"),
-            interaction_count=17, last_interaction_at=datetime(2026, 9, 3, 10, 30, tzinfo=UTC),
+            "sample-full",
+            "amelia.hughes@example.com",
+            date(2021, 3, 14),
+            first_name="Amelia",
+            last_name="Hughes",
+            birthday_month=7,
+            birthday_day=2,
+            birthday_year=1986,
+            timezone="Europe/London",
+            tags=["vip"],
+            owner_name="Hannah Lee",
+            owner_email="hannah@northwind.example",
+            attributes={"favourite_roast": "Harbour Espresso"},
+            order_count=12,
+            lifetime_spend=Decimal("1234.50"),
+            interaction_count=17,
+            last_interaction_at=datetime(2026, 9, 3, 10, 30, tzinfo=UTC),
         ),
         "sample-email-only": _sample("sample-email-only", "someone@example.com", date(2024, 1, 9)),
         "sample-unicode": _sample(
-            "sample-unicode", "zoe@example.com", date(2019, 2, 28),
-            first_name="Zoë", last_name="Ólafsdóttir", birthday_month=2, birthday_day=29,
-            timezone="Asia/Shanghai", owner_name="王芳", owner_email="wang.fang@example.com",
-            attributes={"favourite_roast": "Café de Olla"}, order_count=3, lifetime_spend=Decimal("88"),
+            "sample-unicode",
+            "zoe@example.com",
+            date(2019, 2, 28),
+            first_name="Zoë",
+            last_name="Ólafsdóttir",
+            birthday_month=2,
+            birthday_day=29,
+            timezone="Asia/Shanghai",
+            owner_name="王芳",
+            owner_email="wang.fang@example.com",
+            attributes={"favourite_roast": "Café de Olla"},
+            order_count=3,
+            lifetime_spend=Decimal("88"),
             interaction_count=3,
         ),
     }
@@ -218,7 +266,7 @@ def sample_occasion(kind: str, customer: Customer, day: date, campaign: Campaign
         age = day.year - customer.birthday_year if customer.birthday_year else None
         details, key = {"age": age}, f"birthday:{day.year}"
     elif kind == "milestone":
-        metric = (campaign.metric if campaign and campaign.metric else "order_count")
+        metric = campaign.metric if campaign and campaign.metric else "order_count"
         threshold = campaign.thresholds[0] if campaign and campaign.thresholds else 10.0
         details, key = {"metric": metric, "threshold": threshold}, f"milestone:{metric}:{threshold:g}"
     elif kind == "silence":
@@ -239,6 +287,7 @@ def sample_occasion(kind: str, customer: Customer, day: date, campaign: Campaign
 
 
 # ---- the marketers' reference ---------------------------------------------------------------------
+
 
 def variables_markdown() -> str:
     """The variables section of ``templates/email/README.md``, generated from :data:`VARIABLES`."""

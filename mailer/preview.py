@@ -81,7 +81,9 @@ def _campaign_for(settings: Settings, name: str, kind: str) -> Campaign | None:
     return next((c for c in settings.campaigns if c.template == name and c.occasion == kind), None)
 
 
-def occasion_for(settings: Settings, engine: Engine | None, name: str, customer: Customer, day: date) -> tuple[str, dict[str, Any]]:
+def occasion_for(
+    settings: Settings, engine: Engine | None, name: str, customer: Customer, day: date
+) -> tuple[str, dict[str, Any]]:
     """The occasion kind the template is sent for and a plausible occasion for this customer on ``day``."""
     kinds = template_kinds(name, settings.campaigns)
     kind = kinds[0] if kinds else OCCASION_KINDS[0]
@@ -90,8 +92,11 @@ def occasion_for(settings: Settings, engine: Engine | None, name: str, customer:
         latest = _latest_interaction(engine, customer.id, occasion["interaction"]["kind"])
         if latest is not None:
             occasion["interaction"] = {
-                "id": latest.id, "kind": latest.kind, "date": latest.occurred_at.date(),
-                "reference": latest.reference or "", "amount": latest.amount,
+                "id": latest.id,
+                "kind": latest.kind,
+                "date": latest.occurred_at.date(),
+                "reference": latest.reference or "",
+                "amount": latest.amount,
             }
             occasion["key"] = f"follow_up:{latest.id}"
     return kind, occasion
@@ -108,12 +113,19 @@ def _latest_interaction(engine: Engine, customer_id: int, kind: str) -> Interact
 
 
 def render_preview(
-    settings: Settings, renderer: Renderer, name: str, customer: Customer, day: date,
-    engine: Engine | None = None, unsubscribe_url: str | None = None,
+    settings: Settings,
+    renderer: Renderer,
+    name: str,
+    customer: Customer,
+    day: date,
+    engine: Engine | None = None,
+    unsubscribe_url: str | None = None,
 ) -> Preview:
     """Render ``name`` for ``customer``; render problems are returned in ``problems``, not raised."""
     if name not in renderer.names():
-        raise MailerError(f"{renderer.templates_dir / name}: no such template (templates: {', '.join(renderer.names())})")
+        raise MailerError(
+            f"{renderer.templates_dir / name}: no such template (templates: {', '.join(renderer.names())})"
+        )
     kind, occasion = occasion_for(settings, engine, name, customer, day)
     url = unsubscribe_url or f"{settings.sender.unsubscribe_url}/u/preview"
     preview = Preview(name, customer.external_id, kind, occasion)
@@ -137,6 +149,7 @@ def open_store(settings: Settings) -> tuple[Engine | None, str]:
 
 # ---- send-test -------------------------------------------------------------------------------------
 
+
 def choose_test_customer(engine: Engine, external_id: str | None, to_address: str) -> Customer:
     """``--customer``, else the stored customer with the test address, else the first stored customer.
 
@@ -145,12 +158,17 @@ def choose_test_customer(engine: Engine, external_id: str | None, to_address: st
     if external_id:
         return find_customer(engine, external_id)
     with Session(engine, expire_on_commit=False) as session:
-        customer: Customer | None = session.execute(
-            select(Customer).where(col(Customer.email) == to_address).order_by(col(Customer.id)).limit(1)
-        ).scalar_one_or_none() or session.execute(select(Customer).order_by(col(Customer.id)).limit(1)).scalar_one_or_none()
+        customer: Customer | None = (
+            session.execute(
+                select(Customer).where(col(Customer.email) == to_address).order_by(col(Customer.id)).limit(1)
+            ).scalar_one_or_none()
+            or session.execute(select(Customer).order_by(col(Customer.id)).limit(1)).scalar_one_or_none()
+        )
     if customer is None:
-        raise MailerError("the store has no customers yet: a test send renders for (and is logged against) one; "
-                          "import some with `mailer import customers FILE`")
+        raise MailerError(
+            "the store has no customers yet: a test send renders for (and is logged against) one; "
+            "import some with `mailer import customers FILE`"
+        )
     return customer
 
 
@@ -174,7 +192,8 @@ def send_test(
         raise MailerError(preview.problems[0])
     rendered = Rendered(f"[TEST] {preview.rendered.subject}", preview.rendered.text, preview.rendered.html)
     envelope = Envelope(
-        to_address=to_address, to_name="",
+        to_address=to_address,
+        to_name="",
         reply_to=customer.owner_email or settings.sender.reply_to or "",
         reply_to_name=(customer.owner_name or "") if customer.owner_email else settings.sender.from_name,
         unsubscribe_url=unsubscribe_url,
@@ -183,10 +202,22 @@ def send_test(
     campaign = _campaign_for(settings, name, preview.kind)
     now = utcnow()
     row = SendLog(
-        customer_id=customer.id, campaign=campaign.name if campaign else name, occasion_key=f"test:{uuid.uuid4()}",
-        occasion_kind=preview.kind, due_date=day, occasion=_jsonable(preview.occasion), template=name,
-        status=SendStatus.SENDING, reason="test send", attempts=1, to_address=to_address,
-        subject=str(msg["Subject"]), message_id=str(msg["Message-ID"]), is_test=True, created_at=now, updated_at=now,
+        customer_id=customer.id,
+        campaign=campaign.name if campaign else name,
+        occasion_key=f"test:{uuid.uuid4()}",
+        occasion_kind=preview.kind,
+        due_date=day,
+        occasion=_jsonable(preview.occasion),
+        template=name,
+        status=SendStatus.SENDING,
+        reason="test send",
+        attempts=1,
+        to_address=to_address,
+        subject=str(msg["Subject"]),
+        message_id=str(msg["Message-ID"]),
+        is_test=True,
+        created_at=now,
+        updated_at=now,
     )
     with Session(engine, expire_on_commit=False) as session:
         session.add(row)
@@ -248,7 +279,8 @@ def templates_stamp(templates_dir: Path) -> str:
     """Changes whenever a template file is edited, added or removed."""
     entries = sorted(
         (str(p.relative_to(templates_dir)), p.stat().st_mtime_ns, p.stat().st_size)
-        for p in templates_dir.rglob("*") if p.is_file()
+        for p in templates_dir.rglob("*")
+        if p.is_file()
     )
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()[:16]
 
@@ -259,8 +291,14 @@ def index() -> str:
     names = renderer.names()
     if names:
         return show(names[0])
-    return render_template_string(PAGE, names=[], name=None, preview=None, problems=[
-        f"{renderer.templates_dir}: no templates yet"], **_page_vars(None))
+    return render_template_string(
+        PAGE,
+        names=[],
+        name=None,
+        preview=None,
+        problems=[f"{renderer.templates_dir}: no templates yet"],
+        **_page_vars(None),
+    )
 
 
 @blueprint.get("/stamp")
@@ -287,10 +325,13 @@ def show(name: str) -> str:
     except (MailerError, ValueError) as exc:
         problems.append(str(exc))
     kinds = template_kinds(name, settings.campaigns)
-    checked: list[Problem] = check_email(renderer, name, kinds, settings.campaigns, settings.sender, settings.render.inliner)
+    checked: list[Problem] = check_email(
+        renderer, name, kinds, settings.campaigns, settings.sender, settings.render.inliner
+    )
     problems.extend(p.format(settings.base_dir) for p in checked if p.format(settings.base_dir) not in problems)
-    return render_template_string(PAGE, names=names, name=name, preview=preview, problems=problems,
-                                  **_page_vars(customer_id))
+    return render_template_string(
+        PAGE, names=names, name=name, preview=preview, problems=problems, **_page_vars(customer_id)
+    )
 
 
 @blueprint.get("/t/<name>/email.html")
@@ -323,20 +364,25 @@ PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{{ name or "templates" }} · mailer preview</title>
 <style>
  body { font-family: system-ui, sans-serif; margin: 0; color: #222; background: #f6f6f4; }
- header { padding: 10px 20px; background: #2f2a24; color: #fff; display: flex; gap: 24px; align-items: center; flex-wrap: wrap; }
- header a { color: #f0d9a8; margin-right: 12px; } header a.current { color: #fff; font-weight: bold; text-decoration: none; }
+ header { padding: 10px 20px; background: #2f2a24; color: #fff;
+          display: flex; gap: 24px; align-items: center; flex-wrap: wrap; }
+ header a { color: #f0d9a8; margin-right: 12px; }
+ header a.current { color: #fff; font-weight: bold; text-decoration: none; }
  form { display: inline-flex; gap: 8px; align-items: center; }
  main { padding: 16px 20px; }
  .subject { font-size: 18px; margin: 0 0 12px 0; } .subject span { color: #777; font-size: 14px; }
- .problems { background: #fde8e6; border: 1px solid #e0a39c; color: #7a1d12; padding: 10px 14px; margin: 0 0 14px 0; white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 13px; }
+ .problems { background: #fde8e6; border: 1px solid #e0a39c; color: #7a1d12; padding: 10px 14px; margin: 0 0 14px 0;
+             white-space: pre-wrap; font-family: ui-monospace, monospace; font-size: 13px; }
  .panes { display: grid; grid-template-columns: 3fr 2fr; gap: 16px; }
  .pane h2 { font-size: 13px; text-transform: uppercase; color: #666; margin: 0 0 6px 0; }
  iframe { width: 100%; height: 780px; border: 1px solid #ccc; background: #fff; }
- pre { background: #fff; border: 1px solid #ccc; padding: 12px; white-space: pre-wrap; font-size: 13px; height: 754px; overflow: auto; margin: 0; }
+ pre { background: #fff; border: 1px solid #ccc; padding: 12px; white-space: pre-wrap; font-size: 13px;
+       height: 754px; overflow: auto; margin: 0; }
 </style></head><body>
 <header>
  <strong>mailer preview</strong>
- <nav>{% for n in names %}<a href="{{ url_for('preview.show', name=n, customer=customer_id, date=day) }}" class="{{ 'current' if n == name }}">{{ n }}</a>{% endfor %}</nav>
+ <nav>{% for n in names %}<a href="{{ url_for('preview.show', name=n, customer=customer_id, date=day) }}"
+  class="{{ 'current' if n == name }}">{{ n }}</a>{% endfor %}</nav>
  {% if name %}<form method="get" action="{{ url_for('preview.show', name=name) }}">
   <label>customer <input name="customer" value="{{ customer_id }}" list="samples" size="18"></label>
   <datalist id="samples">{% for s in samples %}<option value="{{ s }}">{% endfor %}</datalist>
@@ -349,9 +395,12 @@ PAGE = """<!DOCTYPE html>
 {% if problems %}<div class="problems" id="problems">{{ problems | join("\n") }}</div>{% endif %}
 {% if preview and preview.rendered %}
  <p class="subject" id="subject"><span>Subject:</span> {{ preview.rendered.subject }}
-  <span>· {{ preview.kind }} for {{ preview.customer_label }} · <a href="{{ url_for('preview.email_html', name=name, customer=customer_id, date=day) }}" target="_blank">open HTML alone</a></span></p>
+  <span>· {{ preview.kind }} for {{ preview.customer_label }} ·
+  <a href="{{ url_for('preview.email_html', name=name, customer=customer_id, date=day) }}"
+     target="_blank">open HTML alone</a></span></p>
  <div class="panes">
-  <div class="pane"><h2>HTML</h2><iframe id="html" title="HTML part" srcdoc="{{ preview.rendered.html }}"></iframe></div>
+  <div class="pane"><h2>HTML</h2>
+   <iframe id="html" title="HTML part" srcdoc="{{ preview.rendered.html }}"></iframe></div>
   <div class="pane"><h2>Plain text</h2><pre id="text">{{ preview.rendered.text }}</pre></div>
  </div>
 {% endif %}

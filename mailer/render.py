@@ -209,7 +209,11 @@ class EmailEnvironment(ImmutableSandboxedEnvironment):
                 raise SecurityError(f"power with exponent {right} refused: at most {MAX_EXPONENT}")
             return left**right
         for sequence, count in ((left, right), (right, left)):
-            if isinstance(sequence, str | list | tuple) and isinstance(count, int) and len(sequence) * count > MAX_ITEMS:
+            if (
+                isinstance(sequence, str | list | tuple)
+                and isinstance(count, int)
+                and len(sequence) * count > MAX_ITEMS
+            ):
                 raise SecurityError(f"repeating {len(sequence)} items {count} times refused: at most {MAX_ITEMS}")
         return left * right
 
@@ -261,10 +265,10 @@ def _unsafe_reference(template: nodes.Expr) -> str | None:
     targets = template.items if isinstance(template, nodes.List | nodes.Tuple) else [template]
     for target in targets:
         if not (isinstance(target, nodes.Const) and isinstance(target.value, str)):
-            return "include, extend and import name a fixed file in quotes, such as \"_footer.txt\""
+            return 'include, extend and import name a fixed file in quotes, such as "_footer.txt"'
         path = target.value
         if path.startswith(("/", "\\")) or "\\" in path or ".." in path.split("/") or re.match(r"^[A-Za-z]:", path):
-            return f"{path!r} is outside the templates folder: name a file in it, such as \"_footer.txt\""
+            return f'{path!r} is outside the templates folder: name a file in it, such as "_footer.txt"'
     return None
 
 
@@ -272,7 +276,9 @@ def _recursive_macro(tree: nodes.Template) -> tuple[nodes.Node, str] | None:
     """The first macro that can reach itself through calls made in this file, or None."""
     macros = {macro.name: macro for macro in tree.find_all(nodes.Macro)}
     calls = {
-        name: {c.node.name for c in macro.find_all(nodes.Call) if isinstance(c.node, nodes.Name) and c.node.name in macros}
+        name: {
+            c.node.name for c in macro.find_all(nodes.Call) if isinstance(c.node, nodes.Name) and c.node.name in macros
+        }
         for name, macro in macros.items()
     }
     for start, macro in macros.items():
@@ -362,9 +368,7 @@ class Renderer:
         """Template folders (those starting with ``_`` are shared parts, not emails)."""
         if not self.templates_dir.is_dir():
             return []
-        return sorted(
-            p.name for p in self.templates_dir.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))
-        )
+        return sorted(p.name for p in self.templates_dir.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
 
     def render(self, name: str, context: Mapping[str, Any]) -> Rendered:
         """Render subject, text and HTML; raises RenderError naming the file and line."""

@@ -10,7 +10,9 @@ _IGNORED = frozenset({"tbody", "html", "head", "meta", "title", "style"})
 
 
 def _colour(value: str) -> str:
-    return re.sub(r"#([0-9a-fA-F])([0-9a-fA-F])([0-9a-fA-F])\b", lambda m: "#" + "".join(c * 2 for c in m.groups()), value)
+    return re.sub(
+        r"#([0-9a-fA-F])([0-9a-fA-F])([0-9a-fA-F])\b", lambda m: "#" + "".join(c * 2 for c in m.groups()), value
+    )
 
 
 def parse_style(style: str | None) -> dict[str, str]:

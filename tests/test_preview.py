@@ -41,9 +41,13 @@ def client(settings: Settings) -> FlaskClient:
     return app.test_client()
 
 
-def test_preview_prints_subject_and_text_for_a_sample_customer_and_writes_the_html(project: Path, tmp_path: Path) -> None:
+def test_preview_prints_subject_and_text_for_a_sample_customer_and_writes_the_html(
+    project: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "anniversary.html"
-    code, stdout, _ = invoke(project, "preview", "anniversary", "--customer", "sample-unicode", "--date", "2026-02-28", "--out", str(out))
+    code, stdout, _ = invoke(
+        project, "preview", "anniversary", "--customer", "sample-unicode", "--date", "2026-02-28", "--out", str(out)
+    )
     assert code == 0
     assert stdout.startswith("Subject: 7 years together, Zoë: thank you\n(anniversary email for sample-unicode)\n")
     assert "Happy 7th anniversary, Zoë." in stdout
@@ -52,15 +56,31 @@ def test_preview_prints_subject_and_text_for_a_sample_customer_and_writes_the_ht
     assert html.startswith("<!DOCTYPE html>") and "Zoë" in html and 'style="' in html
 
 
-def test_preview_renders_a_real_customer_from_the_store_with_their_latest_interaction(project: Path, engine: Engine, tmp_path: Path) -> None:
-    customer_id = add_customer(engine, "C-77", since=date(2020, 5, 1), first_name="Ólafur", owner_name="Hannah Lee",
-                               owner_email="hannah@northwind.example")
+def test_preview_renders_a_real_customer_from_the_store_with_their_latest_interaction(
+    project: Path, engine: Engine, tmp_path: Path
+) -> None:
+    customer_id = add_customer(
+        engine,
+        "C-77",
+        since=date(2020, 5, 1),
+        first_name="Ólafur",
+        owner_name="Hannah Lee",
+        owner_email="hannah@northwind.example",
+    )
     with Session(engine) as session:
-        session.add(Interaction(customer_id=customer_id, kind="order", occurred_at=store.utcnow().replace(2026, 11, 16),
-                                reference="ORD-9001"))
+        session.add(
+            Interaction(
+                customer_id=customer_id,
+                kind="order",
+                occurred_at=store.utcnow().replace(2026, 11, 16),
+                reference="ORD-9001",
+            )
+        )
         session.commit()
     out = tmp_path / "m.eml"
-    code, stdout, _ = invoke(project, "preview", "follow_up", "--customer", "C-77", "--date", "2026-11-23", "--out", str(out))
+    code, stdout, _ = invoke(
+        project, "preview", "follow_up", "--customer", "C-77", "--date", "2026-11-23", "--out", str(out)
+    )
     assert code == 0, stdout
     assert "Subject: How was your order ORD-9001, Ólafur?" in stdout
     assert "On 16 November you placed an order with us (reference ORD-9001)." in stdout
@@ -73,7 +93,10 @@ def test_preview_renders_a_real_customer_from_the_store_with_their_latest_intera
 def test_preview_of_an_unknown_customer_or_template_is_one_clear_line(project: Path) -> None:
     code, _, stderr = invoke(project, "preview", "anniversary", "--customer", "NOPE")
     assert code == 2
-    assert stderr.strip() == "error: no customer with external_id 'NOPE' in the store (samples: sample-full, sample-email-only, sample-unicode)"
+    assert (
+        stderr.strip() == "error: no customer with external_id 'NOPE' in the store "
+        "(samples: sample-full, sample-email-only, sample-unicode)"
+    )
     code, _, stderr = invoke(project, "preview", "aniversary")
     assert code == 2
     assert "aniversary: no such template" in stderr and len(stderr.strip().splitlines()) == 1
@@ -93,28 +116,53 @@ def test_the_page_lists_templates_and_shows_subject_html_and_text_side_by_side(c
     assert alone.status_code == 200 and alone.mimetype == "text/html" and "Zoë" in alone.get_data(as_text=True)
 
 
-def test_the_page_shows_a_template_error_in_place_and_reloads_when_a_file_changes(client: FlaskClient, settings: Settings) -> None:
+def test_the_page_shows_a_template_error_in_place_and_reloads_when_a_file_changes(
+    client: FlaskClient, settings: Settings
+) -> None:
     stamp = client.get("/stamp").get_json()["stamp"]
     body = settings.render.templates / "silence" / "body.txt"
     time.sleep(0.01)
-    body.write_text(body.read_text(encoding="utf-8").replace("{{ occasion.days_silent }}", "{{ occasion.days_slient }}"), encoding="utf-8")
+    body.write_text(
+        body.read_text(encoding="utf-8").replace("{{ occasion.days_silent }}", "{{ occasion.days_slient }}"),
+        encoding="utf-8",
+    )
     assert client.get("/stamp").get_json()["stamp"] != stamp
     page = client.get("/t/silence").get_data(as_text=True)
     assert 'id="problems"' in page
-    assert "silence/body.txt:3: unknown variable &#39;occasion.days_slient&#39; (did you mean &#39;occasion.days_silent&#39;?)" in page
+    assert (
+        "silence/body.txt:3: unknown variable &#39;occasion.days_slient&#39; "
+        "(did you mean &#39;occasion.days_silent&#39;?)" in page
+    )
     assert "has no attribute &#39;days_slient&#39;" in page  # the render error itself, with its line
 
 
 def test_send_test_goes_through_smtp_marked_test_and_never_counts_as_the_occasion(
     project: Path, settings: Settings, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    customer_id = add_customer(engine, "C-1", since=date(2021, 11, 23), first_name="Zoë", owner_name="王芳",
-                               owner_email="wang.fang@northwind.example")
+    customer_id = add_customer(
+        engine,
+        "C-1",
+        since=date(2021, 11, 23),
+        first_name="Zoë",
+        owner_name="王芳",
+        owner_email="wang.fang@northwind.example",
+    )
     with SmtpServer(tls="starttls") as server:
-        smtp = replace(settings, transport=replace(settings.transport, kind="smtp", host=server.host, port=server.port,
-                                                   timeout=5.0, ca_file=Path(server.ca_path)))
+        smtp = replace(
+            settings,
+            transport=replace(
+                settings.transport,
+                kind="smtp",
+                host=server.host,
+                port=server.port,
+                timeout=5.0,
+                ca_file=Path(server.ca_path),
+            ),
+        )
         customer = choose_test_customer(engine, None, "marketer@northwind.example")
-        row = send_test(smtp, engine, SmtpTransport(smtp.transport), "anniversary", "marketer@northwind.example", customer, DAY)
+        row = send_test(
+            smtp, engine, SmtpTransport(smtp.transport), "anniversary", "marketer@northwind.example", customer, DAY
+        )
         server.wait_for(1)
         [received] = server.messages
     assert list(received.rcpt_tos) == ["marketer@northwind.example"]
@@ -131,19 +179,33 @@ def test_send_test_goes_through_smtp_marked_test_and_never_counts_as_the_occasio
     assert logged.subject == "[TEST] 5 years together, Zoë: thank you"
     assert logged.to_address == "marketer@northwind.example"
     # The real occasion is still due: the pass sends the customer their own anniversary email.
-    report = outbox.run_pass(engine, settings, outbox.PassClock.on(DAY), MaildirTransport(settings.transport.path),
-                             campaign_names=["customer-anniversary"])
+    report = outbox.run_pass(
+        engine,
+        settings,
+        outbox.PassClock.on(DAY),
+        MaildirTransport(settings.transport.path),
+        campaign_names=["customer-anniversary"],
+    )
     assert report.counts["sent"] == 1
     with Session(engine) as session:
         real = session.execute(select(SendLog).where(SendLog.is_test.is_(False))).scalars().one()  # type: ignore[attr-defined]
-    assert (real.occasion_key, real.to_address, real.subject) == ("anniversary:2026", "c-1@example.com", "5 years together, Zoë: thank you")
+    assert (real.occasion_key, real.to_address, real.subject) == (
+        "anniversary:2026",
+        "c-1@example.com",
+        "5 years together, Zoë: thank you",
+    )
 
 
-def test_send_test_on_the_command_line_writes_to_the_maildir_and_the_log(project: Path, settings: Settings, engine: Engine) -> None:
+def test_send_test_on_the_command_line_writes_to_the_maildir_and_the_log(
+    project: Path, settings: Settings, engine: Engine
+) -> None:
     add_customer(engine, "C-2", since=date(2020, 1, 5), email="tester@northwind.example")
     code, stdout, _ = invoke(project, "send-test", "birthday", "--to", "tester@northwind.example")
     assert code == 0, stdout
-    assert stdout.startswith("sent: '[TEST] Happy birthday! A note from Northwind Coffee Roasters' to tester@northwind.example (rendered for C-2;")
+    assert stdout.startswith(
+        "sent: '[TEST] Happy birthday! A note from Northwind Coffee Roasters' "
+        "to tester@northwind.example (rendered for C-2;"
+    )
     [eml] = (settings.transport.path / "new").glob("*.eml")
     assert b"Subject: [TEST] Happy birthday!" in eml.read_bytes()
     code, stdout, _ = invoke(project, "log", "--format", "csv")

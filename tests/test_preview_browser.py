@@ -24,8 +24,13 @@ pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 MAILER = Path(sys.executable).with_name("mailer")
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 CARD_BEIGE = (244, 241, 236)  # _style.css: the email's background
 PAGE_HEADER = (47, 42, 36)  # the preview page's own header bar
@@ -38,7 +43,10 @@ def preview_url(project: Path, tmp_path: Path) -> Iterator[str]:
     with open(log, "w") as errors:
         proc = subprocess.Popen(
             [str(MAILER), "--config", str(project), "preview", "--serve", "--port", "0"],
-            stdout=subprocess.PIPE, stderr=errors, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     assert proc.stdout is not None
     try:
@@ -60,7 +68,10 @@ def chromium(tmp_path: Path, *args: str) -> str:
         pytest.skip(f"no Chromium at {CHROMIUM} (.ci/run installs the Debian package `chromium`)")
     result = subprocess.run(
         [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args],
-        capture_output=True, text=True, timeout=120, check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
     )
     return result.stdout
 
@@ -90,7 +101,10 @@ def test_an_error_in_a_template_is_shown_in_place_of_the_email(preview_url: str,
     subject.write_text("Happy birthday, {{ customer.frist_name }}!\n", encoding="utf-8")
     dom = chromium(tmp_path, "--dump-dom", f"{preview_url}t/birthday")
     assert 'id="problems"' in dom
-    assert "templates/email/birthday/subject.txt:1: unknown variable 'customer.frist_name' (did you mean 'customer.first_name'?)" in dom
+    assert (
+        "templates/email/birthday/subject.txt:1: unknown variable 'customer.frist_name' "
+        "(did you mean 'customer.first_name'?)" in dom
+    )
 
 
 def test_the_page_reloads_itself_when_a_template_file_changes(preview_url: str, project: Path, tmp_path: Path) -> None:

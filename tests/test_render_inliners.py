@@ -16,7 +16,9 @@ from tests.samples import NAMES, SENDER, kind_of
 
 def _render_both(name: str, customer_id: str) -> tuple[str, str]:
     customer = sample_customers()[customer_id]
-    context = template_context(customer, sample_occasion(kind_of(name), customer, date(2026, 11, 23)), SENDER, "https://n.example/u/t")
+    context = template_context(
+        customer, sample_occasion(kind_of(name), customer, date(2026, 11, 23)), SENDER, "https://n.example/u/t"
+    )
     premailer = Renderer(SHIPPED_TEMPLATES, "premailer").render(name, context).html
     css_inline = Renderer(SHIPPED_TEMPLATES, "css-inline").render(name, context).html
     return premailer, css_inline
@@ -44,5 +46,7 @@ def test_both_inliners_keep_the_phone_and_dark_mode_rules_in_a_style_tag(name: s
 
 
 def test_style_normalisation_treats_short_and_long_colours_and_quotes_alike() -> None:
-    assert parse_style("color:#FFF; font-family:'A B',serif") == parse_style('font-family: "A B", serif;color: #ffffff;')
+    assert parse_style("color:#FFF; font-family:'A B',serif") == parse_style(
+        'font-family: "A B", serif;color: #ffffff;'
+    )
     assert parse_style("color:#fff") != parse_style("color:#000")

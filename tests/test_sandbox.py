@@ -42,7 +42,10 @@ REFUSED_BEFORE_RUNNING = {
         "{% macro a() %}{{ probe() }}{{ b() }}{% endmacro %}{% macro b() %}{{ a() }}{% endmacro %}{{ a() }}",
         "macro 'a' calls itself",
     ),
-    "recursive loop": ("{% for x in [1] recursive %}{{ probe() }}{{ loop([1]) }}{% endfor %}", "recursive loops are not allowed"),
+    "recursive loop": (
+        "{% for x in [1] recursive %}{{ probe() }}{{ loop([1]) }}{% endfor %}",
+        "recursive loops are not allowed",
+    ),
     "absolute include": ('{{ probe() }}{% include "/etc/passwd" %}', "'/etc/passwd' is outside the templates folder"),
     "climbing include": ('{{ probe() }}{% include "../../../etc/passwd" %}', "is outside the templates folder"),
     "climbing extends": ('{% extends "../x.html" %}{{ probe() }}', "is outside the templates folder"),
@@ -70,7 +73,10 @@ REFUSED_AT_RUN_TIME = {
     "padding bomb": ("{{ 'a' | center(1000000000) }}", "too large for a template"),
     "method bomb": ("{{ 'a'.ljust(1000000000) }}", "too large for a template"),
     "format bomb": ("{{ '{:>999999999}'.format(1) }}", "a format field a million characters wide"),
-    "macro passed to itself": ("{% macro m(f) %}{{ probe() }}{{ f(f) }}{% endmacro %}{{ m(m) }}", "calls nested more than"),
+    "macro passed to itself": (
+        "{% macro m(f) %}{{ probe() }}{{ f(f) }}{% endmacro %}{{ m(m) }}",
+        "calls nested more than",
+    ),
     "mutating a list": ("{% set xs = [] %}{{ xs.append(1) }}", "unsafe"),
 }
 

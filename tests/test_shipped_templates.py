@@ -107,7 +107,10 @@ def test_names_with_markup_are_escaped_in_html_and_kept_as_written_in_text() -> 
 
 
 def test_occasion_details_stored_as_json_read_back_as_dates_and_amounts() -> None:
-    stored = {"days_after": 7, "interaction": {"id": 5, "kind": "order", "date": "2026-11-16", "reference": "ORD-1", "amount": "42.50"}}
+    stored = {
+        "days_after": 7,
+        "interaction": {"id": 5, "kind": "order", "date": "2026-11-16", "reference": "ORD-1", "amount": "42.50"},
+    }
     occasion = occasion_view("follow_up", "follow_up:5", "how-did-we-do", DAY, stored)
     assert occasion["interaction"]["date"] == date(2026, 11, 16)
     assert occasion["interaction"]["amount"] == Decimal("42.50")

@@ -113,13 +113,21 @@ def test_an_email_without_the_unsubscribe_link_or_postal_address_is_refused_in_e
     names = sorted(p.name for p in folder.iterdir() if p.is_dir())
     expected = []
     for name in names:
-        expected.append(f"templates/email/{name}/body.html:1: no postal address: add {{{{ company.postal_address }}}} (the layout has it)")
-        expected.append(f'templates/email/{name}/body.txt:1: no unsubscribe link: add {{{{ unsubscribe_url }}}} (or include "_footer.txt")')
+        expected.append(
+            f"templates/email/{name}/body.html:1: no postal address: "
+            "add {{ company.postal_address }} (the layout has it)"
+        )
+        expected.append(
+            f"templates/email/{name}/body.txt:1: no unsubscribe link: "
+            'add {{ unsubscribe_url }} (or include "_footer.txt")'
+        )
     assert lines == expected
 
 
 def test_an_unsubscribe_url_outside_a_link_does_not_count_in_html(folder: Path) -> None:
-    edit(folder / "_layout.html", '<a href="{{ unsubscribe_url }}">Unsubscribe in one click</a>', "{{ unsubscribe_url }}")
+    edit(
+        folder / "_layout.html", '<a href="{{ unsubscribe_url }}">Unsubscribe in one click</a>', "{{ unsubscribe_url }}"
+    )
     code, lines = check(folder)
     assert code == 2
     assert all("no unsubscribe link: add <a href=" in line for line in lines)
@@ -138,13 +146,17 @@ def test_reaching_for_python_internals_is_reported_as_refused(folder: Path) -> N
     code, lines = check(folder)
     assert code == 2
     assert lines == [
-        "templates/email/anniversary/subject.txt:1: '.__class__' is not allowed: names starting with '_' are Python internals"
+        "templates/email/anniversary/subject.txt:1: '.__class__' is not allowed: "
+        "names starting with '_' are Python internals"
     ]
 
 
 def test_a_detail_that_breaks_only_for_a_customer_without_a_name_is_found_by_the_sample_renders(folder: Path) -> None:
-    edit(folder / "birthday" / "body.txt", "Happy birthday, {{ customer.first_name | default(\"friend\") }}!",
-         "Happy birthday, {{ customer.first_name[0] }}!")
+    edit(
+        folder / "birthday" / "body.txt",
+        'Happy birthday, {{ customer.first_name | default("friend") }}!',
+        "Happy birthday, {{ customer.first_name[0] }}!",
+    )
     code, lines = check(folder)
     assert code == 2
     [line] = lines
@@ -153,9 +165,13 @@ def test_a_detail_that_breaks_only_for_a_customer_without_a_name_is_found_by_the
 
 
 def test_a_campaign_naming_a_missing_template_is_reported(folder: Path) -> None:
-    problems = check_templates(folder, [*SHIPPED.campaigns, *[
-        c.__class__(**{**c.__dict__, "name": "spring", "template": "anniversay"}) for c in SHIPPED.campaigns[:1]
-    ]])
+    problems = check_templates(
+        folder,
+        [
+            *SHIPPED.campaigns,
+            *[c.__class__(**{**c.__dict__, "name": "spring", "template": "anniversay"}) for c in SHIPPED.campaigns[:1]],
+        ],
+    )
     assert [p.message for p in problems] == [
         "campaign 'spring' uses template 'anniversay', which does not exist (did you mean 'anniversary'?)"
     ]
