@@ -131,6 +131,7 @@ class PolicySettings:
 class RenderSettings:
     templates: Path = Path("templates/email")
     inliner: Literal["premailer", "css-inline"] = "premailer"
+    processes: int | None = None  # rendering processes for large passes; None: one per core, 0: none
 
 
 @dataclass(frozen=True)
@@ -487,6 +488,7 @@ def _render(t: _Table, base: Path) -> RenderSettings:
     settings = RenderSettings(
         templates=t.path("templates", Path("templates/email"), base) or base,
         inliner=t.choice("inliner", "premailer", ("premailer", "css-inline")),  # type: ignore[arg-type]
+        processes=t.integer("processes", 0) if "processes" in t.data else None,
     )
     t.done()
     return settings

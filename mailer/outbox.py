@@ -9,11 +9,16 @@ bounce, a failure) after it.
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import functools
 import logging
+import queue
+import secrets
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import cast
@@ -24,6 +29,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from mailer import store
+from mailer.compose import Composer, Prepared
 from mailer.config import Campaign, Settings
 from mailer.context import occasion_view, template_context
 from mailer.lease import lease_for
@@ -376,16 +382,26 @@ class Deliverer:
             return Delivery("lost", None)
         session.commit()
         result = self.transport.send(self.settings.sender.from_address, customer.email, msg)
-        return self._record_result(session, row, customer, claimer, result, now())
+        return self.record_result(session, row, customer, claimer, result, now())
 
-    def _record_result(
-        self, session: Session, row: SendLog, customer: Customer, claimer: int, result: SendResult, now: datetime
+    def record_result(
+        self,
+        session: Session,
+        row: SendLog,
+        customer: Customer,
+        claimer: int,
+        result: SendResult,
+        now: datetime,
+        *,
+        commit: bool = True,
     ) -> Delivery:
+        """Write the outcome of the row's SMTP transaction; ``commit=False`` leaves the commit to the caller."""
+        finish = functools.partial(self._finish, commit=commit)
         extra: dict[str, object] = {"last_reply": result.reply[:1000]}
         if result.outcome is Outcome.DELIVERED:
             session.execute(update(Customer).where(Customer.id == customer.id).values(last_emailed_at=now))  # type: ignore[arg-type]
             extra["sent_at"] = now
-            return self._finish(session, row, claimer, SendStatus.SENT, "delivered", now, extra, result)
+            return finish(session, row, claimer, SendStatus.SENT, "delivered", now, extra, result)
         if result.outcome is Outcome.PERMANENT:
             if result.user_unknown:
                 session.execute(
@@ -394,15 +410,15 @@ class Deliverer:
                     .values(suppressed_at=now, suppressed_reason=f"hard bounce: {result.reply[:200]}", updated_at=now)
                 )
             reason = f"bounced: {result.reply}"
-            return self._finish(session, row, claimer, SendStatus.BOUNCED, reason, now, extra, result)
+            return finish(session, row, claimer, SendStatus.BOUNCED, reason, now, extra, result)
         transport = self.settings.transport
         first: datetime = row.first_attempt_at or now
         again = retry_at(first, row.attempts, now, transport.retry_initial, transport.retry_max_age)
         if again is None:
             reason = f"gave up after {row.attempts} attempts in {_span(now - first)}: {result.reply}"
-            return self._finish(session, row, claimer, SendStatus.FAILED, reason, now, extra, result)
+            return finish(session, row, claimer, SendStatus.FAILED, reason, now, extra, result)
         extra["next_attempt_at"] = again
-        return self._finish(session, row, claimer, SendStatus.QUEUED, f"retrying: {result.reply}", now, extra, result)
+        return finish(session, row, claimer, SendStatus.QUEUED, f"retrying: {result.reply}", now, extra, result)
 
     def _finish(
         self,
@@ -414,6 +430,8 @@ class Deliverer:
         now: datetime,
         extra: dict[str, object] | None = None,
         result: SendResult | None = None,
+        *,
+        commit: bool = True,
     ) -> Delivery:
         values = {"status": status, "reason": reason[:1000], "updated_at": now, **(extra or {})}
         assert row.id is not None
@@ -422,7 +440,8 @@ class Deliverer:
             log.warning("send-log row %s was taken over while sending; its outcome here: %s", row.id, reason)
             session.rollback()
             return Delivery("lost", result)
-        session.commit()
+        if commit:
+            session.commit()
         return Delivery("retrying" if status == SendStatus.QUEUED else str(status), result)
 
 
@@ -492,15 +511,18 @@ def drain(
     def stopping() -> bool:
         return halt.is_set() or should_stop()
 
-    def connection(report: PassReport) -> None:
+    def connection(report: PassReport, feed: Feed) -> None:
         deliverer = Deliverer(settings, renderer, factory())
-        _drain_connection(engine, deliverer, lease.key, bucket, now, stopping, halt, report)
+        _drain_connection(engine, deliverer, feed, lease.key, bucket, now, stopping, halt, report)
 
     reports = [PassReport() for _ in range(connections)]
-    if connections == 1:
-        connection(reports[0])
-    else:
-        _run_threads([functools.partial(connection, report) for report in reports])
+    with Composer(settings, renderer) as composer:
+        feed = Feed(engine, composer, now, stopping, connections)
+        jobs: list[Callable[[], None]] = [feed.run, *(functools.partial(connection, report, feed) for report in reports)]
+        try:
+            _run_threads(jobs)
+        finally:
+            feed.close()
     report = PassReport()
     for part in reports:
         report.counts.update(part.counts)
@@ -517,9 +539,116 @@ def drain(
 CAPPED = "daily cap reached"
 
 
+RENDER_AHEAD = 64  # rows read from the queue at a time, and rendered ahead of their claim
+POOL_FROM = RENDER_AHEAD  # a backlog this large is rendered in worker processes (a handful is not worth starting them)
+
+
+class Feed:
+    """Due rows, rendered ahead of their claim, handed to the sending threads oldest first.
+
+    :meth:`run` (a thread of its own) reads due ``queued`` rows and their
+    customers, renders them (in worker processes once the backlog is large)
+    and puts them on a bounded queue, so memory stays flat however long the
+    queue in the store is. A row stays ``queued`` until a sending thread
+    claims it right before its own SMTP transaction; :meth:`done` tells the
+    feed the row has left its hands, so it is not read again.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        composer: Composer,
+        now: Callable[[], datetime],
+        should_stop: Callable[[], bool],
+        consumers: int,
+    ) -> None:
+        self.engine = engine
+        self.composer = composer
+        self.now = now
+        self.should_stop = should_stop
+        self.consumers = consumers
+        self.ready: queue.Queue[tuple[Prepared, SendLog, Customer] | None] = queue.Queue(maxsize=RENDER_AHEAD)
+        self._lock = threading.Lock()
+        self._handled: set[int] = set()
+        self._closed = threading.Event()
+        self._consumers_left = consumers
+        # Several PostgreSQL workers each start at a different row of a queue that fell due at once.
+        self._shuffle = secrets.randbelow(2**30) * 2 + 1
+
+    def run(self) -> None:
+        try:
+            self._feed()
+        finally:
+            for _ in range(self.consumers):
+                self._put(None, force=True)
+
+    def _feed(self) -> None:
+        in_flight: set[int] = set()
+        pending: collections.deque[tuple[Future[Prepared], SendLog, Customer]] = collections.deque()
+        exhausted = False
+        with Session(self.engine, expire_on_commit=False) as session:
+            while not self.should_stop() and not self._closed.is_set():
+                with self._lock:
+                    in_flight -= self._handled
+                    self._handled.clear()
+                if not exhausted and len(pending) < 2 * RENDER_AHEAD:
+                    rows = store.due_rows(session, self.now(), in_flight, RENDER_AHEAD, self._shuffle)
+                    session.expunge_all()
+                    session.rollback()  # end the read: SQLite keeps no snapshot open while others write
+                    if len(rows) >= POOL_FROM:
+                        self.composer.use_processes()
+                    for row, customer in rows:
+                        assert row.id is not None
+                        in_flight.add(row.id)
+                        pending.append((self.composer.submit(row, customer), row, customer))
+                    exhausted = len(rows) < RENDER_AHEAD
+                    continue
+                if not pending:
+                    if not in_flight:
+                        return  # nothing due, nothing on its way: the queue is drained
+                    self._closed.wait(0.05)  # the last rows are being sent; look again once they are
+                    exhausted = False
+                    continue
+                future, row, customer = pending.popleft()
+                if not self._put((future.result(), row, customer)):
+                    return
+                exhausted = exhausted and bool(pending)
+
+    def _put(self, item: tuple[Prepared, SendLog, Customer] | None, force: bool = False) -> bool:
+        while True:
+            try:
+                self.ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                if self._closed.is_set() and not force:
+                    return False
+                if force:
+                    with contextlib.suppress(queue.Empty):
+                        self.ready.get_nowait()  # consumers are gone: make room for their stop signal
+
+    def take(self, block: bool) -> tuple[Prepared, SendLog, Customer] | None:
+        """The next rendered row; None when the feed is over. Raises queue.Empty if ``block`` is False."""
+        return self.ready.get(block=block)
+
+    def done(self, row_id: int) -> None:
+        with self._lock:
+            self._handled.add(row_id)
+
+    def consumer_done(self) -> None:
+        """A sending thread has stopped taking rows; once all have, the feed stops too."""
+        with self._lock:
+            self._consumers_left -= 1
+            if self._consumers_left == 0:
+                self._closed.set()
+
+    def close(self) -> None:
+        self._closed.set()
+
+
 def _drain_connection(
     engine: Engine,
     deliverer: Deliverer,
+    feed: Feed,
     claimer: int,
     bucket: TokenBucket,
     now: Callable[[], datetime],
@@ -527,29 +656,84 @@ def _drain_connection(
     halt: threading.Event,
     report: PassReport,
 ) -> None:
-    """One connection's loop: take a rate token, claim a row, commit, send, record; until nothing is due."""
+    """One connection's loop: take a rendered row, claim it, commit, send, record; until the feed ends.
+
+    A row is claimed and committed as ``sending`` just before its SMTP
+    transaction, exactly as before; only the commit of its outcome waits for
+    the next row's claim, and only while the next row is already rendered:
+    one commit per message, and never more than one row per connection
+    between ``sending`` and its outcome.
+    """
     cap = deliverer.settings.transport.daily_cap
+    throttled = deliverer.settings.transport.rate_per_second > 0
     with Session(engine, expire_on_commit=False) as session, deliverer.transport:
-        # The token comes before the claim: waiting for it with a row `sending` would widen the crash window.
-        while bucket.acquire(should_stop):
-            moment = now()
-            row_id = store.claim_next(session, moment, claimer, cap)
-            session.commit()  # `sending` is durable before the SMTP transaction starts
-            if row_id is None:
-                if cap and store.sent_or_in_flight(session, moment) >= cap:
-                    report.stopped = CAPPED
+        try:
+            while not should_stop():
+                try:
+                    item = feed.take(block=False)
+                except queue.Empty:
+                    session.commit()  # the last outcome is not left waiting for a row that is not there yet
+                    item = feed.take(block=True)
+                if item is None:
+                    break
+                prepared, row, customer = item
+                if throttled:
+                    session.commit()  # never wait for a token with an outcome unwritten
+                if not bucket.acquire(should_stop):
+                    break
+                moment = now()
+                delivery = _deliver_prepared(session, deliverer, prepared, row, customer, claimer, cap, moment, now)
+                feed.done(prepared.row_id)
+                if delivery is None:  # not ours to send (taken by another worker) or the cap is reached
+                    if cap and store.sent_or_in_flight(session, moment) >= cap:
+                        report.stopped = CAPPED
+                        halt.set()
+                        break
+                    continue
+                report.counts[delivery.outcome] += 1
+                if delivery.outcome == "sent" and delivery.result is not None:
+                    report.deliveries.append((prepared.row_id, delivery.result.reply))
+                if delivery.result is not None and delivery.result.relay_unusable:
+                    report.stopped = f"relay unusable: {delivery.result.reply}"
+                    log.warning("stopping this pass, the relay cannot take mail: %s", delivery.result.reply)
                     halt.set()
-                session.rollback()
-                return
-            delivery = deliverer.deliver(session, row_id, claimer, now)
-            report.counts[delivery.outcome] += 1
-            if delivery.outcome == "sent" and delivery.result is not None:
-                report.deliveries.append((row_id, delivery.result.reply))
-            if delivery.result is not None and delivery.result.relay_unusable:
-                report.stopped = f"relay unusable: {delivery.result.reply}"
-                log.warning("stopping this pass, the relay cannot take mail: %s", delivery.result.reply)
-                halt.set()
-                return
+                    break
+            session.commit()
+        finally:
+            feed.consumer_done()
+
+
+def _deliver_prepared(
+    session: Session,
+    deliverer: Deliverer,
+    prepared: Prepared,
+    row: SendLog,
+    customer: Customer,
+    claimer: int,
+    cap: int,
+    moment: datetime,
+    now: Callable[[], datetime],
+) -> Delivery | None:
+    """Claim a row rendered ahead, then send it as :meth:`Deliverer.deliver` would; None if it is not ours."""
+    state = store.customer_state(session, prepared.customer_id)
+    sendable = state.why is None and not prepared.error and state.email == prepared.to_address
+    noted = (
+        {"subject": prepared.subject, "message_id": prepared.message_id, "to_address": prepared.to_address}
+        if sendable
+        else {}
+    )
+    if not store.claim(session, prepared.row_id, moment, claimer, cap, noted):
+        return None
+    if not sendable:
+        # Opted out, a template that fails, or an address changed since rendering:
+        # the one-row path re-reads, re-renders and records it.
+        session.commit()
+        return deliverer.deliver(session, prepared.row_id, claimer, now)
+    session.commit()  # `sending` is durable before the SMTP transaction starts
+    result = deliverer.transport.send_wire(deliverer.settings.sender.from_address, prepared.to_address, prepared.data)
+    row.attempts += 1
+    row.first_attempt_at = row.first_attempt_at or moment
+    return deliverer.record_result(session, row, customer, claimer, result, now(), commit=False)
 
 
 def _run_threads(jobs: list[Callable[[], None]]) -> None:

@@ -7,6 +7,7 @@ and a busy timeout so a reader (``mailer log``) never blocks the pass.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -308,8 +309,30 @@ def claim_next(session: Session, now: datetime, claimer: int, daily_cap: int = 0
     statement = update(SendLog).where(
         col(SendLog.id) == due.scalar_subquery(), col(SendLog.status) == SendStatus.QUEUED
     )
+    return _claim(session, statement, now, claimer, daily_cap, {})
+
+
+def claim(
+    session: Session, row_id: int, now: datetime, claimer: int, daily_cap: int = 0, noted: dict[str, Any] | None = None
+) -> bool:
+    """Claim the row ``row_id`` as ``sending`` if it is still ``queued`` and due; False if not.
+
+    For a message rendered before its row was claimed: ``noted`` (subject,
+    Message-ID, address) is written by the same statement. The same rules as
+    :func:`claim_next`: conditional, the daily cap honoured, the caller commits
+    before the SMTP transaction starts.
+    """
+    statement = update(SendLog).where(
+        col(SendLog.id) == row_id, col(SendLog.status) == SendStatus.QUEUED, col(SendLog.next_attempt_at) <= now
+    )
+    return _claim(session, statement, now, claimer, daily_cap, noted or {}) is not None
+
+
+def _claim(
+    session: Session, statement: Any, now: datetime, claimer: int, daily_cap: int, noted: dict[str, Any]
+) -> int | None:
     if daily_cap:
-        if postgres:
+        if session.get_bind().dialect.name == "postgresql":
             session.execute(select(func.pg_advisory_xact_lock(CAP_LOCK)))
         statement = statement.where(_sent_or_in_flight(now).scalar_subquery() < daily_cap)
     first_attempt = col(SendLog.first_attempt_at)
@@ -322,9 +345,52 @@ def claim_next(session: Session, now: datetime, claimer: int, daily_cap: int = 0
             attempts=col(SendLog.attempts) + 1,
             first_attempt_at=func.coalesce(first_attempt, now_value),
             updated_at=now,
+            **noted,
         ).returning(col(SendLog.id))
     ).scalar_one_or_none()
     return claimed
+
+
+def due_rows(session: Session, now: datetime, exclude: Iterable[int], limit: int, shuffle: int = 0) -> list[Any]:
+    """Due ``queued`` rows joined with their customers, not yet claimed, for rendering ahead of the claim.
+
+    Oldest due first. ``shuffle`` (non-zero, PostgreSQL) orders rows due at
+    the same instant by a permutation of their ids, so several workers
+    rendering ahead start at different rows instead of all at the head.
+    """
+    order: list[Any] = [col(SendLog.next_attempt_at)]
+    if shuffle and session.get_bind().dialect.name == "postgresql":
+        order.append(func.mod(col(SendLog.id) * shuffle, 2147483629))
+    order.append(col(SendLog.id))
+    query = (
+        select(SendLog, Customer)
+        .join(Customer, col(Customer.id) == col(SendLog.customer_id))
+        .where(col(SendLog.status) == SendStatus.QUEUED, col(SendLog.next_attempt_at) <= now)
+        .order_by(*order)
+        .limit(limit)
+    )
+    excluded = sorted(exclude)
+    if excluded:
+        query = query.where(col(SendLog.id).not_in(excluded))
+    return list(session.execute(query).all())
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerState:
+    """What must be re-read right before a message goes: whether the customer opted out, and their address."""
+
+    why: str | None  # "suppressed", "unsubscribed", or None
+    email: str
+
+
+def customer_state(session: Session, customer_id: int) -> CustomerState:
+    unsubscribed, suppressed, email = session.execute(
+        select(col(Customer.unsubscribed_at), col(Customer.suppressed_at), col(Customer.email)).where(
+            col(Customer.id) == customer_id
+        )
+    ).one()
+    why = "suppressed" if suppressed is not None else "unsubscribed" if unsubscribed is not None else None
+    return CustomerState(why, email)
 
 
 def _sent_or_in_flight(now: datetime) -> Select[tuple[int]]:

@@ -84,6 +84,10 @@ class Transport(Protocol):
 
     def send(self, envelope_from: str, to_address: str, msg: EmailMessage) -> SendResult: ...
 
+    def send_wire(self, envelope_from: str, to_address: str, data: bytes) -> SendResult:
+        """Like :meth:`send`, for a message already serialised by :func:`mailer.message.to_wire` (CRLF)."""
+        ...
+
 
 class MaildirTransport:
     """Writes each message as ``<folder>/new/<unique>.eml``, atomically (tmp/ then rename)."""
@@ -102,12 +106,19 @@ class MaildirTransport:
         return None
 
     def send(self, envelope_from: str, to_address: str, msg: EmailMessage) -> SendResult:
+        return self._write(msg.as_bytes(policy=FILE_POLICY))
+
+    def send_wire(self, envelope_from: str, to_address: str, data: bytes) -> SendResult:
+        # The wire form differs from the file form only in its line ends (bodies are
+        # quoted-printable, so no bare CR or LF is part of the content).
+        return self._write(data.replace(b"\r\n", b"\n"))
+
+    def _write(self, data: bytes) -> SendResult:
         unique = f"{time.time_ns()}.P{os.getpid()}Q{next(self._counter)}.{socket.gethostname()}"
         tmp = self.folder / "tmp" / f"{unique}.eml"
         final = self.folder / "new" / f"{unique}.eml"
         try:
             with open(tmp, "wb") as handle:
-                data = msg.as_bytes(policy=FILE_POLICY)
                 handle.write(self.sign(data) if self.sign else data)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -185,7 +196,12 @@ class SmtpTransport:
         accepted (the server timed out an idle session) is reopened once:
         nothing was sent on it, so trying again cannot duplicate anything.
         """
-        data = self.sign(to_wire(msg)) if self.sign else to_wire(msg)
+        return self.send_wire(envelope_from, to_address, to_wire(msg))
+
+    def send_wire(self, envelope_from: str, to_address: str, data: bytes) -> SendResult:
+        """:meth:`send` for a message already serialised for the wire."""
+        if self.sign:
+            data = self.sign(data)
         reused = self._smtp is not None
         result = self._attempt(envelope_from, to_address, data)
         if reused and result.stage is Stage.MAIL and self._smtp is None and result.code is None:

@@ -1,0 +1,228 @@
+"""Sending benchmark: mailer against the bare wire, side by side, in one run.
+
+    python -m bench.send --store bench/.data/store-1000000.db --date 2026-11-23
+
+Three measurements against one aiosmtpd sink in a separate process on loopback:
+
+1. **ceiling**: the same messages, rendered and serialised to wire bytes (CRLF)
+   in memory beforehand, sent with plain ``smtplib.SMTP.sendmail`` over one
+   reused connection: what the wire and the sink allow on this machine;
+2. ``mailer run --date D`` end to end (plan, record, claim, render, inline,
+   send, log) with the premailer inliner;
+3. the same with ``[render] inliner = "css-inline"``.
+
+Each mailer run starts from a fresh copy of the store (nothing in the send
+log), in its own process; its wall time is from spawn to exit and its peak RSS
+comes from ``wait4``. The table goes to stdout (markdown) and, with
+``--json``, to a file. This is a benchmark: no test depends on its numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import smtplib
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import date
+from email.message import EmailMessage
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy import func, select
+from sqlmodel import Session
+
+from mailer import outbox, store
+from mailer.config import CONFIG_NAME, load_settings
+from mailer.message import to_wire
+from mailer.models import SendLog, SendStatus
+from mailer.project import init_project
+from mailer.transport import Outcome, SendResult
+
+REPO = Path(__file__).resolve().parent.parent
+INLINERS = ("premailer", "css-inline")
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str
+    messages: int
+    seconds: float
+    peak_rss_mb: float | None = None
+
+    @property
+    def per_second(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+
+@contextmanager
+def sink(workdir: Path) -> Iterator[int]:
+    """An aiosmtpd sink (accepts, counts, drops) in its own process; yields its port."""
+    ready = workdir / "sink.port"
+    ready.unlink(missing_ok=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.smtpserver", "--sink", "--port", "0", "--ready-file", str(ready)], cwd=REPO
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not ready.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the SMTP sink did not start")
+            time.sleep(0.05)
+        yield int(ready.read_text())
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def make_project(workdir: Path, store_copy: Path, port: int, inliner: str) -> Path:
+    """A `mailer init` project pointed at ``store_copy`` and the sink, with ``inliner``."""
+    project = workdir / f"project-{inliner}"
+    if not (project / CONFIG_NAME).exists():
+        init_project(project, date.today(), customers=1)
+    config = project / CONFIG_NAME
+    text = config.read_text(encoding="utf-8")
+    head, _, rest = text.partition("[store]")
+    _, _, rest = rest.partition("\n[sender]")
+    transport_start = rest.index("[transport]")
+    schedule_start = rest.index("[schedule]")
+    rest = (
+        rest[:transport_start]
+        + f'[transport]\nkind = "smtp"\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\ntimeout = 60\n\n'
+        + rest[schedule_start:]
+    )
+    rest = rest.replace('inliner = "premailer"', f'inliner = "{inliner}"')
+    config.write_text(f'{head}[store]\nurl = "sqlite:///{store_copy}"\n\n[sender]{rest}', encoding="utf-8")
+    return config
+
+
+def fresh_copy(pristine: Path, target: Path) -> Path:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{target}{suffix}").unlink(missing_ok=True)
+    shutil.copyfile(pristine, target)
+    return target
+
+
+class Collector:
+    """A transport that keeps each message's wire bytes (CRLF), for the ceiling."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, str, bytes]] = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        return None
+
+    def send(self, envelope_from: str, to_address: str, msg: EmailMessage) -> SendResult:
+        self.messages.append((envelope_from, to_address, to_wire(msg)))
+        return SendResult(Outcome.DELIVERED, "250 kept", 250)
+
+
+def prerender(config: Path, day: date) -> list[tuple[str, str, bytes]]:
+    """Every message the pass on ``day`` would send, as wire bytes (the store is only read)."""
+    settings = load_settings(config)
+    engine = store.make_engine(settings.store.url)
+    clock = outbox.PassClock.on(day)
+    with Session(engine) as session:
+        planned = outbox.plan(session, settings, clock, settings.campaigns)
+    collector = Collector()
+    outbox.render_planned(engine, settings, planned, collector)  # type: ignore[arg-type]
+    engine.dispose()
+    return collector.messages
+
+
+def ceiling(port: int, messages: list[tuple[str, str, bytes]]) -> Measurement:
+    smtp = smtplib.SMTP("127.0.0.1", port, timeout=60)
+    smtp.ehlo()
+    started = time.perf_counter()
+    for envelope_from, to_address, data in messages:
+        smtp.sendmail(envelope_from, [to_address], data)
+    seconds = time.perf_counter() - started
+    smtp.quit()
+    return Measurement("ceiling: pre-rendered bytes, smtplib.sendmail", len(messages), seconds)
+
+
+def mailer_run(config: Path, day: date, label: str, extra: list[str]) -> Measurement:
+    """``mailer run --date`` in its own process: wall time from spawn to exit, peak RSS from wait4."""
+    command = [str(Path(sys.executable).with_name("mailer")), "--config", str(config), "run", "--date", day.isoformat()]
+    started = time.perf_counter()
+    process = subprocess.Popen([*extra, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    out = process.stdout.read().decode() if process.stdout else ""
+    err = process.stderr.read().decode() if process.stderr else ""
+    if process.returncode != 0:
+        raise RuntimeError(f"mailer run failed ({process.returncode}): {err.strip() or out.strip()}")
+    print(f"  {label}: {out.strip()}", file=sys.stderr)
+    settings = load_settings(config)
+    engine = store.make_engine(settings.store.url)
+    with Session(engine) as session:
+        sent = session.scalar(select(func.count()).where(SendLog.status == SendStatus.SENT)) or 0  # type: ignore[arg-type]
+    engine.dispose()
+    return Measurement(label, sent, seconds, usage.ru_maxrss / 1024)
+
+
+def table(results: list[Measurement], customers: str) -> str:
+    base = results[0].per_second
+    lines = [
+        "| store | run | messages | seconds | emails/s | ratio to ceiling | peak RSS (MB) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for m in results:
+        rss = f"{m.peak_rss_mb:.0f}" if m.peak_rss_mb is not None else "–"
+        ratio = f"{m.per_second / base:.2f}" if base else "–"
+        lines.append(f"| {customers} | {m.name} | {m.messages:,} | {m.seconds:.1f} | {m.per_second:,.0f} | {ratio} | {rss} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.send", description=__doc__.split("\n")[0])
+    parser.add_argument("--store", type=Path, required=True, help="a pristine SQLite store (never written to)")
+    parser.add_argument("--date", type=date.fromisoformat, required=True, help="the benchmark day")
+    parser.add_argument("--label", default="", help="how the table names this store (e.g. 1M customers)")
+    parser.add_argument("--inliner", action="append", choices=INLINERS, help="only these mailer runs")
+    parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--profile", type=Path, help="folder for py-spy profiles of the mailer runs")
+    args = parser.parse_args(argv)
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mailer-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    label = args.label or args.store.name
+    results: list[Measurement] = []
+    with sink(workdir) as port:
+        copy = fresh_copy(args.store, workdir / "store.db")
+        messages = prerender(make_project(workdir, copy, port, "premailer"), args.date)
+        print(f"  ceiling: {len(messages)} messages pre-rendered", file=sys.stderr)
+        results.append(ceiling(port, messages))
+        del messages
+        for inliner in args.inliner or INLINERS:
+            config = make_project(workdir, fresh_copy(args.store, workdir / "store.db"), port, inliner)
+            extra: list[str] = []
+            if args.profile:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                out = args.profile / f"{inliner}.txt"
+                extra = [str(Path(sys.executable).with_name("py-spy")), "record", "-r", "250", "-f", "raw", "-o", str(out), "--"]
+            results.append(mailer_run(config, args.date, f"mailer run, {inliner}", extra))
+    print(table(results, label))
+    if args.json:
+        rows = [{**asdict(m), "per_second": m.per_second, "store": label} for m in results]
+        args.json.write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,118 @@
+"""Render messages ahead of sending, on every core: a pool of composer processes.
+
+Rendering, inlining CSS and serialising a message costs far more CPU than
+sending it over a reused SMTP connection, and the GIL keeps a thread from
+doing both at once. So a pass renders *due but not yet claimed* rows in
+worker processes while its connections send: a row is still claimed (and
+committed as ``sending``) only just before its own SMTP transaction, so
+rendering ahead never widens the window a crash can leave ``unknown``.
+A rendered message whose row is then taken by another worker is dropped.
+
+The workers get plain values (the row's and the customer's columns), never a
+session, and give back the wire bytes with the subject and Message-ID that
+the send log records.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from mailer.config import Settings
+from mailer.message import HeaderError, to_wire
+from mailer.models import Customer, SendLog
+from mailer.render import Renderer, RenderError
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One row's message, ready for the wire, or why it could not be made."""
+
+    row_id: int
+    customer_id: int
+    to_address: str
+    subject: str = ""
+    message_id: str = ""
+    data: bytes = b""
+    error: str = ""  # a render or header error: the row fails with it
+
+
+def prepare(settings: Settings, renderer: Renderer, row: SendLog, customer: Customer) -> Prepared:
+    """Render and serialise one row's message; never raises for a template's or a header's fault."""
+    from mailer.outbox import Deliverer  # the one place that knows how a message is put together
+
+    assert row.id is not None and customer.id is not None
+    try:
+        msg = Deliverer(settings, renderer, None).compose(row, customer)  # type: ignore[arg-type]
+    except (RenderError, HeaderError) as exc:
+        return Prepared(row.id, customer.id, customer.email, error=f"render error: {exc}")
+    return Prepared(
+        row.id, customer.id, customer.email, str(msg["Subject"]), str(msg["Message-ID"]), to_wire(msg)
+    )
+
+
+# State of one worker process, set once by its initializer.
+_settings: Settings | None = None
+_renderer: Renderer | None = None
+
+
+def _start_worker(settings: Settings) -> None:
+    global _settings, _renderer
+    _settings = settings
+    _renderer = Renderer(settings.render.templates, settings.render.inliner)
+
+
+def _prepare_in_worker(row: dict[str, Any], customer: dict[str, Any]) -> Prepared:
+    assert _settings is not None and _renderer is not None
+    return prepare(_settings, _renderer, SendLog(**row), Customer(**customer))
+
+
+def plain(instance: SendLog | Customer) -> dict[str, Any]:
+    """An ORM row as the plain column values a worker process rebuilds it from."""
+    return {column.key: getattr(instance, column.key) for column in instance.__table__.columns}  # type: ignore[union-attr]
+
+
+def composer_processes(settings: Settings) -> int:
+    """``[render] processes``, or one per core; 0 renders in the sending process itself."""
+    configured = settings.render.processes
+    return configured if configured is not None else (os.cpu_count() or 1)
+
+
+class Composer:
+    """Renders rows into :class:`Prepared` messages: inline until :meth:`use_processes`, then in a pool."""
+
+    def __init__(self, settings: Settings, renderer: Renderer) -> None:
+        self.settings = settings
+        self.renderer = renderer
+        self._pool: Executor | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def use_processes(self) -> None:
+        """Render in worker processes from now on (worth it for a large backlog, not for a handful)."""
+        processes = composer_processes(self.settings)
+        if self._pool is None and processes > 0:
+            # forkserver, not fork: the sending process has threads and open database connections.
+            context = multiprocessing.get_context("forkserver")
+            self._pool = ProcessPoolExecutor(
+                processes, mp_context=context, initializer=_start_worker, initargs=(self.settings,)
+            )
+
+    def submit(self, row: SendLog, customer: Customer) -> Future[Prepared]:
+        if self._pool is not None:
+            return self._pool.submit(_prepare_in_worker, plain(row), plain(customer))
+        done: Future[Prepared] = Future()
+        done.set_result(prepare(self.settings, self.renderer, row, customer))
+        return done
