@@ -40,7 +40,7 @@ from mailer.policy import Decision, PassMoment, Verdict, decide
 from mailer.render import Renderer, RenderError
 from mailer.throttle import TokenBucket
 from mailer.tokens import make_token
-from mailer.transport import Outcome, SendResult, Transport
+from mailer.transport import Outcome, SendResult, Transport, WireTransport
 
 log = logging.getLogger(__name__)
 
@@ -518,7 +518,8 @@ def drain(
     reports = [PassReport() for _ in range(connections)]
     with Composer(settings, renderer) as composer:
         feed = Feed(engine, composer, now, stopping, connections)
-        jobs: list[Callable[[], None]] = [feed.run, *(functools.partial(connection, report, feed) for report in reports)]
+        senders = [functools.partial(connection, report, feed) for report in reports]
+        jobs: list[Callable[[], None]] = [feed.run, *senders]
         try:
             _run_threads(jobs)
         finally:
@@ -716,7 +717,13 @@ def _deliver_prepared(
 ) -> Delivery | None:
     """Claim a row rendered ahead, then send it as :meth:`Deliverer.deliver` would; None if it is not ours."""
     state = store.customer_state(session, prepared.customer_id)
-    sendable = state.why is None and not prepared.error and state.email == prepared.to_address
+    transport = deliverer.transport
+    sendable = (
+        isinstance(transport, WireTransport)
+        and state.why is None
+        and not prepared.error
+        and state.email == prepared.to_address
+    )
     noted = (
         {"subject": prepared.subject, "message_id": prepared.message_id, "to_address": prepared.to_address}
         if sendable
@@ -725,12 +732,14 @@ def _deliver_prepared(
     if not store.claim(session, prepared.row_id, moment, claimer, cap, noted):
         return None
     if not sendable:
-        # Opted out, a template that fails, or an address changed since rendering:
-        # the one-row path re-reads, re-renders and records it.
+        # Opted out, a template that fails, an address changed since rendering, or a
+        # transport that takes only EmailMessage objects: the one-row path re-reads,
+        # re-renders and records it.
         session.commit()
         return deliverer.deliver(session, prepared.row_id, claimer, now)
     session.commit()  # `sending` is durable before the SMTP transaction starts
-    result = deliverer.transport.send_wire(deliverer.settings.sender.from_address, prepared.to_address, prepared.data)
+    assert isinstance(transport, WireTransport)
+    result = transport.send_wire(deliverer.settings.sender.from_address, prepared.to_address, prepared.data)
     row.attempts += 1
     row.first_attempt_at = row.first_attempt_at or moment
     return deliverer.record_result(session, row, customer, claimer, result, now(), commit=False)

@@ -23,7 +23,7 @@ from email.message import EmailMessage
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, runtime_checkable
 
 from mailer.config import TransportSettings
 from mailer.message import FILE_POLICY, to_wire
@@ -84,8 +84,13 @@ class Transport(Protocol):
 
     def send(self, envelope_from: str, to_address: str, msg: EmailMessage) -> SendResult: ...
 
+
+@runtime_checkable
+class WireTransport(Transport, Protocol):
+    """A transport that also takes messages already serialised (rendered ahead, in another process)."""
+
     def send_wire(self, envelope_from: str, to_address: str, data: bytes) -> SendResult:
-        """Like :meth:`send`, for a message already serialised by :func:`mailer.message.to_wire` (CRLF)."""
+        """Like :meth:`send`, for the bytes of :func:`mailer.message.to_wire` (CRLF line ends)."""
         ...
 
 
