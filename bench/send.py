@@ -1,6 +1,7 @@
 """Sending benchmark: mailer against the bare wire, side by side, in one run.
 
-    python -m bench.send --store bench/.data/store-1000000.db --date 2026-11-23
+    python -m bench.send --customers 1000000 --due 20000      # store from bench.generate, made if missing
+    python -m bench.send --store path/to/store.db --date 2026-11-23
 
 Three measurements against one aiosmtpd sink in a separate process on loopback:
 
@@ -50,6 +51,7 @@ from mailer.transport import Outcome, SendResult
 
 REPO = Path(__file__).resolve().parent.parent
 INLINERS = ("premailer", "css-inline")
+BENCH_DAY = date(2026, 11, 23)  # bench.generate's default day
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,17 @@ def sink(workdir: Path) -> Iterator[int]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def generated_store(customers: int, due: int, day: date) -> Path:
+    """The deterministic store of :mod:`bench.generate`, made on first use."""
+    from bench import generate  # the planning benchmark's generator: one generator for both benchmarks
+
+    path = generate.store_path(customers, due)
+    if not path.exists():
+        print(f"  generating {path} ...", file=sys.stderr)
+        generate.generate(customers, day, due)
+    return path
 
 
 def make_project(workdir: Path, store_copy: Path, port: int, inliner: str) -> Path:
@@ -236,8 +249,10 @@ def table(results: list[Measurement], store_label: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.send", description=__doc__.split("\n")[0])
-    parser.add_argument("--store", type=Path, required=True, help="a pristine SQLite store (never written to)")
-    parser.add_argument("--date", type=date.fromisoformat, required=True, help="the benchmark day")
+    parser.add_argument("--customers", type=int, default=1_000_000, help="size of the generated store")
+    parser.add_argument("--due", type=int, default=20_000, help="extra anniversaries due on --date")
+    parser.add_argument("--store", type=Path, help="a pristine SQLite store instead (never written to)")
+    parser.add_argument("--date", type=date.fromisoformat, default=BENCH_DAY, help="the benchmark day")
     parser.add_argument("--label", default="", help="how the table names this store (e.g. 1M customers)")
     parser.add_argument("--inliner", action="append", choices=INLINERS, help="only these mailer runs")
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temporary one)")
@@ -247,6 +262,8 @@ def main(argv: list[str] | None = None) -> int:
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mailer-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.store is None:
+        args.store = generated_store(args.customers, args.due, args.date)
     label = args.label or args.store.name
     results: list[Measurement] = []
     with sink(workdir) as port:

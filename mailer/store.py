@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, Select, and_, event, func, literal, or_, select, update
+from sqlalchemy import BigInteger, Engine, Select, and_, cast, event, func, literal, or_, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, create_engine
@@ -360,7 +360,7 @@ def due_rows(session: Session, now: datetime, exclude: Iterable[int], limit: int
     """
     order: list[Any] = [col(SendLog.next_attempt_at)]
     if shuffle and session.get_bind().dialect.name == "postgresql":
-        order.append(func.mod(col(SendLog.id) * shuffle, 2147483629))
+        order.append(func.mod(cast(col(SendLog.id), BigInteger) * literal(shuffle, BigInteger), 2147483629))
     order.append(col(SendLog.id))
     query = (
         select(SendLog, Customer)
