@@ -153,7 +153,7 @@ def prerender(config: Path, day: date) -> list[tuple[str, str, bytes]]:
     with Session(engine) as session:
         planned = outbox.plan(session, settings, clock, settings.campaigns)
     collector = Collector()
-    outbox.render_planned(engine, settings, planned, collector)  # type: ignore[arg-type]
+    outbox.render_planned(engine, settings, planned, collector)
     engine.dispose()
     return collector.messages
 
