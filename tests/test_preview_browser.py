@@ -7,6 +7,7 @@ is not installed (.ci/run installs it).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import selectors
 import shutil
@@ -36,11 +37,10 @@ CARD_BEIGE = (244, 241, 236)  # _style.css: the email's background
 PAGE_HEADER = (47, 42, 36)  # the preview page's own header bar
 
 
-@pytest.fixture
-def preview_url(project: Path, tmp_path: Path) -> Iterator[str]:
+@contextlib.contextmanager
+def serving(project: Path, log: Path) -> Iterator[str]:
     """`mailer preview --serve --port 0` in a subprocess; yields its address, stops it afterwards."""
-    log = tmp_path / "preview.log"  # a file, not a pipe: request logs can never fill it up and block the server
-    with open(log, "w") as errors:
+    with open(log, "w") as errors:  # a file, not a pipe: request logs can never fill it up and block the server
         proc = subprocess.Popen(
             [str(MAILER), "--config", str(project), "preview", "--serve", "--port", "0"],
             stdout=subprocess.PIPE,
@@ -61,6 +61,12 @@ def preview_url(project: Path, tmp_path: Path) -> Iterator[str]:
             proc.terminate()
             proc.wait(timeout=30)
         proc.stdout.close()
+
+
+@pytest.fixture
+def preview_url(project: Path, tmp_path: Path) -> Iterator[str]:
+    with serving(project, tmp_path / "preview.log") as url:
+        yield url
 
 
 def chromium(tmp_path: Path, *args: str) -> str:
@@ -122,3 +128,37 @@ def test_the_page_reloads_itself_when_a_template_file_changes(preview_url: str, 
         assert browser.text("#subject").startswith("Subject: Thinking of you, Amelia")
     finally:
         browser.close()
+
+
+@pytest.mark.parametrize("inliner", ["premailer", "css-inline"])
+def test_every_email_fits_a_phone_screen_and_turns_dark_in_dark_mode(
+    project: Path, tmp_path: Path, inliner: str
+) -> None:
+    from tests.test_browser import Browser
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM} (.ci/run installs the Debian package `chromium`)")
+    config = project.read_text(encoding="utf-8")
+    project.write_text(config.replace('inliner = "premailer"', f'inliner = "{inliner}"'), encoding="utf-8")
+    names = [p.name for p in sorted((project.parent / "templates" / "email").iterdir()) if p.is_dir()]
+    with serving(project, tmp_path / "preview.log") as preview_url:
+        browser = Browser(tmp_path / "devtools-profile")
+
+        def evaluate(expression: str) -> object:
+            return browser.call("Runtime.evaluate", expression=expression, returnByValue=True)["result"]["value"]
+
+        try:
+            browser.call("Emulation.setDeviceMetricsOverride", width=390, height=844, deviceScaleFactor=1, mobile=True)
+            for name in names:
+                browser.open(f"{preview_url}t/{name}/email.html?customer=sample-unicode")
+                assert evaluate("document.documentElement.scrollWidth") == 390, f"{name} is wider than a phone"
+                assert evaluate("getComputedStyle(document.querySelector('.card-body')).paddingLeft") == "20px"
+            browser.call("Emulation.setEmulatedMedia", features=[{"name": "prefers-color-scheme", "value": "dark"}])
+            for name in names:
+                browser.open(f"{preview_url}t/{name}/email.html?customer=sample-full")
+                assert (
+                    evaluate("getComputedStyle(document.querySelector('.card')).backgroundColor") == "rgb(42, 41, 38)"
+                )
+                assert evaluate("getComputedStyle(document.querySelector('h1')).color") == "rgb(245, 241, 234)"
+        finally:
+            browser.close()
