@@ -400,7 +400,8 @@ PAGE = """<!DOCTYPE html>
      target="_blank">open HTML alone</a></span></p>
  <div class="panes">
   <div class="pane"><h2>HTML</h2>
-   <iframe id="html" title="HTML part" srcdoc="{{ preview.rendered.html }}"></iframe></div>
+   {# sandboxed: the email gets its own origin and runs no script, as in a mail client #}
+   <iframe id="html" title="HTML part" sandbox="allow-popups" srcdoc="{{ preview.rendered.html }}"></iframe></div>
   <div class="pane"><h2>Plain text</h2><pre id="text">{{ preview.rendered.text }}</pre></div>
  </div>
 {% endif %}

@@ -107,7 +107,7 @@ def test_the_page_lists_templates_and_shows_subject_html_and_text_side_by_side(c
     for name in ("anniversary", "birthday", "follow_up", "milestone", "silence", "staff_anniversary"):
         assert f'href="/t/{name}?' in page
     assert 'id="subject"><span>Subject:</span> Happy birthday, Amelia! A note from Northwind Coffee Roasters' in page
-    assert '<iframe id="html" title="HTML part" srcdoc="&lt;!DOCTYPE html&gt;' in page
+    assert '<iframe id="html" title="HTML part" sandbox="allow-popups" srcdoc="&lt;!DOCTYPE html&gt;' in page
     assert '<pre id="text">Happy birthday, Amelia!' in page
     assert 'id="problems"' not in page
     assert client.get("/").status_code == 200
