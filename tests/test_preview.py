@@ -218,3 +218,18 @@ def test_send_test_refuses_a_bad_address_and_an_empty_store_in_one_line(project:
     code, _, stderr = invoke(project, "send-test", "birthday", "--to", "me@northwind.example")
     assert code == 2
     assert stderr.strip().startswith("error: the store has no customers yet")
+
+
+def test_serve_with_preview_mounts_the_preview_beside_the_unsubscribe_endpoint(settings: Settings, engine: Engine) -> None:
+    from mailer.cli import mount_preview
+    from mailer.web import create_app as create_unsubscribe_app
+
+    combined = create_unsubscribe_app(settings, engine)
+    mount_preview(combined, settings)
+    client = combined.test_client()
+    page = client.get("/preview/")
+    assert page.status_code == 200
+    assert 'href="/preview/' in page.get_data(as_text=True)  # links stay under the mount point
+    assert client.get("/healthz").status_code == 200
+    plain = create_unsubscribe_app(settings, engine).test_client()
+    assert plain.get("/preview/").status_code == 404  # off unless asked for
