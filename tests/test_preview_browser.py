@@ -91,7 +91,8 @@ def test_chromium_shows_the_rendered_email_with_subject_html_and_text(preview_ur
     assert 'id="problems"' not in dom
 
     shot = tmp_path / "preview.png"
-    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,1000", url)
+    # A virtual-time budget lets the sandboxed frame finish painting before the shot, however busy the machine.
+    chromium(tmp_path, f"--screenshot={shot}", "--window-size=1280,1000", "--virtual-time-budget=5000", url)
     Path(os.environ.get("MAILER_SCREENSHOT_DIR", tmp_path)).joinpath("preview.png").write_bytes(shot.read_bytes())
     width, height, pixels = read_pixels(shot)
     assert (width, height) == (1280, 1000)
