@@ -59,7 +59,7 @@ class Measurement:
     name: str
     messages: int
     seconds: float
-    peak_rss_mb: float | None = None  # the largest single process
+    peak_rss_mb: float | None = None  # the sending process alone (its VmHWM)
     tree_rss_mb: float | None = None  # all of the run's processes together (sampled)
 
     @property
@@ -187,24 +187,35 @@ def tree_rss(pid: int) -> int:
     return total
 
 
+def high_water(pid: int) -> int:
+    """The process's own peak RSS so far (VmHWM, bytes); 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0
+    return next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+
+
 class PeakRss:
-    """Samples a process tree's total RSS every 50 ms in a thread; ``peak`` is the largest sum seen."""
+    """Samples every 50 ms: the process's own peak (VmHWM) and its whole tree's summed RSS."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self.peak = 0
+        self.own = 0
+        self.tree = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
         while not self._stop.wait(0.05):
-            self.peak = max(self.peak, tree_rss(self.pid))
+            self.own = max(self.own, high_water(self.pid))
+            self.tree = max(self.tree, tree_rss(self.pid))
 
-    def stop(self) -> int:
+    def stop(self) -> tuple[int, int]:
         self._stop.set()
         self._thread.join()
-        return self.peak
+        return self.own, self.tree
 
 
 def mailer_run(config: Path, day: date, label: str, extra: list[str]) -> Measurement:
@@ -213,9 +224,9 @@ def mailer_run(config: Path, day: date, label: str, extra: list[str]) -> Measure
     started = time.perf_counter()
     process = subprocess.Popen([*extra, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     sampler = PeakRss(process.pid)
-    _, status, usage = os.wait4(process.pid, 0)
+    _, status, _usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
-    tree_peak = sampler.stop()
+    own_peak, tree_peak = sampler.stop()
     process.returncode = os.waitstatus_to_exitcode(status)
     out = process.stdout.read().decode() if process.stdout else ""
     err = process.stderr.read().decode() if process.stderr else ""
@@ -227,8 +238,8 @@ def mailer_run(config: Path, day: date, label: str, extra: list[str]) -> Measure
     with Session(engine) as session:
         sent = session.scalar(select(func.count()).where(SendLog.status == SendStatus.SENT)) or 0  # type: ignore[arg-type]
     engine.dispose()
-    # ru_maxrss is the largest single process (the sender); the sampled sum adds its rendering workers.
-    return Measurement(label, sent, seconds, usage.ru_maxrss / 1024, tree_peak / 2**20)
+    # The sender's own peak, and the sum over it and its composer processes (sampled).
+    return Measurement(label, sent, seconds, own_peak / 2**20, tree_peak / 2**20)
 
 
 def table(results: list[Measurement], store_label: str) -> str:
@@ -268,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     results: list[Measurement] = []
     with sink(workdir) as port:
         copy = fresh_copy(args.store, workdir / "store.db")
-        messages = prerender(make_project(workdir, copy, port, "premailer"), args.date)
+        messages = prerender(make_project(workdir, copy, port, "css-inline"), args.date)
         print(f"  ceiling: {len(messages)} messages pre-rendered", file=sys.stderr)
         results.append(ceiling(port, messages))
         del messages
