@@ -23,12 +23,15 @@ import os
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from mailer.config import Settings
 from mailer.message import HeaderError, to_wire
 from mailer.models import Customer, SendLog
 from mailer.render import Renderer, RenderError
+
+if TYPE_CHECKING:
+    from mailer.outbox import Deliverer
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +47,11 @@ class Prepared:
     error: str = ""  # a render or header error: the row fails with it
 
 
-def prepare(settings: Settings, renderer: Renderer, row: SendLog, customer: Customer) -> Prepared:
+def prepare(composer: Deliverer, row: SendLog, customer: Customer) -> Prepared:
     """Render and serialise one row's message; never raises for a template's or a header's fault."""
-    from mailer.outbox import Deliverer  # the one place that knows how a message is put together
-
     assert row.id is not None and customer.id is not None
     try:
-        msg = Deliverer(settings, renderer, None).compose(row, customer)  # type: ignore[arg-type]
+        msg = composer.compose(row, customer)
     except (RenderError, HeaderError) as exc:
         return Prepared(row.id, customer.id, customer.email, error=f"render error: {exc}")
     return Prepared(
@@ -58,20 +59,25 @@ def prepare(settings: Settings, renderer: Renderer, row: SendLog, customer: Cust
     )
 
 
-# State of one worker process, set once by its initializer.
-_settings: Settings | None = None
-_renderer: Renderer | None = None
+def message_maker(settings: Settings, renderer: Renderer) -> Deliverer:
+    """A Deliverer without a transport: the one place that knows how a message is put together."""
+    from mailer.outbox import Deliverer  # outbox imports this module
+
+    return Deliverer(settings, renderer, None)  # type: ignore[arg-type]
+
+
+# The message maker of one worker process (its renderer, templates and secret), made once.
+_maker: Deliverer | None = None
 
 
 def _start_worker(settings: Settings) -> None:
-    global _settings, _renderer
-    _settings = settings
-    _renderer = Renderer(settings.render.templates, settings.render.inliner)
+    global _maker
+    _maker = message_maker(settings, Renderer(settings.render.templates, settings.render.inliner))
 
 
 def _prepare_in_worker(row: dict[str, Any], customer: dict[str, Any]) -> Prepared:
-    assert _settings is not None and _renderer is not None
-    return prepare(_settings, _renderer, SendLog(**row), Customer(**customer))
+    assert _maker is not None
+    return prepare(_maker, SendLog(**row), Customer(**customer))
 
 
 def plain(instance: SendLog | Customer) -> dict[str, Any]:
@@ -90,7 +96,7 @@ class Composer:
 
     def __init__(self, settings: Settings, renderer: Renderer) -> None:
         self.settings = settings
-        self.renderer = renderer
+        self.maker = message_maker(settings, renderer)
         self._pool: Executor | None = None
 
     def __enter__(self) -> Self:
@@ -117,5 +123,5 @@ class Composer:
         if self._pool is not None:
             return self._pool.submit(_prepare_in_worker, plain(row), plain(customer))
         done: Future[Prepared] = Future()
-        done.set_result(prepare(self.settings, self.renderer, row, customer))
+        done.set_result(prepare(self.maker, row, customer))
         return done
