@@ -13,6 +13,8 @@ import random
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
+from mailer.importer import CUSTOMER_COLUMNS, INTERACTION_COLUMNS
+
 FIRST_NAMES = [
     "Amelia",
     "Oliver",
@@ -73,20 +75,9 @@ ZONES = [
     "",
 ]
 OWNERS = [("Hannah Lee", "hannah@northwind.example"), ("Tomás Ruiz", "tomas@northwind.example"), ("", "")]
-CUSTOMER_HEADER = [
-    "external_id",
-    "email",
-    "first_name",
-    "last_name",
-    "customer_since",
-    "birthday",
-    "timezone",
-    "tags",
-    "owner_name",
-    "owner_email",
-    "favourite_roast",
-]
-INTERACTION_HEADER = ["external_id", "kind", "occurred_at", "amount", "reference"]
+# The documented columns plus one custom attribute, to show templates using customer.attributes.
+CUSTOMER_HEADER = [*CUSTOMER_COLUMNS, "favourite_roast"]
+INTERACTION_HEADER = list(INTERACTION_COLUMNS)
 ROASTS = ["Harbour Espresso", "Morning Fog", "Decaf Dusk", "Single Origin Kenya", ""]
 
 

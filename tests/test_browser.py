@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 import urllib.request
@@ -27,6 +26,7 @@ from mailer.cli import cli
 from mailer.config import load_settings
 from mailer.models import Customer, SendLog
 from mailer.project import init_project
+from tests.chromium import CHROMIUM, HEADLESS_FLAGS
 from tests.served import Served
 from tests.smtpserver import SmtpServer
 
@@ -34,7 +34,6 @@ websocket = pytest.importorskip("websocket", reason="websocket-client (the test 
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DAY = date(2026, 11, 23)
 CSV = """\
 external_id,email,first_name,last_name,customer_since,birthday,timezone,tags,owner_name,owner_email
@@ -49,13 +48,7 @@ class Browser:
         self.proc = subprocess.Popen(
             [
                 CHROMIUM,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
+                *HEADLESS_FLAGS,
                 "--remote-debugging-port=0",
                 f"--user-data-dir={profile}",
                 "about:blank",

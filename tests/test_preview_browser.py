@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,21 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.chromium import CHROMIUM, HEADLESS_FLAGS
 from tests.png import colour_shares, read_pixels
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 MAILER = Path(sys.executable).with_name("mailer")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+FLAGS = HEADLESS_FLAGS
 CARD_BEIGE = (244, 241, 236)  # _style.css: the email's background
 PAGE_HEADER = (47, 42, 36)  # the preview page's own header bar
 
