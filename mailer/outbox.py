@@ -24,7 +24,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
@@ -44,9 +44,6 @@ from mailer.transport import Outcome, SendResult, Transport, WireTransport
 
 log = logging.getLogger(__name__)
 
-# Occasions this many days past their catch-up window are still looked for,
-# so that one missed during a long outage is logged `skipped: expired`, not lost silently.
-EXPIRED_LOOKBACK_DAYS = 7
 # However long the outage, a pass never looks back further than this.
 MAX_LOOKBACK_DAYS = 400
 PLAN_MARK = "plan"
@@ -100,8 +97,11 @@ class PassClock:
 
 @dataclass(frozen=True, slots=True)
 class Planned:
+    """One decision of a pass; ``redecided`` when it decides again an occasion the send log holds as deferred."""
+
     customer: CustomerFacts
     decision: Decision
+    redecided: bool = False
 
 
 @dataclass
@@ -143,12 +143,16 @@ class Overlay:
 def lookback_days(session: Session, settings: Settings, clock: PassClock) -> int:
     """How many days before today this pass looks for occasions.
 
-    At least the catch-up window plus ``EXPIRED_LOOKBACK_DAYS`` (so late
-    occasions are logged ``skipped: expired``); after an outage, every day
-    since the last planned one, so nothing due meanwhile goes unlogged (at
-    most ``MAX_LOOKBACK_DAYS``).
+    The catch-up window: an occasion at most that late is still sent, and a
+    deferred one is decided again by every pass until the window is over
+    (:func:`settle` then logs it expired). After an outage, every day since
+    the last planned one (the plan mark), so that what fell due meanwhile is
+    logged ``skipped: expired`` rather than lost (at most
+    ``MAX_LOOKBACK_DAYS``). Days before the catch-up window that the mark says
+    were planned are not looked at again: every occasion due on them was
+    decided by the pass that planned them.
     """
-    lookback = settings.policy.catch_up_days + EXPIRED_LOOKBACK_DAYS
+    lookback = settings.policy.catch_up_days
     mark = session.get(PlanMark, PLAN_MARK)
     if mark is not None:
         latest_today = max(clock.local_dates(0))
@@ -179,11 +183,18 @@ def plan(
     by_name = {c.name: c for c in campaigns}
     dates = clock.local_dates(lookback)
 
+    moments: dict[str, PassMoment] = {}  # one per time zone: the same for every customer in it
+
+    def moment_for(zone: str) -> PassMoment:
+        moment = moments.get(zone)
+        if moment is None:
+            moment = moments[zone] = clock.moment_for(zone)
+        return moment
+
     found: dict[int, tuple[CustomerFacts, list[Occasion]]] = {}
     for campaign in campaigns:
         for customer in store.candidates(session, campaign, dates, settings.sender.timezone):
-            today = clock.moment_for(customer.timezone).today
-            occasions = pick(customer, campaign, today, lookback)
+            occasions = pick(customer, campaign, moment_for(customer.timezone).today, lookback)
             if occasions:
                 found.setdefault(customer.id, (customer, []))[1].extend(occasions)
 
@@ -192,15 +203,15 @@ def plan(
         logged.setdefault(customer_id, {})[(campaign_name, key)] = status
     planned: list[Planned] = []
     for customer_id, (customer, occasions) in found.items():
-        mine = logged.get(customer_id, {})
+        stored = mine = logged.get(customer_id, {})
         if overlay is not None:
             mine = {**mine, **overlay.logged.get(customer_id, {})}
             emailed = overlay.emailed.get(customer_id)
             if emailed is not None and (customer.last_emailed_at is None or emailed > customer.last_emailed_at):
                 customer = replace(customer, last_emailed_at=emailed)
-        moment = clock.moment_for(customer.timezone)
-        for decision in decide(customer, occasions, by_name, mine, moment, policy, clock.now):
-            planned.append(Planned(customer, decision))
+        for decision in decide(customer, occasions, by_name, mine, moment_for(customer.timezone), policy, clock.now):
+            slot = (decision.occasion.campaign, decision.occasion.key)
+            planned.append(Planned(customer, decision, redecided=slot in stored))
     return planned
 
 
@@ -230,8 +241,8 @@ def forecast(
     for offset in range(days):
         clock = PassClock.simulated(start + timedelta(days=offset))
         # The first day looks back like a real pass would (an outage shows as expired occasions);
-        # later days need only the usual window, as the simulated day before was planned.
-        lookback = None if offset == 0 else settings.policy.catch_up_days + EXPIRED_LOOKBACK_DAYS
+        # later days need only the catch-up window, as the simulated day before was planned.
+        lookback = None if offset == 0 else settings.policy.catch_up_days
         planned = plan(session, settings, clock, campaigns, lookback=lookback, overlay=overlay)
         counts = Counter((item.decision.occasion.campaign, item.decision.verdict) for item in planned)
         for campaign in campaigns:
@@ -269,49 +280,82 @@ def settle(session: Session, settings: Settings, clock: PassClock) -> int:
     return int(expired)
 
 
+RECORD_BATCH = 2000  # rows per executemany
+
+
 def record(session: Session, planned: Iterable[Planned], by_name: dict[str, Campaign], now: datetime) -> None:
-    """Write decisions to the send log: new rows inserted, earlier deferrals updated, nothing else touched."""
+    """Write decisions to the send log and commit: new rows inserted, earlier deferrals updated, nothing else touched.
+
+    In batches (one ``executemany`` each). A new occasion's row is inserted
+    unless one exists by then (whoever wrote it first wins: the key is UNIQUE);
+    a deferral is decided again only while its row is still ``deferred``, so a
+    row another pass has moved on is left alone.
+    """
+    table = cast(Table, SendLog.__table__)  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).on_conflict_do_nothing(
+        index_elements=["customer_id", "campaign", "occasion_key"]
+    )
+    redecide = (
+        update(table)
+        .where(
+            table.c.customer_id == bindparam("b_customer_id"),
+            table.c.campaign == bindparam("b_campaign"),
+            table.c.occasion_key == bindparam("b_occasion_key"),
+            table.c.status == SendStatus.DEFERRED,
+        )
+        .values(status=bindparam("status"), reason=bindparam("reason"), updated_at=now,
+                next_attempt_at=bindparam("next_attempt_at"))
+    )
+    connection = session.connection()
+    new: list[dict[str, object]] = []
+    again: list[dict[str, object]] = []
     for item in planned:
-        occasion = item.decision.occasion
-        status = item.decision.status
-        values = {
-            "customer_id": occasion.customer_id,
-            "campaign": occasion.campaign,
-            "occasion_key": occasion.key,
-            "occasion_kind": occasion.kind,
-            "due_date": occasion.due,
-            "occasion": _json_details(occasion),
-            "template": by_name[occasion.campaign].template,
-            "status": status,
-            "reason": item.decision.reason,
-            "to_address": item.customer.email,
-            "next_attempt_at": now if status == SendStatus.QUEUED else None,
-            "created_at": now,
-            "updated_at": now,
-        }
-        inserted = session.execute(_insert_ignoring_duplicates(session, values))
-        if inserted.rowcount == 0:  # type: ignore[attr-defined]
-            # A row exists; only a deferral is re-decided (a conditional update, so a
-            # concurrent pass that already moved it on wins).
-            session.execute(
-                update(SendLog)
-                .where(
-                    SendLog.customer_id == occasion.customer_id,  # type: ignore[arg-type]
-                    SendLog.campaign == occasion.campaign,  # type: ignore[arg-type]
-                    SendLog.occasion_key == occasion.key,  # type: ignore[arg-type]
-                    SendLog.status == SendStatus.DEFERRED,  # type: ignore[arg-type]
-                )
-                .values(status=status, reason=item.decision.reason, updated_at=now, next_attempt_at=values["next_attempt_at"])
-            )
+        if item.redecided:
+            again.append(_redecided_row(item, now))
+        else:
+            new.append(_new_row(item, by_name, now))
+        for statement, rows in ((insert, new), (redecide, again)):
+            if len(rows) >= RECORD_BATCH:
+                connection.execute(statement, rows)
+                rows.clear()
+    for statement, rows in ((insert, new), (redecide, again)):
+        if rows:
+            connection.execute(statement, rows)
     session.commit()
 
 
-def _insert_ignoring_duplicates(session: Session, values: dict[str, object]):  # type: ignore[no-untyped-def]
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return insert(SendLog).values(**values).on_conflict_do_nothing(
-        index_elements=["customer_id", "campaign", "occasion_key"]
-    )
+def _new_row(item: Planned, by_name: dict[str, Campaign], now: datetime) -> dict[str, object]:
+    occasion = item.decision.occasion
+    status = item.decision.status
+    return {
+        "customer_id": occasion.customer_id,
+        "campaign": occasion.campaign,
+        "occasion_key": occasion.key,
+        "occasion_kind": occasion.kind,
+        "due_date": occasion.due,
+        "occasion": _json_details(occasion),
+        "template": by_name[occasion.campaign].template,
+        "status": status,
+        "reason": item.decision.reason,
+        "to_address": item.customer.email,
+        "next_attempt_at": now if status == SendStatus.QUEUED else None,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _redecided_row(item: Planned, now: datetime) -> dict[str, object]:
+    occasion = item.decision.occasion
+    status = item.decision.status
+    return {
+        "b_customer_id": occasion.customer_id,
+        "b_campaign": occasion.campaign,
+        "b_occasion_key": occasion.key,
+        "status": status,
+        "reason": item.decision.reason,
+        "next_attempt_at": now if status == SendStatus.QUEUED else None,
+    }
 
 
 def _json_details(occasion: Occasion) -> dict[str, object]:
