@@ -13,7 +13,21 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Engine, Select, Text, and_, cast, event, func, literal, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    Select,
+    String,
+    Text,
+    and_,
+    cast,
+    event,
+    func,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, create_engine
@@ -196,11 +210,14 @@ _METRIC_COLUMNS: dict[str, Any] = {
 def candidates(
     session: Session, campaign: Campaign, dates: Sequence[date], default_zone: str, batch: int = 5000
 ) -> Iterator[CustomerFacts]:
-    """Customers who may have an occasion of ``campaign`` on one of the local ``dates``.
+    """Customers who may have an occasion of ``campaign`` on one of the local ``dates`` that is still open.
 
     The filter is a cheap, indexed superset in SQL (month/day columns, the
     last-interaction time, interactions of one kind on given days); the exact
-    per-zone decision is the picker's. Customers whose pickers read
+    per-zone decision is the picker's. Where the occasion key can be written
+    in SQL (a birthday's or an anniversary's year, a follow-up's interaction),
+    customers whose occasion the send log already holds as settled are left
+    out here: the policy would only pass them over. Customers whose pickers read
     interactions come with ``recent``: every interaction of theirs from the
     first instant of the earliest date (less a follow-up's delay) onward. The
     interaction table is only ever read by index for those customers: it is
@@ -225,10 +242,12 @@ def candidate_query(
     if segment is not None:
         query = query.where(segment)
     kind = campaign.occasion
-    if kind == "anniversary" or (kind == "milestone" and campaign.metric == "years_as_customer"):
+    if kind == "anniversary":
+        return query.where(_yearly_open(Customer.since_md, campaign, dates)), None, None
+    if kind == "milestone" and campaign.metric == "years_as_customer":
         return query.where(col(Customer.since_md).in_(sorted(month_days_for(dates)))), None, None
     if kind == "birthday":
-        return query.where(col(Customer.birthday_md).in_(sorted(month_days_for(dates)))), None, None
+        return query.where(_yearly_open(Customer.birthday_md, campaign, dates)), None, None
     if kind == "milestone":
         # A crossing needs a counted interaction dated inside the span, so the
         # customer's latest interaction is at least that recent.
@@ -248,13 +267,49 @@ def candidate_query(
     if kind == "follow_up":
         delay = timedelta(days=campaign.after_days[0])
         since, until = earliest_instant(first - delay), latest_instant(last - delay)
+        key = literal("follow_up:", String) + cast(col(Interaction.id), String)
         who = (
             select(Interaction.customer_id)
             .where(Interaction.kind == campaign.interaction_kind)  # type: ignore[arg-type]
             .where(col(Interaction.occurred_at) >= since, col(Interaction.occurred_at) < until)
+            .where(~_settled(campaign, col(Interaction.customer_id), key))
         )
         return query.where(col(Customer.id).in_(who)), since, campaign.interaction_kind
     raise ValueError(f"no candidate query for occasion {kind!r}")
+
+
+def _yearly_open(month_day_column: Any, campaign: Campaign, dates: Sequence[date]) -> Any:
+    """The month/day falls on one of ``dates`` and that year's occasion (``<kind>:<year>``) is not settled."""
+    by_year: dict[int, list[date]] = {}
+    for day in dates:
+        by_year.setdefault(day.year, []).append(day)
+    return or_(
+        *(
+            and_(
+                col(month_day_column).in_(sorted(month_days_for(days))),
+                ~_settled(campaign, col(Customer.id), literal(f"{campaign.occasion}:{year}", String)),
+            )
+            for year, days in sorted(by_year.items())
+        )
+    )
+
+
+def _settled(campaign: Campaign, customer_id: Any, key: Any) -> Any:
+    """The send log holds this occasion in a status no pass decides again (anything but ``deferred``).
+
+    An index search on the log's UNIQUE (customer, campaign, occasion key).
+    """
+    return (
+        select(col(SendLog.id))
+        .where(
+            col(SendLog.customer_id) == customer_id,
+            col(SendLog.campaign) == campaign.name,
+            col(SendLog.occasion_key) == key,
+            col(SendLog.status) != SendStatus.DEFERRED,
+            col(SendLog.is_test).is_(False),
+        )
+        .exists()
+    )
 
 
 def _recent(

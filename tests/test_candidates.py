@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import Engine
@@ -12,6 +12,7 @@ from sqlmodel import Session
 
 from mailer import store
 from mailer.config import Settings
+from mailer.models import Interaction, SendLog, SendStatus
 from mailer.policy import in_segment
 from tests.factories import add_customer
 
@@ -62,3 +63,66 @@ def test_a_plain_tags_any_segment_is_narrowed_in_sql(any_engine: Engine, setting
     assert (returned, kept) == ({"STAFF"}, {"STAFF"})
     returned, _kept = candidate_ids(any_engine, settings, frozenset())
     assert returned == {"STAFF", "VIP", "NONE"}
+
+
+def log_row(engine: Engine, customer_id: int, campaign: str, key: str, status: str, due: date) -> None:
+    with Session(engine) as session:
+        session.add(SendLog(customer_id=customer_id, campaign=campaign, occasion_key=key, occasion_kind="x",
+                            due_date=due, template="x", status=status, reason="earlier pass"))
+        session.commit()
+
+
+def open_candidates(engine: Engine, settings: Settings, name: str, dates: list[date]) -> set[str]:
+    with Session(engine) as session:
+        return {c.external_id for c in store.candidates(session, settings.campaign(name), dates, "UTC")}
+
+
+@pytest.mark.parametrize(("campaign", "field"), [("customer-anniversary", "since"), ("birthday", "birthday")])
+def test_a_yearly_occasion_already_settled_is_left_out_and_a_deferred_one_is_decided_again(
+    any_engine: Engine, settings: Settings, campaign: str, field: str
+) -> None:
+    kind = settings.campaign(campaign).occasion
+    dates: dict[str, date] = {"since": date(2020, 1, 1), field: date(2001, 11, 22)}  # the occasion: Nov 22
+    names = ("SENT", "SKIPPED", "DEFERRED", "NEW", "LAST-YEAR")
+    ids = {name: add_customer(any_engine, name, **dates) for name in names}
+    log_row(any_engine, ids["SENT"], campaign, f"{kind}:2026", SendStatus.SENT, date(2026, 11, 22))
+    log_row(any_engine, ids["SKIPPED"], campaign, f"{kind}:2026", SendStatus.SKIPPED, date(2026, 11, 22))
+    log_row(any_engine, ids["DEFERRED"], campaign, f"{kind}:2026", SendStatus.DEFERRED, date(2026, 11, 22))
+    log_row(any_engine, ids["LAST-YEAR"], campaign, f"{kind}:2025", SendStatus.SENT, date(2025, 11, 22))
+    log_row(any_engine, ids["NEW"], "another-campaign", f"{kind}:2026", SendStatus.SENT, date(2026, 11, 22))
+
+    found = open_candidates(any_engine, settings, campaign, [date(2026, 11, 22), date(2026, 11, 23)])
+    assert found == {"DEFERRED", "NEW", "LAST-YEAR"}
+
+
+def test_a_window_across_new_year_keeps_the_new_years_occasion_of_a_customer_settled_last_year(
+    any_engine: Engine, settings: Settings
+) -> None:
+    settled = add_customer(any_engine, "DEC31", since=date(2020, 12, 31))
+    add_customer(any_engine, "JAN1", since=date(2020, 1, 1))
+    log_row(any_engine, settled, "customer-anniversary", "anniversary:2026", SendStatus.SENT, date(2026, 12, 31))
+    jan1 = add_customer(any_engine, "JAN1-SETTLED", since=date(2021, 1, 1))
+    log_row(any_engine, jan1, "customer-anniversary", "anniversary:2027", SendStatus.SENT, date(2027, 1, 1))
+
+    found = open_candidates(any_engine, settings, "customer-anniversary", [date(2026, 12, 31), date(2027, 1, 1)])
+    assert found == {"JAN1"}
+
+
+def test_a_follow_up_already_settled_is_left_out_but_the_customers_next_order_is_not(
+    any_engine: Engine, settings: Settings
+) -> None:
+    campaign = settings.campaign("how-did-we-do")  # 7 days after an order
+    one, two = (add_customer(any_engine, n, since=date(2020, 1, 1)) for n in ("ONE", "TWO"))
+    ordered = datetime(2026, 11, 16, 12, tzinfo=UTC)
+    with Session(any_engine) as session:
+        orders = [Interaction(customer_id=cid, kind="order", occurred_at=ordered + timedelta(hours=h))
+                  for cid, h in ((one, 0), (two, 0), (two, 1))]
+        session.add_all(orders)
+        session.commit()
+        first, second, third = (o.id for o in orders)
+    log_row(any_engine, one, campaign.name, f"follow_up:{first}", SendStatus.SENT, date(2026, 11, 23))
+    log_row(any_engine, two, campaign.name, f"follow_up:{second}", SendStatus.SENT, date(2026, 11, 23))
+
+    with Session(any_engine) as session:
+        found = list(store.candidates(session, campaign, [date(2026, 11, 23)], "UTC"))
+    assert [(c.external_id, [i.id for i in c.recent]) for c in found] == [("TWO", [second, third])]

@@ -69,7 +69,7 @@ def test_two_runs_on_one_date_send_once_and_the_next_day_sends_only_its_own(engi
         (date(2025, 2, 28), [("anniversary:2025", 5)]),  # a common year: Feb 29 is marked on Feb 28
         (date(2024, 2, 28), []),  # a leap year: wait for the 29th
         (date(2024, 2, 29), [("anniversary:2024", 4)]),
-        (date(2025, 3, 1), []),  # a day late with no catch-up: logged as expired, never sent
+        (date(2025, 3, 1), []),  # a day late with no catch-up: never sent
     ],
 )
 def test_feb_29_anniversary_is_marked_on_feb_28_in_common_years(
