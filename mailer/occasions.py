@@ -29,10 +29,13 @@ The rules, one per occasion kind (the README says the same for marketers):
     Key ``milestone:<metric>:<threshold>``, so each threshold counts once.
 ``silence``
     no interaction for N days (``after_days`` one number or a series). A
-    silent spell starts at the local date of the last interaction (or
-    ``customer_since`` for someone who never interacted); each step is due
-    that many days later, once. The next interaction starts a new spell with
-    new keys. Key ``silence:<spell start>:<N>``.
+    silent spell starts at the local date of an interaction (or
+    ``customer_since``, until the first interaction); each step is due that
+    many days later, once, if no interaction came first. The next interaction
+    starts a new spell with new keys. A step that fell due while the daemon
+    was down, in a spell that an interaction imported since has ended, is
+    still an occasion (so it is logged, not lost), but a moot one: the
+    customer is back. Key ``silence:<spell start>:<N>``.
 ``follow_up``
     ``after_days`` days after each interaction of ``interaction_kind``. Key
     ``follow_up:<interaction id>``. Interactions whose follow-up falls before
@@ -71,8 +74,10 @@ class CustomerFacts:
 
     ``recent`` holds every interaction of the customer from some instant
     onward, oldest first: the store loads them from early enough to cover the
-    pass's look-back (and a follow-up's delay before it). The aggregates count
-    all interactions ever imported, ``recent`` ones included.
+    pass's look-back (and a follow-up's delay before it; for silence, with the
+    last interaction before that instant, which started the spell then under
+    way). The aggregates count all interactions ever imported, ``recent``
+    ones included.
     """
 
     id: int
@@ -111,6 +116,7 @@ class Occasion:
     details: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     series: str = ""
     rank: float = 0
+    moot: str = ""  # why this occasion, though it fell due, is no longer worth an email ("" if it is)
 
 
 def marked_on(month: int, day: int, year: int) -> date:
@@ -240,15 +246,30 @@ def milestone(customer: CustomerFacts, campaign: Campaign, today: date, lookback
 
 
 def silence(customer: CustomerFacts, campaign: Campaign, today: date, lookback: int) -> list[Occasion]:
-    """Steps of the customer's current silent spell that fall on ``today`` or the ``lookback`` days before."""
+    """Steps of the customer's silent spells that fell due on ``today`` or the ``lookback`` days before.
+
+    Spells are rebuilt from ``recent`` and ``last_interaction_at``: each runs
+    from an interaction's local date to the next one's (the spell before the
+    first interaction from ``customer_since``, when ``recent`` holds every
+    interaction the customer has). A step counts only if it fell due before
+    the spell ended; a step of an ended spell is moot.
+    """
+    zone = customer.timezone
+    starts = [local_date(i.occurred_at, zone) for i in customer.recent]
     if customer.last_interaction_at is not None:
-        start = local_date(customer.last_interaction_at, customer.timezone)
-    else:
-        start = customer.customer_since
+        last = local_date(customer.last_interaction_at, zone)
+        if not starts or last > starts[-1]:
+            starts.append(last)
+    if customer.last_interaction_at is None or (
+        customer.recent and customer.interaction_count <= len(customer.recent)
+    ):
+        starts.insert(0, customer.customer_since)
     found = []
-    for step in campaign.after_days:
-        due = start + timedelta(days=step)
-        if _within(due, today, lookback):
+    for start, end in zip(starts, [*starts[1:], None], strict=True):
+        for step in campaign.after_days:
+            due = start + timedelta(days=step)
+            if not _within(due, today, lookback) or (end is not None and due >= end):
+                continue
             found.append(
                 Occasion(
                     customer.id,
@@ -259,6 +280,7 @@ def silence(customer: CustomerFacts, campaign: Campaign, today: date, lookback: 
                     {"days_silent": step, "silent_since": start},
                     series=f"silence:{start.isoformat()}",
                     rank=float(step),
+                    moot="" if end is None else f"ended: an interaction on {end} broke the silence",
                 )
             )
     return found

@@ -256,10 +256,10 @@ def forecast(
 def settle(session: Session, settings: Settings, clock: PassClock) -> int:
     """After recording a pass: expire deferrals whose catch-up is over, and move the plan mark.
 
-    A deferred occasion that no picker yields any more (the silent spell was
-    broken, the campaign was disabled, the customer left the segment) is not
-    decided again; it is logged ``skipped: expired`` once its catch-up window
-    is over in every time zone. Returns how many rows were expired.
+    A deferred occasion that no picker yields any more (the campaign was
+    disabled, the customer left the segment) is not decided again; it is
+    logged ``skipped: expired`` once its catch-up window is over in every
+    time zone. Returns how many rows were expired.
     """
     through = clock.planned_through()
     cutoff = through - timedelta(days=settings.policy.catch_up_days)

@@ -3,7 +3,7 @@
 The steps run in the order of SPEC §4 and each outcome carries the reason
 that ends up in the send log:
 
-    segment → already settled → superseded → expired → unsubscribed/suppressed
+    segment → already settled → superseded → expired → moot → unsubscribed/suppressed
     → one email per customer per pass (highest priority wins, the rest deferred)
     → frequency cap → send window in the recipient's local time
 
@@ -108,6 +108,8 @@ def decide(
         elif late > policy.catch_up_days:
             reason = f"expired: due {occasion.due}, catch-up is {policy.catch_up_days} days"
             decisions.append(Decision(occasion, Verdict.SKIP, reason))
+        elif occasion.moot:
+            decisions.append(Decision(occasion, Verdict.SKIP, occasion.moot))
         elif customer.suppressed:
             decisions.append(Decision(occasion, Verdict.SKIP, "suppressed"))
         elif customer.unsubscribed:

@@ -228,7 +228,14 @@ def candidates(
     # Core rows (plain tuples), not the ORM's: a pass reads tens of thousands of them.
     result = session.connection().execute(query.execution_options(yield_per=batch))
     for rows in result.partitions():
-        recent = _recent(session, [row[0] for row in rows], recent_from, recent_kind) if recent_from else {}
+        if campaign.occasion == "silence" and recent_from:
+            # Spells that ended inside the span are rebuilt from these; the others need only the aggregates.
+            active = [row[0] for row in rows if row.last_interaction_at and row.last_interaction_at >= recent_from]
+            recent = _recent_from_spell_start(session, active, recent_from)
+        elif recent_from:
+            recent = _recent(session, [row[0] for row in rows], recent_from, recent_kind)
+        else:
+            recent = {}
         for row in rows:
             yield _facts(row, default_zone, recent.get(row[0], ()))
 
@@ -255,15 +262,35 @@ def candidate_query(
         metric = _METRIC_COLUMNS[campaign.metric]
         return query.where(metric >= min(campaign.thresholds), col(Customer.last_interaction_at) >= since), since, None
     if kind == "silence":
-        # A step N is due on the spell's start + N days: the spell started N days before the span.
-        spells = []
+        # A step N is due on the spell's start + N days: the spell started N days before the span. It started
+        # with the latest interaction (the spell under way), or with one whose successor is inside the span
+        # (a spell ended since, e.g. by an interaction dated inside an outage): found through the customer's
+        # interactions since the span began and, for each, its predecessor (both by the customer/time index).
+        since = earliest_instant(first)
+        later, earlier = aliased(Interaction), aliased(Interaction)
+        previous = (
+            select(func.max(col(earlier.occurred_at)))
+            .where(col(earlier.customer_id) == col(later.customer_id))
+            .where(col(earlier.occurred_at) < col(later.occurred_at))
+            .scalar_subquery()
+        )
+        spells: list[Any] = []
+        ended: list[Any] = []
         for step in campaign.after_days:
             begin, end = first - timedelta(days=step), last - timedelta(days=step)
-            spells.append(col(Customer.last_interaction_at).between(earliest_instant(begin), latest_instant(end)))
-            spells.append(
-                and_(col(Customer.last_interaction_at).is_(None), col(Customer.customer_since).between(begin, end))
-            )
-        return query.where(or_(*spells)), None, None
+            started = (earliest_instant(begin), latest_instant(end))
+            joined = col(Customer.customer_since).between(begin, end)
+            spells.append(col(Customer.last_interaction_at).between(*started))
+            spells.append(and_(col(Customer.last_interaction_at).is_(None), joined))
+            ended.append(previous.between(*started))
+            ended.append(and_(joined, previous.is_(None)))  # the cheap test first: it rarely holds
+        broken = (
+            select(col(later.id))
+            .where(col(later.customer_id) == col(Customer.id), col(later.occurred_at) >= since, or_(*ended))
+            .exists()
+        )
+        spells.append(and_(col(Customer.last_interaction_at) >= since, broken))
+        return query.where(or_(*spells)), since, None
     if kind == "follow_up":
         delay = timedelta(days=campaign.after_days[0])
         since, until = earliest_instant(first - delay), latest_instant(last - delay)
@@ -331,6 +358,38 @@ def _recent(
             query = query.where(Interaction.kind == kind)  # type: ignore[arg-type]
         for cid, iid, ikind, occurred, amount, reference in session.connection().execute(query):
             found.setdefault(cid, []).append(InteractionFact(iid, ikind, occurred, amount, reference))
+    return {cid: tuple(items) for cid, items in found.items()}
+
+
+def _recent_from_spell_start(
+    session: Session, customer_ids: Sequence[int], since: datetime
+) -> dict[int, tuple[InteractionFact, ...]]:
+    """Each customer's interactions from ``since`` onward and the last one before it, oldest first.
+
+    That last one started the silent spell under way at ``since``. Per
+    customer: one index search for it, then a range of the customer/time index.
+    """
+    earlier = aliased(Interaction)
+    occurred = col(Interaction.occurred_at)
+    start_at = func.coalesce(
+        select(func.max(col(earlier.occurred_at)))
+        .where(col(earlier.customer_id) == col(Customer.id), col(earlier.occurred_at) < since)
+        .scalar_subquery(),
+        literal(since, occurred.type),  # type: ignore[attr-defined]  # compared as the column stores it
+    )
+    found: dict[int, list[InteractionFact]] = {}
+    for start in range(0, len(customer_ids), 900):  # SQLite caps bound parameters
+        query = (
+            select(
+                Interaction.customer_id, Interaction.id, Interaction.kind, Interaction.occurred_at,
+                Interaction.amount, Interaction.reference,
+            )
+            .join_from(Customer, Interaction, col(Interaction.customer_id) == col(Customer.id))
+            .where(col(Customer.id).in_(customer_ids[start : start + 900]), occurred >= start_at)
+            .order_by(Interaction.customer_id, Interaction.occurred_at, Interaction.id)
+        )
+        for cid, iid, ikind, occurred_at, amount, reference in session.execute(query):
+            found.setdefault(cid, []).append(InteractionFact(iid, ikind, occurred_at, amount, reference))
     return {cid: tuple(items) for cid, items in found.items()}
 
 

@@ -127,6 +127,33 @@ def test_a_customer_who_never_interacted_is_silent_since_joining() -> None:
     assert [o.key for o in silence(customer, SILENCE, TODAY, 0)] == ["silence:2026-10-24:30"]
 
 
+def test_a_step_that_fell_due_before_a_later_interaction_ended_its_spell_is_found_and_moot() -> None:
+    # The store gives the interactions since the look-back began and the last one before (Aug 25).
+    recent = orders((date(2026, 8, 25), "5"), (date(2026, 11, 20), "5"))
+    customer = replace(BASE, interaction_count=7, recent=recent, last_interaction_at=recent[-1].occurred_at)
+    found = silence(customer, SILENCE, TODAY, 30)
+    # The 60-day step (Oct 24) fell due inside the spell; the 90-day one (Nov 23) came after the customer was back.
+    assert [(o.key, o.due, o.moot) for o in found] == [
+        ("silence:2026-08-25:60", date(2026, 10, 24), "ended: an interaction on 2026-11-20 broke the silence"),
+    ]
+
+
+def test_a_step_due_on_or_after_the_interaction_that_ended_the_spell_never_fell_due() -> None:
+    recent = orders((date(2026, 9, 24), "5"), (date(2026, 10, 24), "5"))
+    customer = replace(BASE, interaction_count=2, recent=recent, last_interaction_at=recent[-1].occurred_at)
+    # Sep 24 + 30 = Oct 24, the day the customer came back; Oct 24 + 30 = Nov 23, today, is the live spell.
+    assert [(o.key, o.moot) for o in silence(customer, SILENCE, TODAY, 40)] == [("silence:2026-10-24:30", "")]
+
+
+def test_the_spell_from_joining_counts_only_when_recent_holds_every_interaction() -> None:
+    joined = replace(BASE, customer_since=date(2026, 9, 24))
+    first = orders((date(2026, 11, 1), "5"))
+    every = replace(joined, interaction_count=1, recent=first, last_interaction_at=first[0].occurred_at)
+    assert [(o.key, bool(o.moot)) for o in silence(every, SILENCE, TODAY, 40)] == [("silence:2026-09-24:30", True)]
+    # With earlier interactions the store did not load, the spell before Nov 1 is unknown: no guess from joining.
+    assert silence(replace(every, interaction_count=5), SILENCE, TODAY, 40) == []
+
+
 def test_silence_spell_starts_on_the_local_date_of_the_last_interaction() -> None:
     # 23:30 UTC on Oct 23 is already Oct 24 in Auckland.
     customer = replace(BASE, timezone="Pacific/Auckland", last_interaction_at=datetime(2026, 10, 23, 23, 30, tzinfo=UTC))
