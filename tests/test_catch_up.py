@@ -8,12 +8,16 @@ the store learns of days late, is still decided and sent inside the window.
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
+from mailer import store
 from mailer.config import Settings
 from mailer.importer import import_interactions
 from mailer.models import SendLog
@@ -34,9 +38,21 @@ def logged(engine: Engine) -> list[tuple[str, str]]:
         return [(r.occasion_key, r.status) for r in session.execute(select(SendLog)).scalars()]
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, settings: Settings) -> Iterator[tuple[Engine, Settings]]:
+    """(engine, settings) on the project's SQLite store, or on a throw-away PostgreSQL database."""
+    if request.param == "postgresql":
+        settings = replace(settings, store=replace(settings.store, url=request.getfixturevalue("pg_url")))
+    engine = store.make_engine(settings.store.url)
+    store.create_schema(engine)
+    yield engine, settings
+    engine.dispose()
+
+
 def test_an_occasion_held_back_by_the_frequency_cap_is_sent_on_the_last_day_of_its_catch_up_window(
-    engine: Engine, settings: Settings
+    backend: tuple[Engine, Settings],
 ) -> None:
+    engine, settings = backend
     assert settings.policy.catch_up_days == 3 and settings.policy.min_days_between == 7
     # Emailed on Nov 16 at noon: the cap lifts on Nov 23 at noon, the last day of catch-up.
     add_customer(engine, "CAPPED", since=date(2019, 11, 20), timezone="UTC",
