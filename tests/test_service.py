@@ -111,7 +111,9 @@ def test_daemon_runs_the_catch_up_pass_then_the_scheduled_one_and_stops_cleanly_
             daemon.wait()
     events = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     names = [e.get("event") for e in events]
-    assert names[0] == "daemon_started" and names[-2:] == ["stopping", "daemon_stopped"]
+    assert names[0] == "daemon_started" and names[-1] == "daemon_stopped"
+    # SIGTERM may land while a scheduled pass is running: that pass finishes, nothing new starts.
+    assert set(names[names.index("stopping") + 1 : -1]) <= {"pass_done"}, names
     assert names.count("pass_done") >= 2
     # Under load APScheduler may warn that a minute's run was skipped or coalesced; that is its job, not an error.
     assert not [e for e in events if e["level"] not in ("info", "warning")], events
