@@ -448,6 +448,10 @@ def _transport(t: _Table, base: Path) -> TransportSettings:
     )
     if settings.username and not settings.password.is_set:
         raise t.error("password_env", "set password_env or password_file when username is set")
+    if settings.username and settings.security == "none":
+        raise t.error(
+            "username", 'AUTH without TLS would send the password in clear; use security = "starttls" or "tls"'
+        )
     t.done()
     return settings
 

@@ -150,9 +150,7 @@ def is_dead(engine: Engine, connection: Connection, key: int | None) -> bool:
 def _pg_is_dead(connection: Connection, key: int) -> bool:
     # Probing takes the lock for an instant; xact-scoped, so it cannot outlive the caller's transaction.
     return bool(
-        connection.execute(
-            text("SELECT pg_try_advisory_xact_lock(:ns, :key)"), {"ns": NAMESPACE, "key": key}
-        ).scalar()
+        connection.execute(text("SELECT pg_try_advisory_xact_lock(:ns, :key)"), {"ns": NAMESPACE, "key": key}).scalar()
     )
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 # Longest single sleep while waiting for a token, so a stop request is noticed promptly.
 _MAX_NAP = 0.25
+# Refilling by elapsed * rate leaves float dust (0.9999999...); a token that close is a token.
+_EPSILON = 1e-9
 
 
 class TokenBucket:
@@ -49,8 +51,8 @@ class TokenBucket:
                 now = self._clock()
                 self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
                 self._last = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
+                if self._tokens >= 1 - _EPSILON:
+                    self._tokens = max(0.0, self._tokens - 1)
                     return True
                 wait = (1 - self._tokens) / self.rate
             self._sleep(min(wait, _MAX_NAP))

@@ -180,6 +180,8 @@ class SmtpTransport:
                 smtp.starttls(context=self.tls_context())
                 smtp.ehlo()
             if s.username:
+                if s.security == "none":  # config refuses this too; never send a password in clear
+                    raise smtplib.SMTPException("refusing to send the password over an unencrypted connection")
                 smtp.login(s.username, self._password or s.password.reveal())
         except BaseException:
             smtp.close()
@@ -235,12 +237,14 @@ class SmtpTransport:
         except smtplib.SMTPResponseException as exc:  # a refusal raised by smtplib (EHLO, AUTH, DATA, ...)
             self._drop()
             return _classify(exc.smtp_code, _text(exc.smtp_error), stage)
-        except smtplib.SMTPServerDisconnected as exc:
-            self._drop()
-            return SendResult(Outcome.TEMPORARY, f"connection lost: {exc or 'closed by the server'}", stage=stage)
         except TimeoutError:
             self._drop()
-            return SendResult(Outcome.TEMPORARY, f"timed out after {self.settings.timeout:g}s", stage=stage)
+            return self._timed_out(stage)
+        except smtplib.SMTPServerDisconnected as exc:
+            self._drop()
+            if isinstance(exc.__context__, TimeoutError):  # smtplib re-raises a read timeout as a disconnect
+                return self._timed_out(stage)
+            return SendResult(Outcome.TEMPORARY, f"connection lost: {exc or 'closed by the server'}", stage=stage)
         except ssl.SSLCertVerificationError as exc:  # never fall back to clear text
             self._drop()
             return SendResult(Outcome.TEMPORARY, f"TLS certificate refused: {exc.verify_message}", stage=stage)
@@ -253,6 +257,9 @@ class SmtpTransport:
         except (smtplib.SMTPException, OSError) as exc:  # refused or reset connections, DNS failures
             self._drop()
             return SendResult(Outcome.TEMPORARY, f"{type(exc).__name__}: {exc}", stage=stage)
+
+    def _timed_out(self, stage: Stage) -> SendResult:
+        return SendResult(Outcome.TEMPORARY, f"timed out after {self.settings.timeout:g}s", stage=stage)
 
     def _refused(self, stage: Stage, code: int, reply: bytes | str) -> SendResult:
         """MAIL or RCPT refused: reset the session for the next message (or drop it after a 421)."""

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -14,7 +19,10 @@ from sqlalchemy import Engine, create_engine, text
 from mailer import store
 from mailer.config import Settings, load_settings
 from mailer.project import init_project
+from tests.factories import deliver_to
+from tests.smtpserver import DeliveryRecord, SmtpServer, read_delivery_log
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("MAILER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
@@ -67,3 +75,56 @@ def pg_url() -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+# ---- SMTP: the real aiosmtpd server from tests/smtpserver.py ---------------------------------------
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SmtpServer]:
+    """A real SMTP server on loopback (plain, no AUTH); script faults per recipient with ``.enqueue``."""
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def smtp_settings(settings: Settings, smtp_server: SmtpServer) -> Settings:
+    """The project's settings delivering to ``smtp_server``."""
+    return deliver_to(settings, smtp_server)
+
+
+@dataclass
+class Sink:
+    """An SMTP sink in a process of its own (it outlives a SIGKILLed client); see :func:`smtp_sink`."""
+
+    port: int
+    log_file: Path
+    process: subprocess.Popen[bytes]
+
+    def deliveries(self) -> list[DeliveryRecord]:
+        """Every message the sink accepted, from its own log (written before each 250)."""
+        return read_delivery_log(self.log_file)
+
+
+@pytest.fixture
+def smtp_sink(tmp_path: Path) -> Iterator[Sink]:
+    """``python -m tests.smtpserver --sink``: logs each accepted message's X-Mailer-Occasion."""
+    ready, log_file = tmp_path / "sink.port", tmp_path / "sink.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.smtpserver", "--sink", "--log-file", str(log_file), "--ready-file", str(ready)],
+        cwd=REPO_ROOT,
+    )
+    try:
+        deadline = time.monotonic() + 60  # a guard against a hang, not a speed expectation
+        while not ready.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the SMTP sink did not start (exit status {process.poll()})")
+            time.sleep(0.05)
+        yield Sink(int(ready.read_text()), log_file, process)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

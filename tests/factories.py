@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from mailer.config import Settings
 from mailer.models import Customer, month_day
+from tests.smtpserver import SmtpServer
 
 
 def add_customer(engine: Engine, external_id: str, *, since: date, email: str | None = None, **fields: Any) -> int:
@@ -33,3 +37,17 @@ def add_customer(engine: Engine, external_id: str, *, since: date, email: str | 
         session.commit()
         assert customer.id is not None
         return customer.id
+
+
+def deliver_to(settings: Settings, server: SmtpServer, **overrides: Any) -> Settings:
+    """``settings`` with an SMTP transport pointed at ``server`` (its CA trusted when it has one)."""
+    transport = replace(
+        settings.transport,
+        kind="smtp",
+        host=server.host,
+        port=server.port,
+        security={"none": "none", "starttls": "starttls", "implicit": "tls"}[server.tls],
+        ca_file=Path(server.ca_path) if server.ca_path else None,
+        timeout=5.0,
+    )
+    return replace(settings, transport=replace(transport, **overrides))
