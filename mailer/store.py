@@ -647,7 +647,8 @@ def requeue(session: Session, row_ids: Sequence[int], now: datetime) -> dict[int
             update(SendLog)
             .where(col(SendLog.id) == row_id, col(SendLog.status) == status)
             .values(status=SendStatus.QUEUED, reason=f"requeued by hand (was {status})", next_attempt_at=now)
-            .values(updated_at=now)
+            # A fresh retry window: a row that had given up gets its days of retries again.
+            .values(updated_at=now, first_attempt_at=None)
         )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             session.rollback()
