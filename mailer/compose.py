@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
@@ -70,9 +72,29 @@ def message_maker(settings: Settings, renderer: Renderer) -> Deliverer:
 _maker: Deliverer | None = None
 
 
-def _start_worker(settings: Settings) -> None:
+def _start_worker(settings: Settings, sender_pid: int) -> None:
     global _maker
     _maker = message_maker(settings, Renderer(settings.render.templates, settings.render.inliner))
+    threading.Thread(target=_exit_with, args=(sender_pid,), name="mailer-composer-watch", daemon=True).start()
+
+
+# How often a worker checks that the sending process still exists.
+_WATCH_SECONDS = 0.5
+
+
+def _exit_with(sender_pid: int) -> None:
+    """End this worker once the sending process is gone.
+
+    A sender killed with SIGKILL never shuts its pool down, and a worker
+    waiting on the call queue would wait forever (its siblings hold the
+    queue's other end): without this, every crash would leave orphans behind.
+    """
+    while True:
+        time.sleep(_WATCH_SECONDS)
+        try:
+            os.kill(sender_pid, 0)
+        except (ProcessLookupError, PermissionError):  # gone (or the pid reused by another user's process)
+            os._exit(0)
 
 
 def _prepare_in_worker(row: dict[str, Any], customer: dict[str, Any]) -> Prepared:
@@ -116,7 +138,7 @@ class Composer:
             # forkserver, not fork: the sending process has threads and open database connections.
             context = multiprocessing.get_context("forkserver")
             self._pool = ProcessPoolExecutor(
-                processes, mp_context=context, initializer=_start_worker, initargs=(self.settings,)
+                processes, mp_context=context, initializer=_start_worker, initargs=(self.settings, os.getpid())
             )
 
     def submit(self, row: SendLog, customer: Customer) -> Future[Prepared]:

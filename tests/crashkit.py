@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
 import sys
 from datetime import UTC, date, datetime
@@ -56,10 +58,23 @@ def add_anniversaries(engine: Engine, count: int) -> None:
 
 
 def mailer(config: Path, *args: str) -> subprocess.Popen[bytes]:
-    """Start ``mailer --config CONFIG ARGS...`` (stdout and stderr kept for a failure message)."""
+    """Start ``mailer --config CONFIG ARGS...`` in a session of its own (stdout and stderr kept for a failure).
+
+    Its own session is its own process group, so :func:`crash` can kill it with every helper process
+    it started (the render pool), as systemd kills a unit's whole control group.
+    """
     return subprocess.Popen(
-        [str(MAILER), "--config", str(config), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [str(MAILER), "--config", str(config), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
     )
+
+
+def crash(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process and everything it started, then reap it."""
+    os.killpg(process.pid, signal.SIGKILL)
+    process.communicate()
 
 
 def add_queued(engine: Engine, count: int) -> list[int]:

@@ -28,7 +28,7 @@ from mailer.lease import lease_for
 from mailer.models import SendLog, SendStatus
 from mailer.transport import SmtpTransport
 from tests.conftest import REPO_ROOT, Sink
-from tests.crashkit import add_anniversaries, add_queued, mailer, sink_project
+from tests.crashkit import add_anniversaries, add_queued, crash, mailer, sink_project
 from tests.smtpserver import SmtpServer
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
@@ -173,8 +173,7 @@ def test_a_pass_killed_at_20_random_moments_sends_every_occasion_at_most_once_an
             wait_for(lambda: len(smtp_sink.deliveries()) >= before + k, process)  # noqa: B023
             time.sleep(rng.uniform(0, 0.01))
         assert process.poll() is None, f"the pass ended before kill {kills + 1} (seed {seed})"
-        process.kill()
-        process.communicate()  # reaps it and closes its pipes
+        crash(process)
         kills += 1
     final = mailer(config, *run)
     _, err = final.communicate(timeout=GUARD * 2)
