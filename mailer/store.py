@@ -467,11 +467,19 @@ def claim(
 
     For a message rendered before its row was claimed: ``noted`` (subject,
     Message-ID, address) is written by the same statement. The same rules as
-    :func:`claim_next`: conditional, the daily cap honoured, the caller commits
-    before the SMTP transaction starts.
+    :func:`claim_next`: on PostgreSQL the row is picked ``FOR UPDATE SKIP
+    LOCKED``, the update is conditional, the daily cap honoured, and the caller
+    commits before the SMTP transaction starts.
     """
+    candidate = aliased(SendLog)  # its own FROM: an un-aliased subquery would be correlated to the UPDATE
+    this_row = select(col(candidate.id)).where(
+        col(candidate.id) == row_id, col(candidate.status) == SendStatus.QUEUED, col(candidate.next_attempt_at) <= now
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        # A row another worker is claiming right now is skipped at once, never waited for.
+        this_row = this_row.with_for_update(skip_locked=True)
     statement = update(SendLog).where(
-        col(SendLog.id) == row_id, col(SendLog.status) == SendStatus.QUEUED, col(SendLog.next_attempt_at) <= now
+        col(SendLog.id) == this_row.scalar_subquery(), col(SendLog.status) == SendStatus.QUEUED
     )
     return _claim(session, statement, now, claimer, daily_cap, noted or {}) is not None
 
