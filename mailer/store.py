@@ -219,7 +219,9 @@ def candidates(
     customers whose occasion the send log already holds as settled are left
     out here: the policy would only pass them over. Customers whose pickers read
     interactions come with ``recent``: every interaction of theirs from the
-    first instant of the earliest date (less a follow-up's delay) onward. The
+    first instant of the earliest date (less a follow-up's delay) onward; for
+    silence, only customers with an interaction in the span, and with the
+    last one before it (that began the spell then under way). The
     interaction table is only ever read by index for those customers: it is
     never aggregated.
     """
