@@ -28,8 +28,8 @@ from sqlmodel import Session
 from mailer import store
 from mailer.config import Campaign, Settings, load_settings
 from mailer.importer import import_customers, import_interactions
-from mailer.models import Customer, Interaction, SendLog, SendStatus
-from mailer.outbox import PassClock, run_pass
+from mailer.models import Customer, Interaction, PlanMark, SendLog, SendStatus
+from mailer.outbox import PLAN_MARK, PassClock, run_pass
 from mailer.project import init_project
 from mailer.transport import Outcome, SendResult
 
@@ -166,7 +166,6 @@ def test_a_year_of_passes_sends_each_occasion_once_logs_every_other_and_keeps_th
                 moment = datetime.combine(START + timedelta(days=offset), datetime.min.time(), UTC) + timedelta(hours=hour)
                 orders_by_day.setdefault(offset, []).append((n, moment, amount, f"O{n}-{k}"))
         pending: list[tuple[int, datetime, int, str]] = []
-        last_pass = START - timedelta(days=1)
         for offset in range(DAYS):
             day = START + timedelta(days=offset)
             instant = datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=hours[offset], minutes=5)
@@ -182,19 +181,18 @@ def test_a_year_of_passes_sends_each_occasion_once_logs_every_other_and_keeps_th
                 pending = []
             orders_by_day.setdefault(offset + 1, []).extend(later)
             run_pass(engine, settings_, PassClock.at(instant), inbox)
-            last_pass = day
             if offset in restarts:  # a restarted daemon runs the pass again the same hour
                 run_pass(engine, settings_, PassClock.at(instant + timedelta(minutes=7)), inbox)
-        # Only a pass can log an occasion: one due during an outage that lasts to the end is not yet overdue.
-        check_properties(engine, settings_, persons, inbox, last_pass)
+        check_properties(engine, settings_, persons, inbox)
         engine.dispose()
 
 
-def check_properties(engine: Engine, settings_: Settings, persons: list[Person], inbox: Inbox, last_day: date) -> None:
+def check_properties(engine: Engine, settings_: Settings, persons: list[Person], inbox: Inbox) -> None:
     with Session(engine) as session:
         rows = session.execute(select(SendLog)).scalars().all()
         ids = {c.external_id: c.id for c in session.execute(select(Customer)).scalars()}
         interactions = session.execute(select(Interaction).order_by(Interaction.occurred_at, Interaction.id)).scalars().all()
+        mark = session.get(PlanMark, PLAN_MARK)
 
     # (1) No occasion is sent twice: one message per sent row, one sent row per key.
     sent = [r for r in rows if r.status == SendStatus.SENT]
@@ -204,7 +202,10 @@ def check_properties(engine: Engine, settings_: Settings, persons: list[Person],
 
     # (2) Every occasion that fell due in the year was sent or has a logged reason.
     logged = {(r.customer_id, r.campaign, r.occasion_key): r for r in rows}
-    catch_up = settings_.policy.catch_up_days
+    # Decided for good: every pass logs what fell due (so only a pass can: one due in an outage that lasts
+    # to the end is not yet overdue), and a deferral stays open until its catch-up is over in every zone,
+    # when settle expires it: due before the plan mark less the catch-up days.
+    settled_before = (mark.planned_through if mark else START) - timedelta(days=settings_.policy.catch_up_days)
     for n, p in enumerate(persons):
         cid = ids[f"P{n}"]
         mine = [i for i in interactions if i.customer_id == cid]
@@ -215,7 +216,7 @@ def check_properties(engine: Engine, settings_: Settings, persons: list[Person],
             for key, due in expected_occasions(campaign, p, orders).items():
                 if key.startswith("follow_up:#"):
                     key = f"follow_up:{mine[int(key[11:])].id}"
-                if not START <= due <= last_day - timedelta(days=catch_up):
+                if not START <= due < settled_before:
                     continue
                 row = logged.get((cid, campaign.name, key))
                 assert row is not None, f"{campaign.name} {key} due {due} for P{n} ({p.zone}) was never logged"
