@@ -18,7 +18,7 @@ from mailer.models import SendLog
 from mailer.outbox import PassClock, run_pass
 from mailer.tokens import read_token
 from mailer.transport import MaildirTransport, SmtpTransport
-from tests.factories import add_customer
+from tests.factories import add_customer, deliver_to
 from tests.smtpserver import SmtpServer
 
 DATED = ["customer-anniversary", "birthday"]
@@ -184,20 +184,6 @@ def test_maildir_messages_are_complete_multipart_emails(engine: Engine, settings
     assert rows(engine)[0].message_id == message["Message-ID"]
 
 
-def smtp_settings(settings: Settings, server: SmtpServer, **overrides: object) -> Settings:
-    transport = replace(
-        settings.transport,
-        kind="smtp",
-        host=server.host,
-        port=server.port,
-        timeout=5.0,
-        security="starttls",
-        ca_file=Path(server.ca_path) if server.ca_path else None,
-        **overrides,  # type: ignore[arg-type]
-    )
-    return replace(settings, transport=transport)
-
-
 def test_smtp_with_starttls_and_auth_delivers_over_one_reused_connection(
     engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -205,7 +191,7 @@ def test_smtp_with_starttls_and_auth_delivers_over_one_reused_connection(
     for n in range(3):
         add_customer(engine, f"C{n}", since=date(2020 - n, 11, 23), first_name=f"Name{n}")
     with SmtpServer(tls="starttls", auth=("mailer", "correct horse")) as server:
-        smtp = smtp_settings(settings, server, username="mailer", password=Secret(env="TEST_SMTP_PASSWORD"))
+        smtp = deliver_to(settings, server, username="mailer", password=Secret(env="TEST_SMTP_PASSWORD"))
         report = run_on(engine, smtp, date(2026, 11, 23), SmtpTransport(smtp.transport))
         server.wait_for(3)
         received = server.messages
@@ -227,7 +213,7 @@ def test_an_untrusted_certificate_is_refused_by_default_and_nothing_goes_out_in_
 ) -> None:
     add_customer(engine, "ANN", since=date(2020, 11, 23))
     with SmtpServer(tls="starttls", untrusted=True) as server:
-        smtp = smtp_settings(settings, server)
+        smtp = deliver_to(settings, server)
         report = run_on(engine, smtp, date(2026, 11, 23), SmtpTransport(smtp.transport))
         assert server.count == 0
     assert report.counts["retrying"] == 1
