@@ -10,7 +10,7 @@ when planning, and the Deliverer re-reads the customer just before sending.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -106,46 +106,41 @@ def customer_ids_for(engine: Engine, email: str) -> list[int]:
     return [i for i in ids if i is not None]
 
 
-def unsubscribe_address(engine: Engine, email: str, source: Source) -> dict[Change, int]:
-    """Unsubscribe every customer with this address; counts of changed and already-unsubscribed."""
+def _for_address(engine: Engine, email: str, change_one: Callable[[int], Change]) -> dict[Change, int]:
+    """Apply ``change_one`` to every customer with this address; how many changed and how many already were."""
     counts = dict.fromkeys(Change, 0)
     for customer_id in customer_ids_for(engine, email):
-        counts[unsubscribe(engine, customer_id, source)] += 1
+        counts[change_one(customer_id)] += 1
     return counts
+
+
+def unsubscribe_address(engine: Engine, email: str, source: Source) -> dict[Change, int]:
+    """Unsubscribe every customer with this address; counts of changed and already-unsubscribed."""
+    return _for_address(engine, email, lambda customer_id: unsubscribe(engine, customer_id, source))
 
 
 def suppress_address(
     engine: Engine, email: str, reason: str, now: datetime | None = None
 ) -> dict[Change, int]:
     """Suppress every customer with this address (an earlier suppression keeps its reason)."""
-    counts = dict.fromkeys(Change, 0)
-    for customer_id in customer_ids_for(engine, email):
-        counts[
-            _change(
-                engine,
-                customer_id,
-                col(Customer.suppressed_at).is_(None),
-                {"suppressed_at": now or utcnow(), "suppressed_reason": reason},
-                f"suppressed ({reason})",
-            )
-        ] += 1
-    return counts
+    values: dict[str, object] = {"suppressed_at": now or utcnow(), "suppressed_reason": reason}
+    return _for_address(
+        engine,
+        email,
+        lambda customer_id: _change(
+            engine, customer_id, col(Customer.suppressed_at).is_(None), values, f"suppressed ({reason})"
+        ),
+    )
 
 
 def unsuppress_address(engine: Engine, email: str) -> dict[Change, int]:
     """Lift the suppression of every customer with this address (an unsubscribe stays)."""
-    counts = dict.fromkeys(Change, 0)
-    for customer_id in customer_ids_for(engine, email):
-        counts[
-            _change(
-                engine,
-                customer_id,
-                col(Customer.suppressed_at).is_not(None),
-                {"suppressed_at": None, "suppressed_reason": None},
-                "unsuppressed",
-            )
-        ] += 1
-    return counts
+    values: dict[str, object] = {"suppressed_at": None, "suppressed_reason": None}
+    return _for_address(
+        engine,
+        email,
+        lambda customer_id: _change(engine, customer_id, col(Customer.suppressed_at).is_not(None), values, "unsuppressed"),
+    )
 
 
 @dataclass(frozen=True, slots=True)
