@@ -5,8 +5,11 @@
 Raw sqlite3 ``executemany`` in large transactions (the ORM would take an
 hour). Aggregates (order count, lifetime spend, interaction count, last
 interaction) are computed here exactly as the importer keeps them. ``--due``
-makes that many extra customers reach an anniversary on ``--date`` (on top of
-the ~1/365 who do anyway), for delivery benchmarks that need a big day.
+makes exactly that many customers reach an anniversary on ``--date`` and
+nobody else have an occasion near it (no other anniversary or birthday within
+:data:`QUIET_DAYS` of it, no interaction in the :data:`QUIET_DAYS` + 120 days
+before it, so no follow-up, silence step or milestone): the delivery
+benchmarks' "20,000 occasions due on the benchmark date", and nothing else.
 The schema comes from the real migrations. Output: bench/data/store-N.db.
 """
 
@@ -29,6 +32,8 @@ ZONES = ["Europe/London", "Europe/Berlin", "America/New_York", "America/Los_Ange
          "Pacific/Pago_Pago", None]
 KINDS = ["order"] * 7 + ["support"] * 2 + ["visit"]
 BATCH = 50_000
+QUIET_DAYS = 10  # with --due: no other occasion this close to --date (the demo's catch-up is 3 days)
+QUIET_SPAN = timedelta(days=QUIET_DAYS + 120)  # past the demo's last silence step (120 days)
 
 
 def store_path(customers: int, due: int) -> Path:
@@ -59,21 +64,27 @@ def generate(customers: int, day: date, due: int = 0, per_customer: int = 5, see
     interaction_rows: list[tuple[object, ...]] = []
     interaction_id = 0
     end_of_day = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    quiet = _near(day) if due else frozenset()
+    last_allowed = end_of_day - QUIET_SPAN if due else end_of_day
     for cid in range(1, customers + 1):
         since = day - timedelta(days=rng.randint(30, 15 * 365))
+        while since.month * 100 + since.day in quiet:
+            since -= timedelta(days=2 * QUIET_DAYS + 1)
         if cid in forced:  # an anniversary on the benchmark date (Feb 29 is marked on Feb 28 anyway)
             since = date(day.year - rng.randint(1, 10), day.month, min(day.day, 28) if day.month == 2 else day.day)
         birthday = None
         if rng.random() < 0.7:
             birthday = (rng.randint(1950, 2005), rng.randint(1, 12), rng.randint(1, 28))
+            while birthday[1] * 100 + birthday[2] in quiet:
+                birthday = (birthday[0], birthday[1] % 12 + 1, birthday[2])
         orders = spend_count = 0
         spend = Decimal(0)
         last: datetime | None = None
         count = rng.randint(0, per_customer * 2)
-        span = (end_of_day - datetime(since.year, since.month, since.day, tzinfo=UTC)).total_seconds()
-        for _ in range(count):
+        span = (last_allowed - datetime(since.year, since.month, since.day, tzinfo=UTC)).total_seconds()
+        for _ in range(count if span > 0 else 0):
             interaction_id += 1
-            occurred = end_of_day - timedelta(seconds=rng.random() * span)
+            occurred = last_allowed - timedelta(seconds=rng.random() * span)
             kind = rng.choice(KINDS)
             amount = None
             if kind == "order":
@@ -101,6 +112,13 @@ def generate(customers: int, day: date, due: int = 0, per_customer: int = 5, see
     connection.close()
     print(f"{path}: {customers} customers, {interaction_id} interactions in {time.perf_counter() - start:.0f} s")
     return path
+
+
+def _near(day: date) -> frozenset[int]:
+    """The month-day numbers (MMDD) within QUIET_DAYS of ``day``, in any year."""
+    days = range(-QUIET_DAYS, QUIET_DAYS + 1)
+    centres = [date(year, day.month, min(day.day, 28)) for year in (2023, 2024)]  # a common and a leap year
+    return frozenset(when.month * 100 + when.day for centre in centres for when in (centre + timedelta(d) for d in days))
 
 
 Rows = list[tuple[object, ...]]

@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from mailer.config import Settings
-from mailer.message import HeaderError, to_wire
+from mailer.message import HeaderError
 from mailer.models import Customer, SendLog
 from mailer.render import Renderer, RenderError
 
@@ -53,12 +53,10 @@ def prepare(composer: Deliverer, row: SendLog, customer: Customer) -> Prepared:
     """Render and serialise one row's message; never raises for a template's or a header's fault."""
     assert row.id is not None and customer.id is not None
     try:
-        msg = composer.compose(row, customer)
+        wire = composer.compose_wire(row, customer)
     except (RenderError, HeaderError) as exc:
         return Prepared(row.id, customer.id, customer.email, error=f"render error: {exc}")
-    return Prepared(
-        row.id, customer.id, customer.email, str(msg["Subject"]), str(msg["Message-ID"]), to_wire(msg)
-    )
+    return Prepared(row.id, customer.id, customer.email, wire.subject, wire.message_id, wire.data)
 
 
 def message_maker(settings: Settings, renderer: Renderer) -> Deliverer:

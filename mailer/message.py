@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime, make_msgid
 
@@ -46,6 +46,8 @@ class _Registry(HeaderRegistry):
 _HEADERS = _Registry()
 WIRE_POLICY = email.policy.SMTP.clone(max_line_length=998, header_factory=_HEADERS)
 FILE_POLICY = email.policy.default.clone(max_line_length=998, header_factory=_HEADERS)
+# Quoted-printable body lines stay within RFC 2045's 76 characters (the header policy's 998 would be too long).
+BODY_POLICY = email.policy.default.clone(max_line_length=76, header_factory=_HEADERS)
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\x85]+")
 
@@ -68,6 +70,8 @@ def header_safe(value: str) -> str:
     """
     for _ in range(_MAX_DECODES):
         clean = " ".join(_UNSAFE.sub(" ", value).split())
+        if "=?" not in clean:
+            return clean  # no encoded word: decoding would give the same text back
         decoded = str(_READER.header_factory("subject", clean))
         if decoded == clean:
             return clean
@@ -112,8 +116,12 @@ def build_message(rendered: Rendered, envelope: Envelope, sender: SenderSettings
     msg["Auto-Submitted"] = "auto-generated"
     if envelope.reference:
         msg["X-Mailer-Occasion"] = header_safe(envelope.reference)
-    msg.set_content(rendered.text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(rendered.html, subtype="html", charset="utf-8", cte="quoted-printable")
+    msg["MIME-Version"] = "1.0"
+    msg.make_alternative()
+    for subtype, body in (("plain", rendered.text), ("html", rendered.html)):
+        part = MIMEPart(policy=BODY_POLICY)
+        part.set_content(body, subtype=subtype, charset="utf-8", cte="quoted-printable")
+        msg.attach(part)
     check_headers(msg)
     return msg
 

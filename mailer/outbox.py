@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from email.message import EmailMessage
 from typing import cast
 from zoneinfo import ZoneInfo
 
@@ -37,10 +38,11 @@ from mailer.message import Envelope, HeaderError, build_message
 from mailer.models import Customer, PlanMark, SendLog, SendStatus, utcnow
 from mailer.occasions import CustomerFacts, Occasion, pick
 from mailer.policy import Decision, PassMoment, Verdict, decide
-from mailer.render import Renderer, RenderError
+from mailer.render import Rendered, Renderer, RenderError
 from mailer.throttle import TokenBucket
 from mailer.tokens import make_token
 from mailer.transport import Outcome, SendResult, Transport, WireTransport
+from mailer.wire import WireMessage, serialize
 
 log = logging.getLogger(__name__)
 
@@ -383,8 +385,15 @@ class Deliverer:
             self._secret = self.settings.sender.secret.reveal()
         return self._secret
 
-    def compose(self, row: SendLog, customer: Customer):  # type: ignore[no-untyped-def]
-        """Render the row's template for its customer; raises RenderError or HeaderError."""
+    def compose(self, row: SendLog, customer: Customer) -> EmailMessage:
+        """The row's message for its customer, as an object; raises RenderError or HeaderError."""
+        return build_message(*self._render(row, customer), self.settings.sender)
+
+    def compose_wire(self, row: SendLog, customer: Customer) -> WireMessage:
+        """The same message as :meth:`compose`, straight to SMTP DATA bytes (see :mod:`mailer.wire`)."""
+        return serialize(*self._render(row, customer), self.settings.sender)
+
+    def _render(self, row: SendLog, customer: Customer) -> tuple[Rendered, Envelope]:
         sender = self.settings.sender
         token = make_token(self.secret, customer.id or 0)
         unsubscribe_url = f"{sender.unsubscribe_url}/u/{token}"
@@ -400,7 +409,7 @@ class Deliverer:
             unsubscribe_url=unsubscribe_url,
             reference=str(row.id),
         )
-        return build_message(rendered, envelope, sender)
+        return rendered, envelope
 
     def deliver(self, session: Session, row_id: int, claimer: int, now: Callable[[], datetime]) -> Delivery:
         """Send one row that ``claimer`` has claimed (and committed) as ``sending``; record the outcome.
