@@ -1,4 +1,4 @@
-"""Render messages ahead of sending, on every core: a pool of composer processes.
+"""Render messages ahead of sending, on the other cores: a pool of composer processes.
 
 Rendering, inlining CSS and serialising a message costs far more CPU than
 sending it over a reused SMTP connection, and the GIL keeps a thread from
@@ -23,6 +23,7 @@ import os
 import threading
 import time
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -95,9 +96,9 @@ def _exit_with(sender_pid: int) -> None:
             os._exit(0)
 
 
-def _prepare_in_worker(row: dict[str, Any], customer: dict[str, Any]) -> Prepared:
+def _prepare_in_worker(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[Prepared]:
     assert _maker is not None
-    return prepare(_maker, SendLog(**row), Customer(**customer))
+    return [prepare(_maker, SendLog(**row), Customer(**customer)) for row, customer in rows]
 
 
 def plain(instance: SendLog | Customer) -> dict[str, Any]:
@@ -106,9 +107,14 @@ def plain(instance: SendLog | Customer) -> dict[str, Any]:
 
 
 def composer_processes(settings: Settings) -> int:
-    """``[render] processes``, or one per core; 0 renders in the sending process itself."""
+    """``[render] processes``, or one per core but one; 0 renders in the sending process itself.
+
+    The core left over is the sending process's: its connections, claims and
+    commits are what the pass waits for, and a composer that competes with
+    it for the CPU slows every SMTP conversation down.
+    """
     configured = settings.render.processes
-    return configured if configured is not None else (os.cpu_count() or 1)
+    return configured if configured is not None else max(1, (os.cpu_count() or 1) - 1)
 
 
 class Composer:
@@ -139,9 +145,10 @@ class Composer:
                 processes, mp_context=context, initializer=_start_worker, initargs=(self.settings, os.getpid())
             )
 
-    def submit(self, row: SendLog, customer: Customer) -> Future[Prepared]:
+    def submit(self, rows: Sequence[tuple[SendLog, Customer]]) -> Future[list[Prepared]]:
+        """Render ``rows`` (in one worker, when there are workers: a task per row cost more than the row)."""
         if self._pool is not None:
-            return self._pool.submit(_prepare_in_worker, plain(row), plain(customer))
-        done: Future[Prepared] = Future()
-        done.set_result(prepare(self.maker, row, customer))
+            return self._pool.submit(_prepare_in_worker, [(plain(row), plain(customer)) for row, customer in rows])
+        done: Future[list[Prepared]] = Future()
+        done.set_result([prepare(self.maker, row, customer) for row, customer in rows])
         return done

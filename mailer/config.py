@@ -131,7 +131,7 @@ class PolicySettings:
 class RenderSettings:
     templates: Path = Path("templates/email")
     inliner: Literal["premailer", "css-inline"] = "premailer"
-    processes: int | None = None  # rendering processes for large passes; None: one per core, 0: none
+    processes: int | None = None  # rendering processes for large passes; None: one per core but one, 0: none
 
 
 @dataclass(frozen=True)

@@ -452,7 +452,8 @@ class Deliverer:
         finish = functools.partial(self._finish, commit=commit)
         extra: dict[str, object] = {"last_reply": result.reply[:1000]}
         if result.outcome is Outcome.DELIVERED:
-            session.execute(update(Customer).where(Customer.id == customer.id).values(last_emailed_at=now))  # type: ignore[arg-type]
+            assert customer.id is not None
+            store.mark_emailed(session, customer.id, now)
             extra["sent_at"] = now
             return finish(session, row, claimer, SendStatus.SENT, "delivered", now, extra, result)
         if result.outcome is Outcome.PERMANENT:
@@ -560,13 +561,14 @@ def drain(
         factory, connections = (lambda: instance), 1
     bucket = bucket or TokenBucket(settings.transport.rate_per_second)
     halt = threading.Event()
+    writers = threading.Lock() if engine.dialect.name == "sqlite" else None  # see WriteTurn
 
     def stopping() -> bool:
         return halt.is_set() or should_stop()
 
     def connection(report: PassReport, feed: Feed) -> None:
         deliverer = Deliverer(settings, renderer, factory())
-        _drain_connection(engine, deliverer, feed, lease.key, bucket, now, stopping, halt, report)
+        _drain_connection(engine, deliverer, feed, lease.key, bucket, now, stopping, halt, report, writers)
 
     reports = [PassReport() for _ in range(connections)]
     with Composer(settings, renderer) as composer:
@@ -594,6 +596,7 @@ CAPPED = "daily cap reached"
 
 
 RENDER_AHEAD = 64  # rows read from the queue at a time, and rendered ahead of their claim
+RENDER_CHUNK = 16  # rows rendered by one task of a worker process
 POOL_FROM = RENDER_AHEAD  # a backlog this large is rendered in worker processes (a handful is not worth starting them)
 
 
@@ -638,7 +641,8 @@ class Feed:
 
     def _feed(self) -> None:
         in_flight: set[int] = set()
-        pending: collections.deque[tuple[Future[Prepared], SendLog, Customer]] = collections.deque()
+        # Each row with the rendering of its chunk and its place in it.
+        pending: collections.deque[tuple[Future[list[Prepared]], int, SendLog, Customer]] = collections.deque()
         exhausted = False
         with Session(self.engine, expire_on_commit=False) as session:
             while not self.should_stop() and not self._closed.is_set():
@@ -651,10 +655,13 @@ class Feed:
                     session.rollback()  # end the read: SQLite keeps no snapshot open while others write
                     if len(rows) >= POOL_FROM:
                         self.composer.use_processes()
-                    for row, customer in rows:
-                        assert row.id is not None
-                        in_flight.add(row.id)
-                        pending.append((self.composer.submit(row, customer), row, customer))
+                    for start in range(0, len(rows), RENDER_CHUNK):
+                        chunk = [(row, customer) for row, customer in rows[start : start + RENDER_CHUNK]]
+                        rendering = self.composer.submit(chunk)
+                        for place, (row, customer) in enumerate(chunk):
+                            assert row.id is not None
+                            in_flight.add(row.id)
+                            pending.append((rendering, place, row, customer))
                     exhausted = len(rows) < RENDER_AHEAD
                     continue
                 if not pending:
@@ -663,8 +670,8 @@ class Feed:
                     self._closed.wait(0.05)  # the last rows are being sent; look again once they are
                     exhausted = False
                     continue
-                future, row, customer = pending.popleft()
-                if not self._put((future.result(), row, customer)):
+                rendering, place, row, customer = pending.popleft()
+                if not self._put((rendering.result()[place], row, customer)):
                     return
                 exhausted = exhausted and bool(pending)
 
@@ -699,6 +706,40 @@ class Feed:
         self._closed.set()
 
 
+class WriteTurn:
+    """One connection's write transaction on the store; on SQLite, one writer at a time in this process.
+
+    SQLite lets one connection write at a time, and a second one that tries
+    waits in SQLite's busy handler, which sleeps for whole milliseconds, longer
+    than an SMTP transaction takes. So the sending threads of one process take
+    turns on a lock instead, held from a turn's first write to its commit, and
+    the next thread writes the moment the store is free. (PostgreSQL locks rows,
+    not the database: its sessions write side by side, and no lock is taken.)
+    """
+
+    def __init__(self, session: Session, lock: threading.Lock | None) -> None:
+        self.session = session
+        self._lock = lock
+        self._held = False
+
+    def begin(self) -> None:
+        if self._lock is not None and not self._held:
+            self._lock.acquire()
+            self._held = True
+
+    def commit(self) -> None:
+        try:
+            self.session.commit()
+        finally:
+            self.end()
+
+    def end(self) -> None:
+        if self._held:
+            self._held = False
+            assert self._lock is not None
+            self._lock.release()
+
+
 def _drain_connection(
     engine: Engine,
     deliverer: Deliverer,
@@ -709,6 +750,7 @@ def _drain_connection(
     should_stop: Callable[[], bool],
     halt: threading.Event,
     report: PassReport,
+    writers: threading.Lock | None,
 ) -> None:
     """One connection's loop: take a rendered row, claim it, commit, send, record; until the feed ends.
 
@@ -721,22 +763,23 @@ def _drain_connection(
     cap = deliverer.settings.transport.daily_cap
     throttled = deliverer.settings.transport.rate_per_second > 0
     with Session(engine, expire_on_commit=False) as session, deliverer.transport:
+        turn = WriteTurn(session, writers)
         try:
             while not should_stop():
                 try:
                     item = feed.take(block=False)
                 except queue.Empty:
-                    session.commit()  # the last outcome is not left waiting for a row that is not there yet
+                    turn.commit()  # the last outcome is not left waiting for a row that is not there yet
                     item = feed.take(block=True)
                 if item is None:
                     break
                 prepared, row, customer = item
                 if throttled:
-                    session.commit()  # never wait for a token with an outcome unwritten
+                    turn.commit()  # never wait for a token with an outcome unwritten
                 if not bucket.acquire(should_stop):
                     break
                 moment = now()
-                delivery = _deliver_prepared(session, deliverer, prepared, row, customer, claimer, cap, moment, now)
+                delivery = _deliver_prepared(turn, deliverer, prepared, row, customer, claimer, cap, moment, now)
                 feed.done(prepared.row_id)
                 if delivery is None:  # not ours to send (taken by another worker) or the cap is reached
                     if cap and store.sent_or_in_flight(session, moment) >= cap:
@@ -752,13 +795,14 @@ def _drain_connection(
                     log.warning("stopping this pass, the relay cannot take mail: %s", delivery.result.reply)
                     halt.set()
                     break
-            session.commit()
+            turn.commit()
         finally:
+            turn.end()
             feed.consumer_done()
 
 
 def _deliver_prepared(
-    session: Session,
+    turn: WriteTurn,
     deliverer: Deliverer,
     prepared: Prepared,
     row: SendLog,
@@ -768,34 +812,36 @@ def _deliver_prepared(
     moment: datetime,
     now: Callable[[], datetime],
 ) -> Delivery | None:
-    """Claim a row rendered ahead, then send it as :meth:`Deliverer.deliver` would; None if it is not ours."""
-    state = store.customer_state(session, prepared.customer_id)
+    """Claim a row rendered ahead, then send it as :meth:`Deliverer.deliver` would; None if it is not ours.
+
+    Returns with the claim committed and the outcome written but not yet
+    committed: the caller's next claim (or its last commit) commits it.
+    """
+    session = turn.session
     transport = deliverer.transport
-    sendable = (
-        isinstance(transport, WireTransport)
-        and state.why is None
-        and not prepared.error
-        and state.email == prepared.to_address
-    )
-    noted = (
-        {"subject": prepared.subject, "message_id": prepared.message_id, "to_address": prepared.to_address}
-        if sendable
-        else {}
-    )
-    if not store.claim(session, prepared.row_id, moment, claimer, cap, noted):
+    turn.begin()
+    if not prepared.error and isinstance(transport, WireTransport):
+        noted = {"subject": prepared.subject, "message_id": prepared.message_id, "to_address": prepared.to_address}
+        reachable = (prepared.customer_id, prepared.to_address)
+        if store.claim(session, prepared.row_id, moment, claimer, cap, noted, reachable=reachable):
+            turn.commit()  # `sending` is durable before the SMTP transaction starts
+            result = transport.send_wire(deliverer.settings.sender.from_address, prepared.to_address, prepared.data)
+            row.attempts += 1
+            row.first_attempt_at = row.first_attempt_at or moment
+            turn.begin()
+            return deliverer.record_result(session, row, customer, claimer, result, now(), commit=False)
+        state = store.customer_state(session, prepared.customer_id)
+        if state.why is None and state.email == prepared.to_address:
+            return None  # the customer can be reached: the row itself is not ours (or the cap is reached)
+    # Opted out, a template that fails, an address changed since rendering, or a
+    # transport that takes only EmailMessage objects: the one-row path re-reads,
+    # re-renders and records it.
+    if not store.claim(session, prepared.row_id, moment, claimer, cap):
         return None
-    if not sendable:
-        # Opted out, a template that fails, an address changed since rendering, or a
-        # transport that takes only EmailMessage objects: the one-row path re-reads,
-        # re-renders and records it.
-        session.commit()
-        return deliverer.deliver(session, prepared.row_id, claimer, now)
-    session.commit()  # `sending` is durable before the SMTP transaction starts
-    assert isinstance(transport, WireTransport)
-    result = transport.send_wire(deliverer.settings.sender.from_address, prepared.to_address, prepared.data)
-    row.attempts += 1
-    row.first_attempt_at = row.first_attempt_at or moment
-    return deliverer.record_result(session, row, customer, claimer, result, now(), commit=False)
+    session.commit()
+    delivery = deliverer.deliver(session, prepared.row_id, claimer, now)
+    turn.commit()
+    return delivery
 
 
 def _run_threads(jobs: list[Callable[[], None]]) -> None:
@@ -889,8 +935,11 @@ def render_planned(engine: Engine, settings: Settings, planned: Iterable[Planned
                 template=settings.campaign(occasion.campaign).template,
                 status=SendStatus.QUEUED,
             )
-            msg = deliverer.compose(row, customer)
-            transport.send(settings.sender.from_address, customer.email, msg)
+            if isinstance(transport, WireTransport):
+                wire = deliverer.compose_wire(row, customer)
+                transport.send_wire(settings.sender.from_address, customer.email, wire.data)
+            else:
+                transport.send(settings.sender.from_address, customer.email, deliverer.compose(row, customer))
             written += 1
     return written
 

@@ -6,6 +6,7 @@ and a busy timeout so a reader (``mailer log``) never blocks the pass.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,6 +21,7 @@ from sqlalchemy import (
     String,
     Text,
     and_,
+    bindparam,
     cast,
     event,
     func,
@@ -446,67 +448,103 @@ def claim_next(session: Session, now: datetime, claimer: int, daily_cap: int = 0
     decision one at a time under an advisory lock, so the cap holds across
     processes. The caller commits, before the SMTP transaction starts.
     """
-    postgres = session.get_bind().dialect.name == "postgresql"
-    candidate = aliased(SendLog)  # its own FROM: an un-aliased subquery would be correlated to the UPDATE
-    due = (
-        select(col(candidate.id))
-        .where(col(candidate.status) == SendStatus.QUEUED, col(candidate.next_attempt_at) <= now)
-        .order_by(col(candidate.next_attempt_at), col(candidate.id))
-        .limit(1)
-    )
-    if postgres:
-        due = due.with_for_update(skip_locked=True)
-    statement = update(SendLog).where(
-        col(SendLog.id) == due.scalar_subquery(), col(SendLog.status) == SendStatus.QUEUED
-    )
-    return _claim(session, statement, now, claimer, daily_cap, {})
+    return _claim(session, None, now, claimer, daily_cap, {})
 
 
 def claim(
-    session: Session, row_id: int, now: datetime, claimer: int, daily_cap: int = 0, noted: dict[str, Any] | None = None
+    session: Session,
+    row_id: int,
+    now: datetime,
+    claimer: int,
+    daily_cap: int = 0,
+    noted: dict[str, Any] | None = None,
+    *,
+    reachable: tuple[int, str] | None = None,
 ) -> bool:
     """Claim the row ``row_id`` as ``sending`` if it is still ``queued`` and due; False if not.
 
     For a message rendered before its row was claimed: ``noted`` (subject,
-    Message-ID, address) is written by the same statement. The same rules as
-    :func:`claim_next`: on PostgreSQL the row is picked ``FOR UPDATE SKIP
-    LOCKED``, the update is conditional, the daily cap honoured, and the caller
-    commits before the SMTP transaction starts.
+    Message-ID, address) is written by the same statement, and with
+    ``reachable=(customer id, address)`` the row is claimed only if that
+    customer still has that address and has neither unsubscribed nor been
+    suppressed (False otherwise: see :func:`customer_state` for which). The
+    same rules as :func:`claim_next`: on PostgreSQL the row is picked ``FOR
+    UPDATE SKIP LOCKED``, the update is conditional, the daily cap honoured,
+    and the caller commits before the SMTP transaction starts.
     """
-    candidate = aliased(SendLog)  # its own FROM: an un-aliased subquery would be correlated to the UPDATE
-    this_row = select(col(candidate.id)).where(
-        col(candidate.id) == row_id, col(candidate.status) == SendStatus.QUEUED, col(candidate.next_attempt_at) <= now
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        # A row another worker is claiming right now is skipped at once, never waited for.
-        this_row = this_row.with_for_update(skip_locked=True)
-    statement = update(SendLog).where(
-        col(SendLog.id) == this_row.scalar_subquery(), col(SendLog.status) == SendStatus.QUEUED
-    )
-    return _claim(session, statement, now, claimer, daily_cap, noted or {}) is not None
+    return _claim(session, row_id, now, claimer, daily_cap, noted or {}, reachable) is not None
+
+
+# The sending loop runs a handful of statements per message. They are built once and
+# then only executed with new parameters: building SQLAlchemy constructs anew for
+# every message cost more CPU than the message's SMTP transaction.
+_LOG = SendLog.__table__  # type: ignore[attr-defined]
+_CUSTOMER = Customer.__table__  # type: ignore[attr-defined]
+
+
+def _param(name: str, column: Any) -> Any:
+    """A bound parameter typed like ``column`` (stored as the column stores it)."""
+    return bindparam(name, type_=column.type)
 
 
 def _claim(
-    session: Session, statement: Any, now: datetime, claimer: int, daily_cap: int, noted: dict[str, Any]
+    session: Session,
+    row_id: int | None,
+    now: datetime,
+    claimer: int,
+    daily_cap: int,
+    noted: dict[str, Any],
+    reachable: tuple[int, str] | None = None,
 ) -> int | None:
-    if daily_cap:
-        if session.get_bind().dialect.name == "postgresql":
-            session.execute(select(func.pg_advisory_xact_lock(CAP_LOCK)))
-        statement = statement.where(_sent_or_in_flight(now).scalar_subquery() < daily_cap)
-    first_attempt = col(SendLog.first_attempt_at)
-    now_value = literal(now, first_attempt.type)  # type: ignore[attr-defined]  # stored as the column stores it
-    claimed: int | None = session.execute(
-        statement.values(
-            status=SendStatus.SENDING,
-            claimed_by=claimer,
-            claimed_at=now,
-            attempts=col(SendLog.attempts) + 1,
-            first_attempt_at=func.coalesce(first_attempt, now_value),
-            updated_at=now,
-            **noted,
-        ).returning(col(SendLog.id))
-    ).scalar_one_or_none()
+    postgres = session.get_bind().dialect.name == "postgresql"
+    if daily_cap and postgres:
+        session.execute(select(func.pg_advisory_xact_lock(CAP_LOCK)))
+    statement = _claim_statement(row_id is None, postgres, bool(daily_cap), tuple(sorted(noted)), reachable is not None)
+    params: dict[str, Any] = {"row_id": row_id, "now": now, "claimer": claimer, "since": now - timedelta(days=1)}
+    params |= {f"noted_{key}": value for key, value in noted.items()}
+    params["cap"] = daily_cap
+    if reachable is not None:
+        params["reach_customer"], params["reach_address"] = reachable
+    claimed: int | None = session.execute(statement, params).scalar_one_or_none()
     return claimed
+
+
+@functools.cache
+def _claim_statement(next_due: bool, postgres: bool, capped: bool, noted: tuple[str, ...], reachable: bool) -> Any:
+    """``UPDATE send_log SET status = 'sending' … WHERE id = (the row, if still queued and due) RETURNING id``."""
+    candidate = _LOG.alias("candidate")  # its own FROM: an un-aliased subquery would be correlated to the UPDATE
+    now = _param("now", _LOG.c.claimed_at)
+    pick = select(candidate.c.id).where(candidate.c.status == SendStatus.QUEUED, candidate.c.next_attempt_at <= now)
+    if next_due:
+        pick = pick.order_by(candidate.c.next_attempt_at, candidate.c.id).limit(1)
+    else:
+        pick = pick.where(candidate.c.id == bindparam("row_id"))
+    if postgres:
+        # A row another worker is claiming right now is skipped at once, never waited for.
+        pick = pick.with_for_update(skip_locked=True)
+    statement = update(_LOG).where(_LOG.c.id == pick.scalar_subquery(), _LOG.c.status == SendStatus.QUEUED)
+    if capped:
+        statement = statement.where(_counted_by_cap().scalar_subquery() < bindparam("cap"))
+    if reachable:
+        statement = statement.where(
+            select(_CUSTOMER.c.id)
+            .where(
+                _CUSTOMER.c.id == bindparam("reach_customer"),
+                _CUSTOMER.c.email == bindparam("reach_address"),
+                _CUSTOMER.c.unsubscribed_at.is_(None),
+                _CUSTOMER.c.suppressed_at.is_(None),
+            )
+            .exists()
+        )
+    return statement.values(
+        status=SendStatus.SENDING,
+        claimed_by=bindparam("claimer"),
+        claimed_at=now,
+        attempts=_LOG.c.attempts + 1,
+        first_attempt_at=func.coalesce(_LOG.c.first_attempt_at, now),
+        updated_at=now,
+        **{key: _param(f"noted_{key}", _LOG.c[key]) for key in noted},
+    ).returning(_LOG.c.id)
 
 
 def due_rows(session: Session, now: datetime, exclude: Iterable[int], limit: int, shuffle: int = 0) -> list[Any]:
@@ -542,25 +580,39 @@ class CustomerState:
 
 
 def customer_state(session: Session, customer_id: int) -> CustomerState:
-    unsubscribed, suppressed, email = session.execute(
-        select(col(Customer.unsubscribed_at), col(Customer.suppressed_at), col(Customer.email)).where(
-            col(Customer.id) == customer_id
-        )
-    ).one()
+    unsubscribed, suppressed, email = session.execute(_CUSTOMER_STATE, {"customer_id": customer_id}).one()
     why = "suppressed" if suppressed is not None else "unsubscribed" if unsubscribed is not None else None
     return CustomerState(why, email)
 
 
-def _sent_or_in_flight(now: datetime) -> Select[tuple[int]]:
-    since = now - timedelta(days=1)
-    sent = select(func.count()).where(col(SendLog.sent_at) >= since).scalar_subquery()
-    in_flight = select(func.count()).where(col(SendLog.status) == SendStatus.SENDING).scalar_subquery()
+_CUSTOMER_STATE = select(_CUSTOMER.c.unsubscribed_at, _CUSTOMER.c.suppressed_at, _CUSTOMER.c.email).where(
+    _CUSTOMER.c.id == bindparam("customer_id")
+)
+
+
+def mark_emailed(session: Session, customer_id: int, now: datetime) -> None:
+    """Note that a message reached the customer (the frequency cap counts from it); the caller commits."""
+    session.execute(_MARK_EMAILED, {"customer_id": customer_id, "now": now})
+
+
+_MARK_EMAILED = (
+    update(_CUSTOMER)
+    .where(_CUSTOMER.c.id == bindparam("customer_id"))
+    .values(last_emailed_at=_param("now", _CUSTOMER.c.last_emailed_at))
+)
+
+
+@functools.cache
+def _counted_by_cap() -> Select[tuple[int]]:
+    """Messages sent since ``:since`` plus those being sent: what the daily cap counts."""
+    sent = select(func.count()).where(_LOG.c.sent_at >= _param("since", _LOG.c.sent_at)).scalar_subquery()
+    in_flight = select(func.count()).where(_LOG.c.status == SendStatus.SENDING).scalar_subquery()
     return select(sent + in_flight)
 
 
 def sent_or_in_flight(session: Session, now: datetime) -> int:
     """Messages sent in the 24 hours before ``now`` plus those being sent: what the daily cap counts."""
-    return int(session.execute(_sent_or_in_flight(now)).scalar_one())
+    return int(session.execute(_counted_by_cap(), {"since": now - timedelta(days=1)}).scalar_one())
 
 
 def hold_for_cap(session: Session, now: datetime, daily_cap: int) -> int:
@@ -582,16 +634,22 @@ def finish(session: Session, row_id: int, claimer: int, values: dict[str, Any]) 
     outcome still replaces that guess; a row requeued and claimed by someone
     else since is left alone.
     """
-    result = session.execute(
-        update(SendLog)
-        .where(
-            col(SendLog.id) == row_id,
-            col(SendLog.claimed_by) == claimer,
-            col(SendLog.status).in_((SendStatus.SENDING, SendStatus.UNKNOWN)),
-        )
-        .values(**values)
-    )
+    params = {"row_id": row_id, "claimer": claimer} | {f"value_{key}": value for key, value in values.items()}
+    result = session.execute(_finish_statement(tuple(values)), params)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+@functools.cache
+def _finish_statement(keys: tuple[str, ...]) -> Any:
+    return (
+        update(_LOG)
+        .where(
+            _LOG.c.id == bindparam("row_id"),
+            _LOG.c.claimed_by == bindparam("claimer"),
+            _LOG.c.status.in_((SendStatus.SENDING, SendStatus.UNKNOWN)),
+        )
+        .values({key: _param(f"value_{key}", _LOG.c[key]) for key in keys})
+    )
 
 
 def recover_interrupted(engine: Engine, now: datetime | None = None) -> list[int]:

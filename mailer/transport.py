@@ -17,7 +17,7 @@ import smtplib
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from enum import StrEnum
@@ -169,11 +169,9 @@ class SmtpTransport:
         s = self.settings
         smtp: smtplib.SMTP
         if s.security == "tls":
-            smtp = smtplib.SMTP_SSL(
-                s.host, s.port, local_hostname=_ehlo_name(), timeout=s.timeout, context=self.tls_context()
-            )
+            smtp = _SMTP_SSL(s.host, s.port, local_hostname=_ehlo_name(), timeout=s.timeout, context=self.tls_context())
         else:
-            smtp = smtplib.SMTP(s.host, s.port, local_hostname=_ehlo_name(), timeout=s.timeout)
+            smtp = _SMTP(s.host, s.port, local_hostname=_ehlo_name(), timeout=s.timeout)
         try:
             smtp.ehlo()
             if s.security == "starttls":
@@ -278,6 +276,52 @@ class SmtpTransport:
             with contextlib.suppress(OSError):
                 self._smtp.close()
             self._smtp = None
+
+
+# An address smtplib's quoteaddr would only put in angle brackets (it parses every one with email.utils).
+_PLAIN_ADDRESS = re.compile(r"[^<>()\[\]\\,;:\s@\"]+@[^<>()\[\]\\,;:\s@\"]+")
+
+
+class _SMTP(smtplib.SMTP):
+    """smtplib's MAIL, RCPT and DATA for plain addresses and CRLF bytes, without its per-message parsing.
+
+    ``quoteaddr`` parses each address with the email package and ``data``
+    dot-stuffs with a multi-line regular expression; at hundreds of messages a
+    second on one core that was a sixth of the sending thread's time. What goes
+    on the wire is the same: ``<address>``, and every line starting with a dot
+    gets a second one (RFC 5321 4.5.2). Anything else takes smtplib's own path.
+    """
+
+    def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        if options or not _PLAIN_ADDRESS.fullmatch(sender):
+            return super().mail(sender, options)
+        self.putcmd("mail", f"FROM:<{sender}>")
+        return self.getreply()
+
+    def rcpt(self, recip: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
+        if options or not _PLAIN_ADDRESS.fullmatch(recip):
+            return super().rcpt(recip, options)
+        self.putcmd("rcpt", f"TO:<{recip}>")
+        return self.getreply()
+
+    def data(self, msg: bytes | str) -> tuple[int, bytes]:
+        if not isinstance(msg, bytes):
+            return super().data(msg)
+        self.putcmd("data")
+        code, reply = self.getreply()
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        stuffed = msg.replace(b"\n.", b"\n..")  # smtplib: re.sub(rb"(?m)^\.", b"..", msg)
+        if stuffed.startswith(b"."):
+            stuffed = b"." + stuffed
+        if not stuffed.endswith(b"\r\n"):
+            stuffed += b"\r\n"
+        self.send(stuffed + b".\r\n")
+        return self.getreply()
+
+
+class _SMTP_SSL(_SMTP, smtplib.SMTP_SSL):  # noqa: N801  # named after the class it extends
+    pass
 
 
 @functools.cache

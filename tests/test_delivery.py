@@ -420,3 +420,25 @@ def test_claiming_moves_one_due_row_at_a_time_and_records_who_claimed_it(engine:
         (first, "sending", 7, 1),
         (second, "sending", 8, 1),
     ]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b".starts with a dot\r\nmiddle\r\n.\r\n..two\r\nends without a line break",
+        b"Subject: x\r\n\r\n.\r\n",
+        b"no dots at all\r\n",
+    ],
+)
+def test_what_the_server_receives_is_exactly_the_bytes_sent_dot_stuffing_included(
+    settings: Settings, data: bytes
+) -> None:
+    senders = ["s@example.com", "o'neil+tag@example.com", "Zoë@example.com"]  # the last needs SMTPUTF8
+    with SmtpServer() as server, SmtpTransport(deliver_to(settings, server).transport) as transport:
+        for sender in senders:
+            result = transport.send_wire(sender, "first.last@example.com", data)
+            assert result.outcome is Outcome.DELIVERED, result.reply
+        received = server.messages
+    expected = data if data.endswith(b"\r\n") else data + b"\r\n"
+    assert [m.data for m in received] == [expected] * len(senders)
+    assert [(m.mail_from, m.rcpt_tos) for m in received] == [(s, ("first.last@example.com",)) for s in senders]

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import email.policy
+import threading
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 from sqlmodel import Session
 
-from mailer import message, outbox, store
+from mailer import message, optout, outbox, store
 from mailer.compose import Composer
 from mailer.config import Settings
 from mailer.message import Envelope, build_message, to_wire
-from mailer.models import SendLog
+from mailer.models import Customer, SendLog
 from mailer.outbox import PassClock, run_pass
 from mailer.render import Rendered, Renderer
 from mailer.transport import MaildirTransport, SmtpTransport
@@ -79,7 +80,7 @@ def test_rendering_in_a_worker_process_or_in_the_sender_gives_the_same_message(
     renderer = Renderer(settings.render.templates, settings.render.inliner)
     with Composer(settings, renderer) as inline, Composer(pooled, renderer) as workers:
         workers.use_processes()
-        pairs = [(inline.submit(row, c).result(), workers.submit(row, c).result()) for row, c in due]
+        pairs = list(zip(inline.submit(due).result(), workers.submit(due).result(), strict=True))
     assert len(pairs) == 3
     for here, there in pairs:
         assert (here.row_id, here.to_address, here.subject, here.error) == (
@@ -123,3 +124,45 @@ def test_the_cached_header_registry_builds_exactly_the_message_the_stock_one_doe
     stock = to_wire(build_message(rendered, envelope, settings.sender, now=now))
     assert _without_ids(cached) == _without_ids(stock)
     assert b"From:" in cached and b"To:" in cached and b"Subject:" in cached
+
+
+def test_what_changes_between_rendering_and_the_claim_decides_each_row(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    """Rendered ahead, then: one customer unsubscribes, one changes address, one row is taken by another worker."""
+    add_due(engine, 4)
+    clock = PassClock.on(DAY)
+    campaign = settings.campaign("customer-anniversary")
+    with Session(engine, expire_on_commit=False) as session:
+        outbox.record(session, outbox.plan(session, settings, clock, [campaign]), {campaign.name: campaign}, clock.now)
+        rows = store.due_rows(session, clock.now, (), 10)
+        session.expunge_all()
+    assert len(rows) == 4
+    renderer = Renderer(settings.render.templates, settings.render.inliner)
+    with Composer(settings, renderer) as composer:
+        prepared = composer.submit(rows).result()
+    (opted_out, _), (moved, _), (taken, _), (kept, _) = rows
+    optout.unsubscribe(engine, opted_out.customer_id, optout.Source.PAGE)
+    with Session(engine) as session:
+        session.execute(update(Customer).where(Customer.id == moved.customer_id).values(email="new@example.com"))  # type: ignore[arg-type]
+        session.execute(update(SendLog).where(SendLog.id == taken.id).values(status="sending", claimed_by=999))  # type: ignore[arg-type]
+        session.commit()
+
+    outcomes = []
+    folder = tmp_path / "out"
+    deliverer = outbox.Deliverer(settings, renderer, MaildirTransport(folder))
+    with Session(engine, expire_on_commit=False) as session, deliverer.transport:
+        turn = outbox.WriteTurn(session, threading.Lock())
+        for ready, (row, customer) in zip(prepared, rows, strict=True):
+            delivery = outbox._deliver_prepared(turn, deliverer, ready, row, customer, 1, 0, clock.now, lambda: clock.now)
+            outcomes.append(delivery.outcome if delivery else None)
+        turn.commit()
+
+    assert outcomes == ["skipped", "sent", None, "sent"]
+    by_id = {r.id: r for r in logged(engine)}
+    assert by_id[opted_out.id].reason == "unsubscribed before delivery"
+    assert by_id[moved.id].to_address == "new@example.com"  # re-rendered for the new address
+    assert by_id[taken.id].claimed_by == 999 and by_id[taken.id].status == "sending"  # left to its claimer
+    assert by_id[kept.id].message_id == prepared[3].message_id  # the message rendered ahead is the one sent
+    written = [BytesParser(policy=email.policy.default).parsebytes(p.read_bytes()) for p in (folder / "new").iterdir()]
+    assert sorted(str(m["To"].addresses[0].addr_spec) for m in written) == sorted(["new@example.com", rows[3][1].email])
