@@ -8,8 +8,9 @@ interaction) are computed here exactly as the importer keeps them. ``--due``
 makes exactly that many customers reach an anniversary on ``--date`` and
 nobody else have an occasion near it (no other anniversary or birthday within
 :data:`QUIET_DAYS` of it, no interaction in the :data:`QUIET_DAYS` + 120 days
-before it, so no follow-up, silence step or milestone): the delivery
-benchmarks' "20,000 occasions due on the benchmark date", and nothing else.
+before it and nobody joined in that span, so no follow-up, silence step or
+milestone): the delivery benchmarks' "20,000 occasions due on the benchmark
+date", and nothing else.
 The schema comes from the real migrations. Output: bench/data/store-N.db.
 """
 
@@ -66,8 +67,10 @@ def generate(customers: int, day: date, due: int = 0, per_customer: int = 5, see
     end_of_day = datetime(day.year, day.month, day.day, tzinfo=UTC)
     quiet = _near(day) if due else frozenset()
     last_allowed = end_of_day - QUIET_SPAN if due else end_of_day
+    # A customer without interactions is silent since joining: with --due, none joined inside the quiet span.
+    newest_since = QUIET_SPAN.days + 1 if due else 30
     for cid in range(1, customers + 1):
-        since = day - timedelta(days=rng.randint(30, 15 * 365))
+        since = day - timedelta(days=rng.randint(newest_since, 15 * 365))
         while since.month * 100 + since.day in quiet:
             since -= timedelta(days=2 * QUIET_DAYS + 1)
         if cid in forced:  # an anniversary on the benchmark date (Feb 29 is marked on Feb 28 anyway)

@@ -9,6 +9,7 @@ import pytest
 
 from mailer.context import sample_customers, sample_occasion, template_context
 from mailer.project import SHIPPED_TEMPLATES
+from mailer import render
 from mailer.render import Renderer
 from tests.htmlstyles import computed_styles, parse_style
 from tests.samples import NAMES, SENDER, kind_of
@@ -50,3 +51,18 @@ def test_style_normalisation_treats_short_and_long_colours_and_quotes_alike() ->
         'font-family: "A B", serif;color: #ffffff;'
     )
     assert parse_style("color:#fff") != parse_style("color:#000")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_premailer_with_each_stylesheet_worked_out_once_gives_stock_premailers_html(name: str) -> None:
+    """The per-process stylesheet cache changes premailer's speed, not one byte of its output."""
+    import premailer
+
+    raw = Renderer(SHIPPED_TEMPLATES, None)  # Jinja only: the HTML before any inlining
+    for customer_id in sorted(sample_customers()):
+        customer = sample_customers()[customer_id]
+        occasion = sample_occasion(kind_of(name), customer, date(2026, 11, 23))
+        html = raw.render(name, template_context(customer, occasion, SENDER, "https://n.example/u/t")).html
+        stock = premailer.Premailer(html, **render._PREMAILER_OPTIONS).transform()
+        assert render._inline_with_premailer(html) == stock
+        assert render._inline_with_premailer(html) == stock  # and again, from the warm cache
