@@ -476,8 +476,9 @@ def claim(
 
 
 # The sending loop runs a handful of statements per message. They are built once and
-# then only executed with new parameters: building SQLAlchemy constructs anew for
-# every message cost more CPU than the message's SMTP transaction.
+# then only executed with new parameters, on the session's connection (Core statements
+# need none of the ORM's handling): building SQLAlchemy constructs anew for every
+# message cost more CPU than the message's SMTP transaction.
 _LOG = SendLog.__table__  # type: ignore[attr-defined]
 _CUSTOMER = Customer.__table__  # type: ignore[attr-defined]
 
@@ -505,7 +506,7 @@ def _claim(
     params["cap"] = daily_cap
     if reachable is not None:
         params["reach_customer"], params["reach_address"] = reachable
-    claimed: int | None = session.execute(statement, params).scalar_one_or_none()
+    claimed: int | None = session.connection().execute(statement, params).scalar_one_or_none()
     return claimed
 
 
@@ -592,7 +593,7 @@ _CUSTOMER_STATE = select(_CUSTOMER.c.unsubscribed_at, _CUSTOMER.c.suppressed_at,
 
 def mark_emailed(session: Session, customer_id: int, now: datetime) -> None:
     """Note that a message reached the customer (the frequency cap counts from it); the caller commits."""
-    session.execute(_MARK_EMAILED, {"customer_id": customer_id, "now": now})
+    session.connection().execute(_MARK_EMAILED, {"customer_id": customer_id, "now": now})
 
 
 _MARK_EMAILED = (
@@ -635,7 +636,7 @@ def finish(session: Session, row_id: int, claimer: int, values: dict[str, Any]) 
     else since is left alone.
     """
     params = {"row_id": row_id, "claimer": claimer} | {f"value_{key}": value for key, value in values.items()}
-    result = session.execute(_finish_statement(tuple(values)), params)
+    result = session.connection().execute(_finish_statement(tuple(values)), params)
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
@@ -646,7 +647,8 @@ def _finish_statement(keys: tuple[str, ...]) -> Any:
         .where(
             _LOG.c.id == bindparam("row_id"),
             _LOG.c.claimed_by == bindparam("claimer"),
-            _LOG.c.status.in_((SendStatus.SENDING, SendStatus.UNKNOWN)),
+            # Two comparisons, not IN (…): an IN list is re-expanded into the SQL on every execution.
+            or_(_LOG.c.status == SendStatus.SENDING, _LOG.c.status == SendStatus.UNKNOWN),
         )
         .values({key: _param(f"value_{key}", _LOG.c[key]) for key in keys})
     )
