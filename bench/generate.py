@@ -121,7 +121,8 @@ def _near(day: date) -> frozenset[int]:
     """The month-day numbers (MMDD) within QUIET_DAYS of ``day``, in any year."""
     days = range(-QUIET_DAYS, QUIET_DAYS + 1)
     centres = [date(year, day.month, min(day.day, 28)) for year in (2023, 2024)]  # a common and a leap year
-    return frozenset(when.month * 100 + when.day for centre in centres for when in (centre + timedelta(d) for d in days))
+    nearby = (centre + timedelta(days=offset) for centre in centres for offset in days)
+    return frozenset(when.month * 100 + when.day for when in nearby)
 
 
 Rows = list[tuple[object, ...]]

@@ -294,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         results.append(ceiling(port, messages))
         del messages
         for inliner in args.inliner or INLINERS:
-            config = make_project(workdir, fresh_copy(args.store, workdir / "store.db"), port, inliner, args.connections)
+            copy = fresh_copy(args.store, workdir / "store.db")
+            config = make_project(workdir, copy, port, inliner, args.connections)
             extra: list[str] = []
             if args.profile:
                 args.profile.mkdir(parents=True, exist_ok=True)

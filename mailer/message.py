@@ -121,7 +121,7 @@ def build_message(rendered: Rendered, envelope: Envelope, sender: SenderSettings
     for subtype, body in (("plain", rendered.text), ("html", rendered.html)):
         part = MIMEPart(policy=BODY_POLICY)
         part.set_content(body, subtype=subtype, charset="utf-8", cte="quoted-printable")
-        msg.attach(part)
+        msg.attach(part)  # type: ignore[arg-type]  # typeshed wants an EmailMessage; a part is a MIMEPart
     check_headers(msg)
     return msg
 

@@ -59,6 +59,7 @@ path = "outbox"                        # every message becomes a real .eml file 
 # timeout = 30
 # retry_initial = "30m"
 # retry_max_age = "3d"
+# connections = 2                      # SMTP sessions in parallel, for big days
 
 [schedule]
 passes = ["5 * * * *"]                 # each pass sends what is due inside its recipient's window

@@ -637,7 +637,7 @@ def finish(session: Session, row_id: int, claimer: int, values: dict[str, Any]) 
     """
     params = {"row_id": row_id, "claimer": claimer} | {f"value_{key}": value for key, value in values.items()}
     result = session.connection().execute(_finish_statement(tuple(values)), params)
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return bool(result.rowcount == 1)
 
 
 @functools.cache

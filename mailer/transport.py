@@ -23,7 +23,7 @@ from email.message import EmailMessage
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from mailer.config import TransportSettings
 from mailer.message import FILE_POLICY, to_wire
@@ -304,7 +304,7 @@ class _SMTP(smtplib.SMTP):
         self.putcmd("rcpt", f"TO:<{recip}>")
         return self.getreply()
 
-    def data(self, msg: bytes | str) -> tuple[int, bytes]:
+    def data(self, msg: Any) -> tuple[int, bytes]:  # smtplib takes any buffer or str
         if not isinstance(msg, bytes):
             return super().data(msg)
         self.putcmd("data")
@@ -320,7 +320,7 @@ class _SMTP(smtplib.SMTP):
         return self.getreply()
 
 
-class _SMTP_SSL(_SMTP, smtplib.SMTP_SSL):  # noqa: N801  # named after the class it extends
+class _SMTP_SSL(_SMTP, smtplib.SMTP_SSL):  # named after the class it extends
     pass
 
 

@@ -89,7 +89,9 @@ def header_lines(wire: bytes) -> list[bytes]:
 
 @pytest.mark.parametrize("builder", ["email", "wire"])
 @pytest.mark.parametrize("hostile", HOSTILE)
-def test_a_hostile_name_or_subject_never_produces_an_extra_header(settings: Settings, hostile: str, builder: str) -> None:
+def test_a_hostile_name_or_subject_never_produces_an_extra_header(
+    settings: Settings, hostile: str, builder: str
+) -> None:
     wire = build(settings, hostile, builder)
     msg = parse(wire)
     assert {k.lower() for k in msg} == EXPECTED

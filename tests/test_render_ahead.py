@@ -154,7 +154,9 @@ def test_what_changes_between_rendering_and_the_claim_decides_each_row(
     with Session(engine, expire_on_commit=False) as session, deliverer.transport:
         turn = outbox.WriteTurn(session, threading.Lock())
         for ready, (row, customer) in zip(prepared, rows, strict=True):
-            delivery = outbox._deliver_prepared(turn, deliverer, ready, row, customer, 1, 0, clock.now, lambda: clock.now)
+            delivery = outbox._deliver_prepared(
+                turn, deliverer, ready, row, customer, 1, 0, clock.now, lambda: clock.now
+            )
             outcomes.append(delivery.outcome if delivery else None)
         turn.commit()
 

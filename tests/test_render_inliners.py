@@ -7,9 +7,9 @@ from datetime import date
 
 import pytest
 
+from mailer import render
 from mailer.context import sample_customers, sample_occasion, template_context
 from mailer.project import SHIPPED_TEMPLATES
-from mailer import render
 from mailer.render import Renderer
 from tests.htmlstyles import computed_styles, parse_style
 from tests.samples import NAMES, SENDER, kind_of
