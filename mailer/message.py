@@ -101,22 +101,51 @@ class Envelope:
     reference: str = ""
 
 
-def build_message(rendered: Rendered, envelope: Envelope, sender: SenderSettings, *, now: datetime | None = None) -> EmailMessage:
-    """Assemble headers and both parts; ``reference`` goes into ``X-Mailer-Occasion`` for tracing."""
-    msg = EmailMessage(policy=FILE_POLICY)
-    msg["From"] = address(sender.from_name, sender.from_address)
-    msg["To"] = address(envelope.to_name, envelope.to_address)
+HeaderValue = str | Address
+
+
+def header_fields(
+    rendered: Rendered, envelope: Envelope, sender: SenderSettings, now: datetime, message_id: str
+) -> list[tuple[str, HeaderValue]]:
+    """The message's headers, in order, cleaned and checked (addresses as ``Address``); raises HeaderError.
+
+    One list for both ways a message is written: :func:`build_message` and
+    :func:`mailer.wire.serialize`. ``reference`` goes into ``X-Mailer-Occasion`` for tracing.
+    """
+    fields: list[tuple[str, HeaderValue]] = [
+        ("From", address(sender.from_name, sender.from_address)),
+        ("To", address(envelope.to_name, envelope.to_address)),
+    ]
     if envelope.reply_to:
-        msg["Reply-To"] = address(envelope.reply_to_name, envelope.reply_to)
-    msg["Subject"] = header_safe(rendered.subject)
-    msg["Date"] = format_datetime(now or datetime.now(UTC))
-    msg["Message-ID"] = make_msgid(domain=sender.domain)
-    msg["List-Unsubscribe"] = f"<{header_safe(envelope.unsubscribe_url)}>, <mailto:{sender.unsubscribe_mailto}?subject=unsubscribe>"
-    msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg["Auto-Submitted"] = "auto-generated"
+        fields.append(("Reply-To", address(envelope.reply_to_name, envelope.reply_to)))
+    unsubscribe = f"<{header_safe(envelope.unsubscribe_url)}>, <mailto:{sender.unsubscribe_mailto}?subject=unsubscribe>"
+    fields += [
+        ("Subject", header_safe(rendered.subject)),
+        ("Date", format_datetime(now)),
+        ("Message-ID", message_id),
+        ("List-Unsubscribe", unsubscribe),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ("Auto-Submitted", "auto-generated"),
+    ]
     if envelope.reference:
-        msg["X-Mailer-Occasion"] = header_safe(envelope.reference)
-    msg["MIME-Version"] = "1.0"
+        fields.append(("X-Mailer-Occasion", header_safe(envelope.reference)))
+    fields.append(("MIME-Version", "1.0"))
+    return fields
+
+
+def build_message(
+    rendered: Rendered,
+    envelope: Envelope,
+    sender: SenderSettings,
+    *,
+    now: datetime | None = None,
+    message_id: str | None = None,
+) -> EmailMessage:
+    """Assemble the headers and both parts (quoted-printable UTF-8 text and HTML)."""
+    msg = EmailMessage(policy=FILE_POLICY)
+    message_id = message_id or make_msgid(domain=sender.domain)
+    for name, value in header_fields(rendered, envelope, sender, now or datetime.now(UTC), message_id):
+        msg[name] = value
     msg.make_alternative()
     for subtype, body in (("plain", rendered.text), ("html", rendered.html)):
         part = MIMEPart(policy=BODY_POLICY)

@@ -761,7 +761,7 @@ def _drain_connection(
     between ``sending`` and its outcome.
     """
     cap = deliverer.settings.transport.daily_cap
-    throttled = deliverer.settings.transport.rate_per_second > 0
+    throttled = bucket.rate > 0
     with Session(engine, expire_on_commit=False) as session, deliverer.transport:
         turn = WriteTurn(session, writers)
         try:
@@ -797,6 +797,7 @@ def _drain_connection(
                     break
             turn.commit()
         finally:
+            session.rollback()  # after an error: drop the unwritten outcome before the next writer's turn
             turn.end()
             feed.consumer_done()
 
@@ -814,8 +815,9 @@ def _deliver_prepared(
 ) -> Delivery | None:
     """Claim a row rendered ahead, then send it as :meth:`Deliverer.deliver` would; None if it is not ours.
 
-    Returns with the claim committed and the outcome written but not yet
-    committed: the caller's next claim (or its last commit) commits it.
+    Returns with the claim committed and, for a message sent as rendered, the
+    outcome written but not yet committed: the caller's next claim (or its
+    last commit) commits it.
     """
     session = turn.session
     transport = deliverer.transport
@@ -838,10 +840,10 @@ def _deliver_prepared(
     # re-renders and records it.
     if not store.claim(session, prepared.row_id, moment, claimer, cap):
         return None
-    session.commit()
-    delivery = deliverer.deliver(session, prepared.row_id, claimer, now)
+    # The turn ends here, not after the send: this path sends (and commits) on its own, and
+    # the other connections must not wait for its SMTP transaction.
     turn.commit()
-    return delivery
+    return deliverer.deliver(session, prepared.row_id, claimer, now)
 
 
 def _run_threads(jobs: list[Callable[[], None]]) -> None:

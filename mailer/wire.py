@@ -21,8 +21,8 @@ the same bytes directly:
 
 ``tests/test_wire.py`` holds this module to byte-identity with
 ``build_message`` + ``to_wire`` on the shipped templates and on generated
-hostile headers and bodies; header values pass through the same
-:func:`mailer.message.header_safe` and :func:`mailer.message.address` first.
+hostile headers and bodies. Both take their headers, cleaned and checked, from
+:func:`mailer.message.header_fields`.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ from datetime import UTC, datetime
 from email import quoprimime
 from email.headerregistry import Address
 from email.parser import BytesHeaderParser
-from email.utils import format_datetime, make_msgid
+from email.utils import make_msgid
 
 from mailer.config import SenderSettings
-from mailer.message import _HEADERS, _READER, _UNSAFE, WIRE_POLICY, Envelope, HeaderError, address, header_safe
+from mailer.message import _HEADERS, _READER, _UNSAFE, WIRE_POLICY, Envelope, HeaderError, header_fields
 from mailer.render import Rendered
 
 CRLF = b"\r\n"
@@ -77,29 +77,10 @@ def serialize(
     boundary: str | None = None,
 ) -> WireMessage:
     """The message ``build_message`` makes of these, as ``to_wire`` writes it; raises HeaderError."""
-    subject = header_safe(rendered.subject)
     message_id = message_id or make_msgid(domain=sender.domain)
     boundary = boundary or _boundary()
-    head = [
-        _address_field("From", sender.from_name, sender.from_address),
-        _address_field("To", envelope.to_name, envelope.to_address),
-    ]
-    if envelope.reply_to:
-        head.append(_address_field("Reply-To", envelope.reply_to_name, envelope.reply_to))
-    head += [
-        _field("Subject", subject),
-        _field("Date", format_datetime(now or datetime.now(UTC))),
-        _field("Message-ID", message_id),
-        _field(
-            "List-Unsubscribe",
-            f"<{header_safe(envelope.unsubscribe_url)}>, <mailto:{sender.unsubscribe_mailto}?subject=unsubscribe>",
-        ),
-        _field("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-        _field("Auto-Submitted", "auto-generated"),
-    ]
-    if envelope.reference:
-        head.append(_field("X-Mailer-Occasion", header_safe(envelope.reference)))
-    head.append(_field("MIME-Version", "1.0"))
+    fields = header_fields(rendered, envelope, sender, now or datetime.now(UTC), message_id)
+    head = [_address_line(name, value) if isinstance(value, Address) else _field(name, value) for name, value in fields]
     head.append(_field("Content-Type", f'multipart/alternative; boundary="{boundary}"'))
     delimiter = b"--" + boundary.encode("ascii")
     data = b"".join(
@@ -115,7 +96,7 @@ def serialize(
             CRLF + delimiter + b"--" + CRLF,
         ]
     )
-    return WireMessage(data, subject, message_id)
+    return WireMessage(data, str(dict(fields)["Subject"]), message_id)
 
 
 def _boundary() -> str:
@@ -135,14 +116,13 @@ def _field(name: str, value: str) -> bytes:
     return _folded(name, value)
 
 
-def _address_field(name: str, display_name: str | None, addr: str) -> bytes:
-    """An address header; :func:`mailer.message.address` cleans and checks the parts first."""
-    parsed = address(display_name, addr)
-    return _address_line(name, parsed.display_name, parsed.username, parsed.domain)
+def _address_line(name: str, parsed: Address) -> bytes:
+    """An address header, from the parts :func:`mailer.message.address` cleaned and checked."""
+    return _address_parts_line(name, parsed.display_name, parsed.username, parsed.domain)
 
 
 @functools.lru_cache(maxsize=1024)  # From and Reply-To repeat on every message of a pass
-def _address_line(name: str, display: str, local: str, domain: str) -> bytes:
+def _address_parts_line(name: str, display: str, local: str, domain: str) -> bytes:
     if _DOT_ATOM.fullmatch(local) and _DOT_ATOM.fullmatch(domain) and "=?" not in display:
         spec = f"{local}@{domain}"
         if not display:

@@ -41,8 +41,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 def reference(rendered: Rendered, envelope: Envelope, project: Settings) -> bytes:
-    msg = build_message(rendered, envelope, project.sender, now=NOW)
-    msg.replace_header("Message-ID", MESSAGE_ID)
+    msg = build_message(rendered, envelope, project.sender, now=NOW, message_id=MESSAGE_ID)
     msg.set_boundary(BOUNDARY)
     return to_wire(msg)
 
