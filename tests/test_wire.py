@@ -17,11 +17,11 @@ from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from sqlmodel import Session, select
 
-from mailer import importer, store
+from mailer import importer, message, store
 from mailer.config import Settings, load_settings
 from mailer.message import Envelope, HeaderError, build_message, to_wire
 from mailer.models import Customer
@@ -165,3 +165,12 @@ def test_a_message_from_the_serializer_reads_back_as_what_was_rendered(project: 
     assert msg.get_body(("plain",)).get_content().replace("\r\n", "\n") == rendered.text  # type: ignore[union-attr]
     assert msg.get_body(("html",)).get_content().replace("\r\n", "\n") == rendered.html  # type: ignore[union-attr]
     assert msg.get_content_type() == "multipart/alternative" and not msg.defects
+
+
+@given(text=st.one_of(_TEXT, st.text()))
+@settings(max_examples=500, deadline=None)
+def test_header_safe_skips_decoding_only_where_decoding_would_change_nothing(text: str) -> None:
+    """``header_safe`` returns a value without ``=?`` as it is: decoding it gives the same text back."""
+    clean = " ".join(message._UNSAFE.sub(" ", text).split())
+    assume("=?" not in clean)
+    assert str(message._READER.header_factory("subject", clean)) == clean == message.header_safe(text)
