@@ -25,6 +25,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -44,6 +45,8 @@ class Prepared:
     row_id: int
     customer_id: int
     to_address: str
+    attempts: int  # the row's attempts and first attempt before its claim
+    first_attempt_at: datetime | None
     subject: str = ""
     message_id: str = ""
     data: bytes = b""
@@ -53,11 +56,12 @@ class Prepared:
 def prepare(composer: Deliverer, row: SendLog, customer: Customer) -> Prepared:
     """Render and serialise one row's message; never raises for a template's or a header's fault."""
     assert row.id is not None and customer.id is not None
+    where = (row.id, customer.id, customer.email, row.attempts, row.first_attempt_at)
     try:
         wire = composer.compose_wire(row, customer)
     except (RenderError, HeaderError) as exc:
-        return Prepared(row.id, customer.id, customer.email, error=f"render error: {exc}")
-    return Prepared(row.id, customer.id, customer.email, wire.subject, wire.message_id, wire.data)
+        return Prepared(*where, error=f"render error: {exc}")
+    return Prepared(*where, wire.subject, wire.message_id, wire.data)
 
 
 def message_maker(settings: Settings, renderer: Renderer) -> Deliverer:
@@ -96,14 +100,16 @@ def _exit_with(sender_pid: int) -> None:
             os._exit(0)
 
 
-def _prepare_in_worker(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> list[Prepared]:
+Columns = dict[str, Any]  # a row's column values, as store.due_rows reads them
+
+
+def _prepare_in_worker(rows: Sequence[tuple[Columns, Columns]]) -> list[Prepared]:
     assert _maker is not None
-    return [prepare(_maker, SendLog(**row), Customer(**customer)) for row, customer in rows]
+    return _prepare_all(_maker, rows)
 
 
-def plain(instance: SendLog | Customer) -> dict[str, Any]:
-    """An ORM row as the plain column values a worker process rebuilds it from."""
-    return {column.key: getattr(instance, column.key) for column in instance.__table__.columns}  # type: ignore[union-attr]
+def _prepare_all(maker: Deliverer, rows: Sequence[tuple[Columns, Columns]]) -> list[Prepared]:
+    return [prepare(maker, SendLog(**row), Customer(**customer)) for row, customer in rows]
 
 
 def composer_processes(settings: Settings) -> int:
@@ -145,10 +151,10 @@ class Composer:
                 processes, mp_context=context, initializer=_start_worker, initargs=(self.settings, os.getpid())
             )
 
-    def submit(self, rows: Sequence[tuple[SendLog, Customer]]) -> Future[list[Prepared]]:
-        """Render ``rows`` (in one worker, when there are workers: a task per row cost more than the row)."""
+    def submit(self, rows: Sequence[tuple[Columns, Columns]]) -> Future[list[Prepared]]:
+        """Render ``rows`` (send-log row and customer column values; in one worker task, when there are workers)."""
         if self._pool is not None:
-            return self._pool.submit(_prepare_in_worker, [(plain(row), plain(customer)) for row, customer in rows])
+            return self._pool.submit(_prepare_in_worker, rows)
         done: Future[list[Prepared]] = Future()
-        done.set_result([prepare(self.maker, row, customer) for row, customer in rows])
+        done.set_result(_prepare_all(self.maker, rows))
         return done

@@ -424,24 +424,25 @@ class Deliverer:
         assert customer is not None
         if customer.suppressed_at or customer.unsubscribed_at:
             why = "suppressed" if customer.suppressed_at else "unsubscribed"
-            return self._finish(session, row, claimer, SendStatus.SKIPPED, f"{why} before delivery", now())
+            return self._finish(session, row_id, claimer, SendStatus.SKIPPED, f"{why} before delivery", now())
         try:
             msg = self.compose(row, customer)
         except (RenderError, HeaderError) as exc:
-            return self._finish(session, row, claimer, SendStatus.FAILED, f"render error: {exc}", now())
+            return self._finish(session, row_id, claimer, SendStatus.FAILED, f"render error: {exc}", now())
         noted = {"subject": str(msg["Subject"]), "message_id": str(msg["Message-ID"]), "to_address": customer.email}
         if not store.finish(session, row_id, claimer, noted):
             session.rollback()
             return Delivery("lost", None)
         session.commit()
         result = self.transport.send(self.settings.sender.from_address, customer.email, msg)
-        return self.record_result(session, row, customer, claimer, result, now())
+        assert row.id is not None and customer.id is not None and row.first_attempt_at is not None
+        attempt = Attempt(row.id, customer.id, row.attempts, row.first_attempt_at)
+        return self.record_result(session, attempt, claimer, result, now())
 
     def record_result(
         self,
         session: Session,
-        row: SendLog,
-        customer: Customer,
+        attempt: Attempt,
         claimer: int,
         result: SendResult,
         now: datetime,
@@ -452,32 +453,31 @@ class Deliverer:
         finish = functools.partial(self._finish, commit=commit)
         extra: dict[str, object] = {"last_reply": result.reply[:1000]}
         if result.outcome is Outcome.DELIVERED:
-            assert customer.id is not None
-            store.mark_emailed(session, customer.id, now)
+            store.mark_emailed(session, attempt.customer_id, now)
             extra["sent_at"] = now
-            return finish(session, row, claimer, SendStatus.SENT, "delivered", now, extra, result)
+            return finish(session, attempt.row_id, claimer, SendStatus.SENT, "delivered", now, extra, result)
         if result.outcome is Outcome.PERMANENT:
             if result.user_unknown:
                 session.execute(
                     update(Customer)
-                    .where(Customer.id == customer.id, Customer.suppressed_at.is_(None))  # type: ignore[arg-type, union-attr]
+                    .where(Customer.id == attempt.customer_id, Customer.suppressed_at.is_(None))  # type: ignore[arg-type, union-attr]
                     .values(suppressed_at=now, suppressed_reason=f"hard bounce: {result.reply[:200]}", updated_at=now)
                 )
             reason = f"bounced: {result.reply}"
-            return finish(session, row, claimer, SendStatus.BOUNCED, reason, now, extra, result)
+            return finish(session, attempt.row_id, claimer, SendStatus.BOUNCED, reason, now, extra, result)
         transport = self.settings.transport
-        first: datetime = row.first_attempt_at or now
-        again = retry_at(first, row.attempts, now, transport.retry_initial, transport.retry_max_age)
+        first = attempt.first_attempt_at
+        again = retry_at(first, attempt.attempts, now, transport.retry_initial, transport.retry_max_age)
         if again is None:
-            reason = f"gave up after {row.attempts} attempts in {_span(now - first)}: {result.reply}"
-            return finish(session, row, claimer, SendStatus.FAILED, reason, now, extra, result)
+            reason = f"gave up after {attempt.attempts} attempts in {_span(now - first)}: {result.reply}"
+            return finish(session, attempt.row_id, claimer, SendStatus.FAILED, reason, now, extra, result)
         extra["next_attempt_at"] = again
-        return finish(session, row, claimer, SendStatus.QUEUED, f"retrying: {result.reply}", now, extra, result)
+        return finish(session, attempt.row_id, claimer, SendStatus.QUEUED, f"retrying: {result.reply}", now, extra, result)
 
     def _finish(
         self,
         session: Session,
-        row: SendLog,
+        row_id: int,
         claimer: int,
         status: SendStatus,
         reason: str,
@@ -488,15 +488,24 @@ class Deliverer:
         commit: bool = True,
     ) -> Delivery:
         values = {"status": status, "reason": reason[:1000], "updated_at": now, **(extra or {})}
-        assert row.id is not None
-        if not store.finish(session, row.id, claimer, values):
+        if not store.finish(session, row_id, claimer, values):
             # Requeued by a human and claimed by another process meanwhile: its record wins.
-            log.warning("send-log row %s was taken over while sending; its outcome here: %s", row.id, reason)
+            log.warning("send-log row %s was taken over while sending; its outcome here: %s", row_id, reason)
             session.rollback()
             return Delivery("lost", result)
         if commit:
             session.commit()
         return Delivery("retrying" if status == SendStatus.QUEUED else str(status), result)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A claimed row's SMTP attempt, as its outcome is recorded: the row, its customer, and its attempts so far."""
+
+    row_id: int
+    customer_id: int
+    attempts: int  # including this one
+    first_attempt_at: datetime  # retries give up a fixed time after this
 
 
 @dataclass(frozen=True, slots=True)
@@ -624,7 +633,7 @@ class Feed:
         self.now = now
         self.should_stop = should_stop
         self.consumers = consumers
-        self.ready: queue.Queue[tuple[Prepared, SendLog, Customer] | None] = queue.Queue(maxsize=RENDER_AHEAD)
+        self.ready: queue.Queue[Prepared | None] = queue.Queue(maxsize=RENDER_AHEAD)
         self._lock = threading.Lock()
         self._handled: set[int] = set()
         self._closed = threading.Event()
@@ -641,8 +650,8 @@ class Feed:
 
     def _feed(self) -> None:
         in_flight: set[int] = set()
-        # Each row with the rendering of its chunk and its place in it.
-        pending: collections.deque[tuple[Future[list[Prepared]], int, SendLog, Customer]] = collections.deque()
+        # Each row's place in the rendering of its chunk.
+        pending: collections.deque[tuple[Future[list[Prepared]], int]] = collections.deque()
         exhausted = False
         with Session(self.engine, expire_on_commit=False) as session:
             while not self.should_stop() and not self._closed.is_set():
@@ -651,17 +660,15 @@ class Feed:
                     self._handled.clear()
                 if not exhausted and len(pending) < 2 * RENDER_AHEAD:
                     rows = store.due_rows(session, self.now(), in_flight, RENDER_AHEAD, self._shuffle)
-                    session.expunge_all()
                     session.rollback()  # end the read: SQLite keeps no snapshot open while others write
                     if len(rows) >= POOL_FROM:
                         self.composer.use_processes()
                     for start in range(0, len(rows), RENDER_CHUNK):
-                        chunk = [(row, customer) for row, customer in rows[start : start + RENDER_CHUNK]]
+                        chunk = rows[start : start + RENDER_CHUNK]
                         rendering = self.composer.submit(chunk)
-                        for place, (row, customer) in enumerate(chunk):
-                            assert row.id is not None
-                            in_flight.add(row.id)
-                            pending.append((rendering, place, row, customer))
+                        for place, (row, _customer) in enumerate(chunk):
+                            in_flight.add(row["id"])
+                            pending.append((rendering, place))
                     exhausted = len(rows) < RENDER_AHEAD
                     continue
                 if not pending:
@@ -670,12 +677,12 @@ class Feed:
                     self._closed.wait(0.05)  # the last rows are being sent; look again once they are
                     exhausted = False
                     continue
-                rendering, place, row, customer = pending.popleft()
-                if not self._put((rendering.result()[place], row, customer)):
+                rendering, place = pending.popleft()
+                if not self._put(rendering.result()[place]):
                     return
                 exhausted = exhausted and bool(pending)
 
-    def _put(self, item: tuple[Prepared, SendLog, Customer] | None, force: bool = False) -> bool:
+    def _put(self, item: Prepared | None, force: bool = False) -> bool:
         while True:
             try:
                 self.ready.put(item, timeout=0.1)
@@ -687,7 +694,7 @@ class Feed:
                     with contextlib.suppress(queue.Empty):
                         self.ready.get_nowait()  # consumers are gone: make room for their stop signal
 
-    def take(self, block: bool) -> tuple[Prepared, SendLog, Customer] | None:
+    def take(self, block: bool) -> Prepared | None:
         """The next rendered row; None when the feed is over. Raises queue.Empty if ``block`` is False."""
         return self.ready.get(block=block)
 
@@ -767,19 +774,18 @@ def _drain_connection(
         try:
             while not should_stop():
                 try:
-                    item = feed.take(block=False)
+                    prepared = feed.take(block=False)
                 except queue.Empty:
                     turn.commit()  # the last outcome is not left waiting for a row that is not there yet
-                    item = feed.take(block=True)
-                if item is None:
+                    prepared = feed.take(block=True)
+                if prepared is None:
                     break
-                prepared, row, customer = item
                 if throttled:
                     turn.commit()  # never wait for a token with an outcome unwritten
                 if not bucket.acquire(should_stop):
                     break
                 moment = now()
-                delivery = _deliver_prepared(turn, deliverer, prepared, row, customer, claimer, cap, moment, now)
+                delivery = _deliver_prepared(turn, deliverer, prepared, claimer, cap, moment, now)
                 feed.done(prepared.row_id)
                 if delivery is None:  # not ours to send (taken by another worker) or the cap is reached
                     if cap and store.sent_or_in_flight(session, moment) >= cap:
@@ -806,8 +812,6 @@ def _deliver_prepared(
     turn: WriteTurn,
     deliverer: Deliverer,
     prepared: Prepared,
-    row: SendLog,
-    customer: Customer,
     claimer: int,
     cap: int,
     moment: datetime,
@@ -828,10 +832,12 @@ def _deliver_prepared(
         if store.claim(session, prepared.row_id, moment, claimer, cap, noted, reachable=reachable):
             turn.commit()  # `sending` is durable before the SMTP transaction starts
             result = transport.send_wire(deliverer.settings.sender.from_address, prepared.to_address, prepared.data)
-            row.attempts += 1
-            row.first_attempt_at = row.first_attempt_at or moment
+            # What the claim made of the row: one attempt more, the first one's time kept.
+            attempt = Attempt(
+                prepared.row_id, prepared.customer_id, prepared.attempts + 1, prepared.first_attempt_at or moment
+            )
             turn.begin()
-            return deliverer.record_result(session, row, customer, claimer, result, now(), commit=False)
+            return deliverer.record_result(session, attempt, claimer, result, now(), commit=False)
         state = store.customer_state(session, prepared.customer_id)
         if state.why is None and state.email == prepared.to_address:
             return None  # the customer can be reached: the row itself is not ours (or the cap is reached)

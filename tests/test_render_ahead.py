@@ -136,16 +136,17 @@ def test_what_changes_between_rendering_and_the_claim_decides_each_row(
     with Session(engine, expire_on_commit=False) as session:
         outbox.record(session, outbox.plan(session, settings, clock, [campaign]), {campaign.name: campaign}, clock.now)
         rows = store.due_rows(session, clock.now, (), 10)
-        session.expunge_all()
     assert len(rows) == 4
     renderer = Renderer(settings.render.templates, settings.render.inliner)
     with Composer(settings, renderer) as composer:
         prepared = composer.submit(rows).result()
-    (opted_out, _), (moved, _), (taken, _), (kept, _) = rows
-    optout.unsubscribe(engine, opted_out.customer_id, optout.Source.PAGE)
+    (opted_out, _), (moved, _), (taken, _), (kept, kept_customer) = rows
+    optout.unsubscribe(engine, opted_out["customer_id"], optout.Source.PAGE)
     with Session(engine) as session:
-        session.execute(update(Customer).where(Customer.id == moved.customer_id).values(email="new@example.com"))  # type: ignore[arg-type]
-        session.execute(update(SendLog).where(SendLog.id == taken.id).values(status="sending", claimed_by=999))  # type: ignore[arg-type]
+        moving = update(Customer).where(Customer.id == moved["customer_id"])  # type: ignore[arg-type]
+        session.execute(moving.values(email="new@example.com"))
+        taking = update(SendLog).where(SendLog.id == taken["id"])  # type: ignore[arg-type]
+        session.execute(taking.values(status="sending", claimed_by=999))
         session.commit()
 
     outcomes = []
@@ -153,18 +154,18 @@ def test_what_changes_between_rendering_and_the_claim_decides_each_row(
     deliverer = outbox.Deliverer(settings, renderer, MaildirTransport(folder))
     with Session(engine, expire_on_commit=False) as session, deliverer.transport:
         turn = outbox.WriteTurn(session, threading.Lock())
-        for ready, (row, customer) in zip(prepared, rows, strict=True):
-            delivery = outbox._deliver_prepared(
-                turn, deliverer, ready, row, customer, 1, 0, clock.now, lambda: clock.now
-            )
+        for ready in prepared:
+            delivery = outbox._deliver_prepared(turn, deliverer, ready, 1, 0, clock.now, lambda: clock.now)
             outcomes.append(delivery.outcome if delivery else None)
         turn.commit()
 
     assert outcomes == ["skipped", "sent", None, "sent"]
     by_id = {r.id: r for r in logged(engine)}
-    assert by_id[opted_out.id].reason == "unsubscribed before delivery"
-    assert by_id[moved.id].to_address == "new@example.com"  # re-rendered for the new address
-    assert by_id[taken.id].claimed_by == 999 and by_id[taken.id].status == "sending"  # left to its claimer
-    assert by_id[kept.id].message_id == prepared[3].message_id  # the message rendered ahead is the one sent
+    assert by_id[opted_out["id"]].reason == "unsubscribed before delivery"
+    assert by_id[moved["id"]].to_address == "new@example.com"  # re-rendered for the new address
+    assert by_id[taken["id"]].claimed_by == 999 and by_id[taken["id"]].status == "sending"  # left to its claimer
+    kept_row = by_id[kept["id"]]  # the message rendered ahead is the one sent, as its first attempt
+    assert (kept_row.message_id, kept_row.attempts) == (prepared[3].message_id, 1)
+    assert kept_row.first_attempt_at == clock.now
     written = [BytesParser(policy=email.policy.default).parsebytes(p.read_bytes()) for p in (folder / "new").iterdir()]
-    assert sorted(str(m["To"].addresses[0].addr_spec) for m in written) == sorted(["new@example.com", rows[3][1].email])
+    assert sorted(str(m["To"].addresses[0].addr_spec) for m in written) == sorted(["new@example.com", kept_customer["email"]])
