@@ -16,12 +16,14 @@ from __future__ import annotations
 import email.policy
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage, MIMEPart
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime, make_msgid
+from typing import Any
 
 from mailer.config import SenderSettings
 from mailer.render import Rendered
@@ -163,18 +165,29 @@ def check_headers(msg: EmailMessage) -> None:
     folding did, the receiver must see exactly the headers that were set.
     """
     wire = b"".join(WIRE_POLICY.fold_binary(name, value) for name, value in msg.items())
+    check_read_back(wire, msg.items())
+
+
+def check_read_back(wire: bytes, sent: Sequence[tuple[str, Any]]) -> None:
+    """Parse header lines as written for the wire and compare them with the ``sent`` (name, value) pairs.
+
+    A value is a string, an ``Address`` or an email package header; the
+    addresses of address headers must read back the same. Raises HeaderError
+    (see :func:`check_headers`).
+    """
     seen = BytesHeaderParser(policy=_READER).parsebytes(wire + b"\r\n")
-    if [k.lower() for k in seen] != [k.lower() for k in msg]:
-        raise HeaderError(f"headers changed on the wire: {seen.keys()} instead of {msg.keys()}")
+    if [k.lower() for k in seen] != [name.lower() for name, _ in sent]:
+        raise HeaderError(f"headers changed on the wire: {seen.keys()} instead of {[name for name, _ in sent]}")
     for name, value in seen.items():
         if _UNSAFE.search(str(value).replace("\t", " ")):
             raise HeaderError(f"{name} would carry a control character")
-    for name in ("From", "To", "Reply-To"):
-        if name in msg:
-            sent = [a.addr_spec for a in msg[name].addresses]
+    for name, value in sent:
+        addresses = [value] if isinstance(value, Address) else getattr(value, "addresses", None)
+        if addresses is not None:
+            wanted = [a.addr_spec for a in addresses]
             read = [a.addr_spec for a in seen[name].addresses]
-            if sent != read:
-                raise HeaderError(f"{name} would read as {read} instead of {sent}")
+            if wanted != read:
+                raise HeaderError(f"{name} would read as {read} instead of {wanted}")
 
 
 def to_wire(msg: EmailMessage) -> bytes:
