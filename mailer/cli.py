@@ -231,6 +231,7 @@ def run(app: App, day: datetime | None, now: datetime | None, dry_run: bool, cam
         with service.exclusive(settings.store.url, "run"), service.StopFlag().on_signals() as stop:
             done = service.scheduled_pass(app.engine, settings, clock, campaign_names=campaigns or None, should_stop=stop)
         click.echo(f"pass: {done.summary()}")
+        _exit_for(done.report)
         return
     transport = make_transport(settings.transport, sign=dkim.signer_for(settings.sender))
     report = outbox.run_pass(app.engine, settings, clock, transport, campaign_names=campaigns or None, dry_run=True)
@@ -245,6 +246,17 @@ def run(app: App, day: datetime | None, now: datetime | None, dry_run: bool, cam
         written = outbox.render_planned(app.engine, settings, report.planned, folder)
         click.echo(f"wrote {written} rendered messages to {out / 'new'}/", err=fmt != "table")
     click.echo(f"dry run: {report.summary()} (nothing written, nothing sent)", err=fmt != "table")
+
+
+def _exit_for(report: outbox.PassReport) -> None:
+    """Exit status 1 when cron should tell someone: the relay was unusable, or rows ended failed or unknown."""
+    if report.relay_down:
+        click.echo(f"error: relay unusable: {report.relay_down}", err=True)
+    for status in ("failed", "unknown"):
+        if report.counts.get(status):
+            click.echo(f"error: {report.counts[status]} {status} (`mailer log --status {status}`)", err=True)
+    if report.needs_a_human:
+        click.get_current_context().exit(1)
 
 
 @cli.command("plan")
@@ -580,6 +592,8 @@ def retry(app: App, if_idle: bool) -> None:
             return
         raise
     click.echo(f"retry sweep: {done.summary()}" if done else "retry sweep: nothing due")
+    if done:
+        _exit_for(done.report)
 
 
 @cli.command()

@@ -8,11 +8,13 @@ reported as one line: ``mailer.toml: [section] key: what is wrong``.
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -21,6 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from apscheduler.triggers.cron import CronTrigger
 from email_validator import EmailNotValidError, validate_email
 
+from mailer.addresses import ascii_domain
 from mailer.errors import MailerError
 
 CONFIG_NAME = "mailer.toml"
@@ -110,6 +113,7 @@ class TransportSettings:
     daily_cap: int = 0
     retry_initial: timedelta = timedelta(minutes=30)
     retry_max_age: timedelta = timedelta(days=3)
+    helo_name: str = ""  # the name mailer greets the relay with; "" = the transport's default
 
 
 @dataclass(frozen=True)
@@ -207,6 +211,8 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
     store = _store(top.table("store"), base)
     sender = _sender(top.table("sender"), base)
     transport = _transport(top.table("transport"), base)
+    if not transport.helo_name:
+        transport = replace(transport, helo_name=default_helo_name(sender.domain))
     schedule = _schedule(top.table("schedule"))
     policy = _policy(top.table("policy"))
     render = _render(top.table("render"), base)
@@ -343,6 +349,24 @@ def _suggest(word: str, choices: Any) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+# RFC 1123 host name: dot-separated labels of letters, digits and inner hyphens.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*")
+
+
+@functools.cache
+def default_helo_name(from_domain: str = "") -> str:
+    """The machine's FQDN when it is a real one (has a dot, is not localhost), else the From domain.
+
+    Filters score a HELO name that does not resolve, and ``localhost`` never does.
+    Looked up once: smtplib would otherwise resolve it for every connection.
+    """
+    fqdn = socket.getfqdn()
+    if "." in fqdn and not fqdn.startswith("localhost"):
+        return fqdn
+    return ascii_domain(from_domain) if from_domain else fqdn
+
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -445,7 +469,10 @@ def _transport(t: _Table, base: Path) -> TransportSettings:
         daily_cap=t.integer("daily_cap", 0),
         retry_initial=t.duration("retry_initial", timedelta(minutes=30)),
         retry_max_age=t.duration("retry_max_age", timedelta(days=3)),
+        helo_name=t.text("helo_name", ""),
     )
+    if settings.helo_name and not _HOSTNAME.fullmatch(settings.helo_name):
+        raise t.error("helo_name", f"not a host name: {settings.helo_name!r}")
     if settings.username and not settings.password.is_set:
         raise t.error("password_env", "set password_env or password_file when username is set")
     if settings.username and settings.security == "none":

@@ -59,6 +59,7 @@ class Daemon:
         self.sole_sender = sole_sender
         self.stop = service.StopFlag()
         self._busy = threading.Lock()
+        self._relay_down: str | None = None  # what the relay said, while it cannot take mail
         self.scheduler = BlockingScheduler(
             timezone=ZoneInfo(settings.sender.timezone),
             executors={"default": ThreadPoolExecutor(max_workers=1)},
@@ -107,6 +108,23 @@ class Daemon:
     def sweep_job(self) -> None:
         self._job("retry", lambda: service.retry_sweep(self.engine, self.settings, should_stop=self.stop))
 
+    def _relay_incident(self, run: service.Run) -> bool:
+        """Say once that the relay cannot take mail, and once that it can again; True while it cannot.
+
+        Every pass and sweep tries the relay again, but a log line per try would
+        bury the one that matters: the first, with the relay's own words.
+        """
+        down = run.report.relay_down
+        if down and self._relay_down is None:
+            log.error(
+                "relay unusable: %s; no mail goes out until it is fixed (every pass and sweep tries again)", down,
+                extra={"fields": {"event": "relay_down", "run": run.record_id, "reply": down}},
+            )
+        elif not down and self._relay_down is not None:
+            log.info("relay usable again", extra={"fields": {"event": "relay_up", "run": run.record_id}})
+        self._relay_down = down or None
+        return bool(down)
+
     def _job(self, kind: str, work: Callable[[], service.Run | None]) -> None:
         with self._busy:
             if self.stop():
@@ -122,6 +140,8 @@ class Daemon:
         if run is None:
             return  # an idle sweep: nothing to say
         label = "pass" if kind == "pass" else "retry sweep"
+        if self._relay_incident(run):
+            return
         log.info(
             "%s %d done in %.1fs: %s", label, run.record_id, run.seconds, run.summary(),
             extra={"fields": {"event": f"{kind}_done", "run": run.record_id, "seconds": round(run.seconds, 3),

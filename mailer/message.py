@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage, MIMEPart
-from email.parser import BytesHeaderParser
+from email.parser import HeaderParser
 from email.utils import format_datetime, make_msgid
 from typing import Any
 
+from mailer.addresses import AddressError, ascii_domain, needs_smtputf8
 from mailer.config import SenderSettings
 from mailer.render import Rendered
 
@@ -48,6 +49,9 @@ class _Registry(HeaderRegistry):
 _HEADERS = _Registry()
 WIRE_POLICY = email.policy.SMTP.clone(max_line_length=998, header_factory=_HEADERS)
 FILE_POLICY = email.policy.default.clone(max_line_length=998, header_factory=_HEADERS)
+# For a recipient whose local part is not ASCII: raw UTF-8 headers (RFC 6532), sent over SMTPUTF8.
+WIRE_POLICY_UTF8 = WIRE_POLICY.clone(utf8=True)
+FILE_POLICY_UTF8 = FILE_POLICY.clone(utf8=True)
 # Quoted-printable body lines stay within RFC 2045's 76 characters (the header policy's 998 would be too long).
 BODY_POLICY = email.policy.default.clone(max_line_length=76, header_factory=_HEADERS)
 
@@ -82,9 +86,15 @@ def header_safe(value: str) -> str:
 
 
 def address(name: str | None, addr: str) -> Address:
+    """The address for a header: the display name cleaned, the domain in IDNA A-labels; raises HeaderError."""
     local, at, domain = addr.rpartition("@")
     if not at or _UNSAFE.search(addr) or "=?" in addr:
         raise HeaderError(f"not a plain address: {addr!r}")
+    try:
+        # RFC 2047 forbids encoded words in an address: a Unicode domain goes out as xn-- labels.
+        domain = ascii_domain(domain)
+    except AddressError as exc:
+        raise HeaderError(str(exc)) from None
     display = header_safe(name or "")
     if len(display) > _MAX_NAME:
         display = display[:_MAX_NAME].rstrip() + "…"
@@ -112,7 +122,8 @@ def header_fields(
     """The message's headers, in order, cleaned and checked (addresses as ``Address``); raises HeaderError.
 
     One list for both ways a message is written: :func:`build_message` and
-    :func:`mailer.wire.serialize`. ``reference`` goes into ``X-Mailer-Occasion`` for tracing.
+    :func:`mailer.wire.serialize`. ``reference`` (an opaque name of the occasion) goes into
+    ``X-Mailer-Occasion`` for tracing.
     """
     fields: list[tuple[str, HeaderValue]] = [
         ("From", address(sender.from_name, sender.from_address)),
@@ -143,9 +154,13 @@ def build_message(
     now: datetime | None = None,
     message_id: str | None = None,
 ) -> EmailMessage:
-    """Assemble the headers and both parts (quoted-printable UTF-8 text and HTML)."""
-    msg = EmailMessage(policy=FILE_POLICY)
-    message_id = message_id or make_msgid(domain=sender.domain)
+    """Assemble the headers and both parts (quoted-printable UTF-8 text and HTML).
+
+    A recipient whose local part is not ASCII gets raw UTF-8 headers (RFC 6532):
+    there is no other way to write that address, and it travels over SMTPUTF8.
+    """
+    msg = EmailMessage(policy=FILE_POLICY_UTF8 if needs_smtputf8(envelope.to_address) else FILE_POLICY)
+    message_id = message_id or make_msgid(domain=ascii_domain(sender.domain))
     for name, value in header_fields(rendered, envelope, sender, now or datetime.now(UTC), message_id):
         msg[name] = value
     msg.make_alternative()
@@ -164,7 +179,8 @@ def check_headers(msg: EmailMessage) -> None:
     a decoded value carries a control character: whatever the email package's
     folding did, the receiver must see exactly the headers that were set.
     """
-    wire = b"".join(WIRE_POLICY.fold_binary(name, value) for name, value in msg.items())
+    policy = WIRE_POLICY_UTF8 if msg.policy.utf8 else WIRE_POLICY
+    wire = b"".join(policy.fold_binary(name, value) for name, value in msg.items())
     check_read_back(wire, msg.items())
 
 
@@ -175,7 +191,8 @@ def check_read_back(wire: bytes, sent: Sequence[tuple[str, Any]]) -> None:
     addresses of address headers must read back the same. Raises HeaderError
     (see :func:`check_headers`).
     """
-    seen = BytesHeaderParser(policy=_READER).parsebytes(wire + b"\r\n")
+    # Headers are ASCII, or UTF-8 for an SMTPUTF8 recipient (RFC 6532): decoding as UTF-8 reads both.
+    seen = HeaderParser(policy=_READER).parsestr(wire.decode("utf-8", "surrogateescape") + "\r\n")
     if [k.lower() for k in seen] != [name.lower() for name, _ in sent]:
         raise HeaderError(f"headers changed on the wire: {seen.keys()} instead of {[name for name, _ in sent]}")
     for name, value in seen.items():
@@ -192,4 +209,9 @@ def check_read_back(wire: bytes, sent: Sequence[tuple[str, Any]]) -> None:
 
 def to_wire(msg: EmailMessage) -> bytes:
     """The message as SMTP DATA: CRLF line endings."""
-    return msg.as_bytes(policy=WIRE_POLICY)
+    return msg.as_bytes(policy=WIRE_POLICY_UTF8 if msg.policy.utf8 else WIRE_POLICY)
+
+
+def to_file(msg: EmailMessage) -> bytes:
+    """The message as an ``.eml`` file: LF line endings."""
+    return msg.as_bytes(policy=FILE_POLICY_UTF8 if msg.policy.utf8 else FILE_POLICY)

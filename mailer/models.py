@@ -90,7 +90,7 @@ class SendStatus(StrEnum):
     SKIPPED = "skipped"  # decided not to send, with a reason; final
     FAILED = "failed"  # gave up (render error, retries exhausted); final
     BOUNCED = "bounced"  # permanent SMTP refusal; final
-    UNKNOWN = "unknown"  # a crash left it `sending`: maybe delivered; a human decides
+    UNKNOWN = "unknown"  # a crash left it `sending`, or the line dropped after the final dot: maybe delivered; a human decides
 
 
 FINAL_STATUSES = frozenset({SendStatus.SENT, SendStatus.SKIPPED, SendStatus.FAILED, SendStatus.BOUNCED})
@@ -141,7 +141,7 @@ class PassRun(SQLModel, table=True):
     kind: str = Field(max_length=20)  # "pass" (plan + deliver) or "retry" (deliver what is due)
     started_at: datetime = Field(index=True)
     finished_at: datetime | None = None
-    status: str = Field(default="running", max_length=20)  # running, done, failed
+    status: str = Field(default="running", max_length=20)  # running, done, stopped (relay unusable), failed
     counts: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     error: str = ""
     host: str = Field(max_length=255)

@@ -55,6 +55,8 @@ class Facts:
     overdue_queued: int
     next_pass: datetime
     next_pass_after_last: datetime | None = None
+    relay_down: PassRun | None = None  # the latest run, when it could not use the relay
+    relay_down_since: datetime | None = None  # when the first of the runs that could not use it started
     problems: list[str] = field(default_factory=list)
 
 
@@ -79,6 +81,7 @@ def gather(session: Session, now: datetime, next_pass_after: Callable[[datetime]
             col(SendLog.status) == SendStatus.QUEUED, col(SendLog.next_attempt_at) < now - SWEEP_OVERDUE
         )
     ).scalar_one()
+    relay_down, since = _relay_incident(session)
     facts = Facts(
         now=now,
         last_pass=last_pass,
@@ -91,6 +94,8 @@ def gather(session: Session, now: datetime, next_pass_after: Callable[[datetime]
         overdue_queued=overdue,
         next_pass=next_pass_after(now),
         next_pass_after_last=next_pass_after(last_pass.started_at) if last_pass else None,
+        relay_down=relay_down,
+        relay_down_since=since,
     )
     facts.problems.extend(problems(facts))
     return facts
@@ -102,6 +107,25 @@ def _last_run(session: Session, kind: str) -> PassRun | None:
     ).scalar_one_or_none()
 
 
+def _relay_incident(session: Session) -> tuple[PassRun | None, datetime | None]:
+    """The latest finished run if it found the relay unusable, and when the runs that did so began.
+
+    An incident is the unbroken series of ``stopped`` runs (passes and sweeps
+    alike) since the last run that could use the relay.
+    """
+    finished = select(PassRun).where(col(PassRun.status) != "running").order_by(col(PassRun.started_at).desc())
+    latest = session.execute(finished.limit(1)).scalar_one_or_none()
+    if latest is None or latest.status != "stopped":
+        return None, None
+    last_good = session.execute(
+        select(func.max(col(PassRun.started_at))).where(col(PassRun.status).in_(("done", "failed")))
+    ).scalar_one()
+    first_stopped = select(func.min(col(PassRun.started_at))).where(col(PassRun.status) == "stopped")
+    if last_good is not None:
+        first_stopped = first_stopped.where(col(PassRun.started_at) > last_good)
+    return latest, session.execute(first_stopped).scalar_one()
+
+
 def _count_since(session: Session, status: str, since: datetime) -> int:
     query = select(func.count()).where(col(SendLog.status) == status, col(SendLog.updated_at) >= since)
     return int(session.execute(query).scalar_one())
@@ -110,6 +134,10 @@ def _count_since(session: Session, status: str, since: datetime) -> int:
 def problems(facts: Facts) -> list[str]:
     """Everything that needs a human, one line each; empty when all is well."""
     found: list[str] = []
+    if facts.relay_down is not None and facts.relay_down_since is not None:
+        reason = facts.relay_down.error.removeprefix("relay unusable: ")
+        since = _when(facts.relay_down_since)
+        found.append(f"relay unusable since {since}: {reason}; no mail goes out until it is fixed")
     if facts.unknown_ids:
         ids = " ".join(map(str, facts.unknown_ids[:20])) + (" …" if len(facts.unknown_ids) > 20 else "")
         found.append(
@@ -147,7 +175,7 @@ def describe_run(run: PassRun | None) -> str:
         return f"#{run.id} running since {_when(run.started_at)} {where}"
     took = (run.finished_at - run.started_at).total_seconds() if run.finished_at else 0.0
     counts = ", ".join(f"{k} {v}" for k, v in sorted(run.counts.items()) if v) or "nothing to do"
-    outcome = f"failed: {run.error}" if run.status == "failed" else counts
+    outcome = f"{run.status}: {run.error}" if run.status in ("failed", "stopped") else counts
     return f"#{run.id} {_when(run.started_at)}, {took:.1f}s {where}: {outcome}"
 
 

@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from mailer import store
+from mailer.addresses import ascii_domain
 from mailer.compose import Composer, Prepared
 from mailer.config import Campaign, Settings
 from mailer.context import occasion_view, template_context
@@ -40,7 +41,7 @@ from mailer.occasions import CustomerFacts, Occasion, pick
 from mailer.policy import Decision, PassMoment, Verdict, decide
 from mailer.render import Rendered, Renderer, RenderError
 from mailer.throttle import TokenBucket
-from mailer.tokens import make_token
+from mailer.tokens import make_token, occasion_ref
 from mailer.transport import Outcome, SendResult, Transport, WireTransport
 from mailer.wire import WireMessage, serialize
 
@@ -112,6 +113,12 @@ class PassReport:
     counts: Counter[str] = field(default_factory=Counter)
     deliveries: list[tuple[int, str]] = field(default_factory=list)  # (send-log id, server reply)
     stopped: str = ""  # why delivery stopped before the queue was empty, if it did
+    relay_down: str = ""  # what the relay said when it could take no mail at all (the pass then stopped)
+
+    @property
+    def needs_a_human(self) -> bool:
+        """The relay could not be used, or a row ended `failed` or `unknown`: cron should hear of it."""
+        return bool(self.relay_down or self.counts.get("failed") or self.counts.get("unknown"))
 
     def summary(self) -> str:
         order = ("sent", "queued", "retrying", "deferred", "skipped", "failed", "bounced")
@@ -387,13 +394,15 @@ class Deliverer:
 
     def compose(self, row: SendLog, customer: Customer) -> EmailMessage:
         """The row's message for its customer, as an object; raises RenderError or HeaderError."""
-        return build_message(*self._render(row, customer), self.settings.sender)
+        rendered, envelope, message_id = self._render(row, customer)
+        return build_message(rendered, envelope, self.settings.sender, message_id=message_id)
 
     def compose_wire(self, row: SendLog, customer: Customer) -> WireMessage:
         """The same message as :meth:`compose`, straight to SMTP DATA bytes (see :mod:`mailer.wire`)."""
-        return serialize(*self._render(row, customer), self.settings.sender)
+        rendered, envelope, message_id = self._render(row, customer)
+        return serialize(rendered, envelope, self.settings.sender, message_id=message_id)
 
-    def _render(self, row: SendLog, customer: Customer) -> tuple[Rendered, Envelope]:
+    def _render(self, row: SendLog, customer: Customer) -> tuple[Rendered, Envelope, str]:
         sender = self.settings.sender
         token = make_token(self.secret, customer.id or 0)
         unsubscribe_url = f"{sender.unsubscribe_url}/u/{token}"
@@ -401,15 +410,18 @@ class Deliverer:
         context = template_context(customer, details, sender, unsubscribe_url)
         rendered = self.renderer.render(row.template, context)
         reply_to = customer.owner_email or sender.reply_to or ""
+        reference = occasion_ref(self.secret, customer.id or 0, row.campaign, row.occasion_key)
         envelope = Envelope(
             to_address=customer.email,
             to_name=" ".join(p for p in (customer.first_name, customer.last_name) if p),
             reply_to=reply_to,
             reply_to_name=(customer.owner_name or "") if customer.owner_email else sender.from_name,
             unsubscribe_url=unsubscribe_url,
-            reference=str(row.id),
+            reference=reference,
         )
-        return rendered, envelope
+        # Every attempt of a row carries the Message-ID its first attempt went out with.
+        message_id = row.message_id or f"<{reference}@{ascii_domain(sender.domain)}>"
+        return rendered, envelope, message_id
 
     def deliver(self, session: Session, row_id: int, claimer: int, now: Callable[[], datetime]) -> Delivery:
         """Send one row that ``claimer`` has claimed (and committed) as ``sending``; record the outcome.
@@ -465,6 +477,12 @@ class Deliverer:
                 )
             reason = f"bounced: {result.reply}"
             return finish(session, attempt.row_id, claimer, SendStatus.BOUNCED, reason, now, extra, result)
+        if result.outcome is Outcome.UNKNOWN:
+            reason = f"unknown: {result.reply}"
+            return finish(session, attempt.row_id, claimer, SendStatus.UNKNOWN, reason, now, extra, result)
+        if result.outcome is Outcome.IMPOSSIBLE:
+            reason = f"failed: {result.reply}"
+            return finish(session, attempt.row_id, claimer, SendStatus.FAILED, reason, now, extra, result)
         transport = self.settings.transport
         first = attempt.first_attempt_at
         again = retry_at(first, attempt.attempts, now, transport.retry_initial, transport.retry_max_age)
@@ -472,7 +490,8 @@ class Deliverer:
             reason = f"gave up after {attempt.attempts} attempts in {_span(now - first)}: {result.reply}"
             return finish(session, attempt.row_id, claimer, SendStatus.FAILED, reason, now, extra, result)
         extra["next_attempt_at"] = again
-        return finish(session, attempt.row_id, claimer, SendStatus.QUEUED, f"retrying: {result.reply}", now, extra, result)
+        reason = f"retrying: {result.reply}"
+        return finish(session, attempt.row_id, claimer, SendStatus.QUEUED, reason, now, extra, result)
 
     def _finish(
         self,
@@ -593,6 +612,7 @@ def drain(
         report.counts.update(part.counts)
         report.deliveries.extend(part.deliveries)
         report.stopped = report.stopped or part.stopped
+        report.relay_down = report.relay_down or part.relay_down
     cap = settings.transport.daily_cap
     if report.stopped == CAPPED:
         with Session(engine) as session:
@@ -797,6 +817,7 @@ def _drain_connection(
                 if delivery.outcome == "sent" and delivery.result is not None:
                     report.deliveries.append((prepared.row_id, delivery.result.reply))
                 if delivery.result is not None and delivery.result.relay_unusable:
+                    report.relay_down = delivery.result.reply
                     report.stopped = f"relay unusable: {delivery.result.reply}"
                     log.warning("stopping this pass, the relay cannot take mail: %s", delivery.result.reply)
                     halt.set()

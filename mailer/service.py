@@ -161,7 +161,10 @@ def retry_sweep(engine: Engine, settings: Settings, *, should_stop: Callable[[],
 
 @contextmanager
 def _recorded(engine: Engine, kind: str) -> Iterator[Run]:
-    """A pass_run row for the block: ``running``, then ``done`` with the counts, or ``failed`` with the error."""
+    """A pass_run row for the block: ``running``, then ``done`` with the counts, or ``failed`` with the error.
+
+    A run that could not use the relay at all is ``stopped``, with what the relay said.
+    """
     started = utcnow()
     with Session(engine, expire_on_commit=False) as session:
         record = PassRun(kind=kind, started_at=started, host=socket.gethostname(), pid=os.getpid())
@@ -175,7 +178,10 @@ def _recorded(engine: Engine, kind: str) -> Iterator[Run]:
             session.rollback()
             _finish(session, record, "failed", run, error=f"{type(exc).__name__}: {exc}".splitlines()[0][:1000])
             raise
-        _finish(session, record, "done", run)
+        if run.report.relay_down:
+            _finish(session, record, "stopped", run, error=f"relay unusable: {run.report.relay_down}"[:1000])
+        else:
+            _finish(session, record, "done", run)
 
 
 def _finish(session: Session, record: PassRun, status: str, run: Run, error: str = "") -> None:

@@ -9,7 +9,6 @@ good) and returns the server's words, which go into the send log.
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 import os
 import re
@@ -25,14 +24,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
-from mailer.config import TransportSettings
-from mailer.message import FILE_POLICY, to_wire
+from mailer.addresses import AddressError, needs_smtputf8, wire_address
+from mailer.config import TransportSettings, default_helo_name
+from mailer.message import to_file, to_wire
 
 
 class Outcome(StrEnum):
     DELIVERED = "delivered"
-    TEMPORARY = "temporary"  # 4xx, timeouts, dropped or refused connections: retry later
+    TEMPORARY = "temporary"  # 4xx, timeouts, dropped or refused connections before the end of DATA: retry later
     PERMANENT = "permanent"  # 5xx about this recipient or message: do not try again
+    UNKNOWN = "unknown"  # lost after the final dot: the relay may have the message, so never resent on its own
+    IMPOSSIBLE = "impossible"  # this relay can never carry this message (SMTPUTF8 not offered): give up now
 
 
 class Stage(StrEnum):
@@ -41,9 +43,13 @@ class Stage(StrEnum):
     CONNECT = "connect"  # connection, TLS, EHLO, AUTH: the relay or our settings, never the recipient
     MAIL = "mail"  # MAIL FROM: about our sender address, never the recipient
     RCPT = "rcpt"
-    DATA = "data"
+    DATA = "data"  # DATA sent, the message on its way: nothing is accepted before its final dot
+    REPLY = "reply"  # the final dot sent: from here on the relay may have accepted the message
     DONE = "done"
 
+
+NO_SMTPUTF8 = "the relay does not support SMTPUTF8, which this address needs (its local part is not ASCII)"
+MAYBE_DELIVERED = "the relay may have accepted it, so it is not resent without `mailer requeue`"
 
 # Enhanced status codes (RFC 3463) 5.1.x that say the recipient's address does not exist.
 # 5.1.7 and 5.1.8 are about the *sender's* address and must not suppress anyone.
@@ -71,6 +77,7 @@ class SendResult:
         """The relay cannot take any message right now (down, TLS, AUTH, sender refused).
 
         Trying the rest of the queue would only repeat the failure, so a pass stops.
+        Anything about one recipient or one message (RCPT, DATA, SMTPUTF8) is not this.
         """
         return self.outcome is Outcome.TEMPORARY and self.stage in (Stage.CONNECT, Stage.MAIL)
 
@@ -111,7 +118,7 @@ class MaildirTransport:
         return None
 
     def send(self, envelope_from: str, to_address: str, msg: EmailMessage) -> SendResult:
-        return self._write(msg.as_bytes(policy=FILE_POLICY))
+        return self._write(to_file(msg))
 
     def send_wire(self, envelope_from: str, to_address: str, data: bytes) -> SendResult:
         # The wire form differs from the file form only in its line ends (bodies are
@@ -147,7 +154,7 @@ class SmtpTransport:
     def __init__(self, settings: TransportSettings, sign: Callable[[bytes], bytes] | None = None) -> None:
         self.settings = settings
         self.sign = sign  # DKIM, applied to the bytes exactly as sent
-        self._smtp: smtplib.SMTP | None = None
+        self._smtp: _SMTP | None = None
         self._password: str | None = None
 
     def __enter__(self) -> Self:
@@ -164,14 +171,15 @@ class SmtpTransport:
         ca = str(self.settings.ca_file) if self.settings.ca_file else None
         return ssl.create_default_context(cafile=ca)
 
-    def connect(self) -> smtplib.SMTP:
+    def connect(self) -> _SMTP:
         """A ready session (TLS and AUTH done); raises smtplib/ssl/OS errors."""
         s = self.settings
-        smtp: smtplib.SMTP
+        helo = s.helo_name or default_helo_name()
+        smtp: _SMTP
         if s.security == "tls":
-            smtp = _SMTP_SSL(s.host, s.port, local_hostname=_ehlo_name(), timeout=s.timeout, context=self.tls_context())
+            smtp = _SMTP_SSL(s.host, s.port, local_hostname=helo, timeout=s.timeout, context=self.tls_context())
         else:
-            smtp = _SMTP(s.host, s.port, local_hostname=_ehlo_name(), timeout=s.timeout)
+            smtp = _SMTP(s.host, s.port, local_hostname=helo, timeout=s.timeout)
         try:
             smtp.ehlo()
             if s.security == "starttls":
@@ -207,20 +215,31 @@ class SmtpTransport:
         """:meth:`send` for a message already serialised for the wire."""
         if self.sign:
             data = self.sign(data)
+        try:
+            sender, rcpt = wire_address(envelope_from), wire_address(to_address)
+        except AddressError as exc:
+            return SendResult(Outcome.IMPOSSIBLE, str(exc), stage=Stage.RCPT)
         reused = self._smtp is not None
-        result = self._attempt(envelope_from, to_address, data)
+        result = self._attempt(sender, rcpt, data)
         if reused and result.stage is Stage.MAIL and self._smtp is None and result.code is None:
-            result = self._attempt(envelope_from, to_address, data)
+            result = self._attempt(sender, rcpt, data)
         return result
 
     def _attempt(self, sender: str, rcpt: str, data: bytes) -> SendResult:
         stage = Stage.CONNECT
+        smtp: _SMTP | None = None
         try:
             if self._smtp is None:
                 self._smtp = self.connect()
             smtp = self._smtp
+            options: list[str] = []
+            if needs_smtputf8(sender) or needs_smtputf8(rcpt):
+                if not smtp.has_extn("smtputf8"):
+                    # Nothing was sent for this message: the session stays ready for the next one.
+                    return SendResult(Outcome.IMPOSSIBLE, NO_SMTPUTF8, stage=Stage.RCPT)
+                options = ["SMTPUTF8", *(["BODY=8BITMIME"] if smtp.has_extn("8bitmime") else [])]
             stage = Stage.MAIL
-            code, reply = smtp.mail(sender, ["SMTPUTF8"] if _needs_smtputf8(sender, rcpt) else [])
+            code, reply = smtp.mail(sender, options)
             if code != 250:
                 return self._refused(stage, code, reply)
             stage = Stage.RCPT
@@ -235,29 +254,31 @@ class SmtpTransport:
         except smtplib.SMTPResponseException as exc:  # a refusal raised by smtplib (EHLO, AUTH, DATA, ...)
             self._drop()
             return _classify(exc.smtp_code, _text(exc.smtp_error), stage)
-        except TimeoutError:
+        except (OSError, smtplib.SMTPException) as exc:
+            if stage is Stage.DATA and smtp is not None and smtp.final_dot_sent:
+                stage = Stage.REPLY
             self._drop()
-            return self._timed_out(stage)
-        except smtplib.SMTPServerDisconnected as exc:
-            self._drop()
-            if isinstance(exc.__context__, TimeoutError):  # smtplib re-raises a read timeout as a disconnect
-                return self._timed_out(stage)
-            return SendResult(Outcome.TEMPORARY, f"connection lost: {exc or 'closed by the server'}", stage=stage)
-        except ssl.SSLCertVerificationError as exc:  # never fall back to clear text
-            self._drop()
-            return SendResult(Outcome.TEMPORARY, f"TLS certificate refused: {exc.verify_message}", stage=stage)
-        except ssl.SSLError as exc:
-            self._drop()
-            return SendResult(Outcome.TEMPORARY, f"TLS failed: {exc.reason or exc}", stage=stage)
-        except smtplib.SMTPNotSupportedError as exc:
-            self._drop()
-            return SendResult(Outcome.TEMPORARY, f"server does not support it: {exc}", stage=stage)
-        except (smtplib.SMTPException, OSError) as exc:  # refused or reset connections, DNS failures
-            self._drop()
-            return SendResult(Outcome.TEMPORARY, f"{type(exc).__name__}: {exc}", stage=stage)
+            return self._failed(stage, exc)
 
-    def _timed_out(self, stage: Stage) -> SendResult:
-        return SendResult(Outcome.TEMPORARY, f"timed out after {self.settings.timeout:g}s", stage=stage)
+    def _failed(self, stage: Stage, exc: BaseException) -> SendResult:
+        """A connection, TLS or protocol failure: temporary, unless the relay may already have the message."""
+        if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
+            # smtplib re-raises a read timeout as a disconnect
+            what = f"timed out after {self.settings.timeout:g}s"
+        elif isinstance(exc, smtplib.SMTPServerDisconnected):
+            what = f"connection lost: {exc or 'closed by the server'}"
+        elif isinstance(exc, ssl.SSLCertVerificationError):  # never fall back to clear text
+            what = f"TLS certificate refused: {exc.verify_message}"
+        elif isinstance(exc, ssl.SSLError):
+            what = f"TLS failed: {exc.reason or exc}"
+        elif isinstance(exc, smtplib.SMTPNotSupportedError):
+            what = f"server does not support it: {exc}"
+        else:  # refused or reset connections, DNS failures
+            what = f"{type(exc).__name__}: {exc}"
+        if stage is Stage.REPLY:
+            reason = f"{what} after the whole message was sent: {MAYBE_DELIVERED}"
+            return SendResult(Outcome.UNKNOWN, reason, stage=stage)
+        return SendResult(Outcome.TEMPORARY, what, stage=stage)
 
     def _refused(self, stage: Stage, code: int, reply: bytes | str) -> SendResult:
         """MAIL or RCPT refused: reset the session for the next message (or drop it after a 421)."""
@@ -290,7 +311,12 @@ class _SMTP(smtplib.SMTP):
     second on one core that was a sixth of the sending thread's time. What goes
     on the wire is the same: ``<address>``, and every line starting with a dot
     gets a second one (RFC 5321 4.5.2). Anything else takes smtplib's own path.
+
+    ``final_dot_sent`` says whether the last DATA got as far as its final dot:
+    a failure before it cannot have delivered anything, a failure after it may have.
     """
+
+    final_dot_sent = False
 
     def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
         if options or not _PLAIN_ADDRESS.fullmatch(sender):
@@ -306,7 +332,8 @@ class _SMTP(smtplib.SMTP):
 
     def data(self, msg: Any) -> tuple[int, bytes]:  # smtplib takes any buffer or str
         if not isinstance(msg, bytes):
-            return super().data(msg)
+            raise TypeError("mailer sends messages as wire bytes")
+        self.final_dot_sent = False
         self.putcmd("data")
         code, reply = self.getreply()
         if code != 354:
@@ -317,21 +344,13 @@ class _SMTP(smtplib.SMTP):
         if not stuffed.endswith(b"\r\n"):
             stuffed += b"\r\n"
         self.send(stuffed + b".\r\n")
+        # From here on the relay may have the message, whatever happens to its reply.
+        self.final_dot_sent = True
         return self.getreply()
 
 
 class _SMTP_SSL(_SMTP, smtplib.SMTP_SSL):  # named after the class it extends
     pass
-
-
-@functools.cache
-def _ehlo_name() -> str:
-    # smtplib would otherwise resolve the host's FQDN for every connection (slow with broken DNS).
-    return socket.getfqdn()
-
-
-def _needs_smtputf8(*addresses: str) -> bool:
-    return not all(a.isascii() for a in addresses)
 
 
 def _text(reply: bytes | str) -> str:

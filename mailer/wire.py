@@ -37,8 +37,9 @@ from email import quoprimime
 from email.headerregistry import Address
 from email.utils import make_msgid
 
+from mailer.addresses import ascii_domain, needs_smtputf8
 from mailer.config import SenderSettings
-from mailer.message import _HEADERS, WIRE_POLICY, Envelope, check_read_back, header_fields
+from mailer.message import _HEADERS, WIRE_POLICY, Envelope, build_message, check_read_back, header_fields, to_wire
 from mailer.render import Rendered
 
 CRLF = b"\r\n"
@@ -76,7 +77,11 @@ def serialize(
     boundary: str | None = None,
 ) -> WireMessage:
     """The message ``build_message`` makes of these, as ``to_wire`` writes it; raises HeaderError."""
-    message_id = message_id or make_msgid(domain=sender.domain)
+    message_id = message_id or make_msgid(domain=ascii_domain(sender.domain))
+    if needs_smtputf8(envelope.to_address):
+        # Raw UTF-8 headers (RFC 6532) for the rare address with no ASCII form: the email package writes them.
+        msg = build_message(rendered, envelope, sender, now=now, message_id=message_id)
+        return WireMessage(to_wire(msg), str(msg["Subject"]), message_id)
     boundary = boundary or _boundary()
     fields = header_fields(rendered, envelope, sender, now or datetime.now(UTC), message_id)
     head = [_address_line(name, value) if isinstance(value, Address) else _field(name, value) for name, value in fields]

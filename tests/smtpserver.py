@@ -39,6 +39,9 @@ sequence is exhausted every further attempt succeeds.  An action is
 ``drop``
     close the connection instead of replying (at DATA: after the whole message
     has been received).  Nothing is recorded; the client sees a disconnect.
+``hangup`` (DATA only)
+    close the connection on the DATA command, before the 354: the message was
+    never sent, so the client knows nothing can have been delivered.
 ``lost-reply`` (DATA only)
     record the message as delivered, then drop the connection before the 250:
     the classic "did it go or not?" case behind duplicate deliveries.
@@ -117,7 +120,7 @@ class Action:
     """One parsed script action; build it with :func:`parse_action`."""
 
     phase: Literal["rcpt", "data"]
-    kind: Literal["reply", "drop", "lost-reply", "stall"]
+    kind: Literal["reply", "drop", "hangup", "lost-reply", "stall"]
     reply: str = "250 OK"  # the full SMTP reply line, for kind == "reply"
     seconds: float = 0.0  # for kind == "stall"
 
@@ -147,6 +150,10 @@ def parse_action(text: str) -> Action:
         return Action(phase=phase, kind="reply")
     if low == "drop":
         return Action(phase=phase, kind="drop")
+    if low == "hangup":
+        if phase != "data":
+            raise ValueError(f"{text!r}: hangup only makes sense at DATA")
+        return Action(phase=phase, kind="hangup")
     if low == "lost-reply":
         if phase != "data":
             raise ValueError(f"{text!r}: lost-reply only makes sense at DATA")
@@ -162,7 +169,7 @@ def parse_action(text: str) -> Action:
     match = _REPLY_RE.match(body)
     if match is None:
         raise ValueError(
-            f"{text!r}: expected ok, drop, lost-reply, stall:SECONDS or an SMTP reply "
+            f"{text!r}: expected ok, drop, hangup, lost-reply, stall:SECONDS or an SMTP reply "
             "'2xx/4xx/5xx [text]', optionally prefixed with 'rcpt:' or 'data:'"
         )
     code, reply_text = match["code"], match["text"]
@@ -262,6 +269,14 @@ class _SMTP(SMTP):
 
     def _create_envelope(self) -> _Envelope:  # documented subclass hook
         return _Envelope()
+
+    async def smtp_DATA(self, arg: str) -> None:
+        envelope = self.envelope
+        if isinstance(envelope, _Envelope) and any(a.kind == "hangup" for a in envelope.data_actions):
+            assert self.transport is not None
+            self.transport.close()  # before the 354: the client never sends the message
+            return
+        await super().smtp_DATA(arg)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # called again after STARTTLS; set.add is idempotent

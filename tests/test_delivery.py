@@ -61,11 +61,13 @@ FAULTS = {
     "r452@example.com": "rcpt:452 4.2.2 mailbox full",
     "u550@example.com": "rcpt:550 5.1.1 no such user here",
     "d554@example.com": "554 5.7.1 message refused as spam",
-    "drop@example.com": "drop",  # after the whole message, before the reply: mid-DATA
-    "stall@example.com": "stall:60",  # far past the client's timeout
+    "hangup@example.com": "hangup",  # the line dropped at DATA, before the message was sent
+    "drop@example.com": "drop",  # after the whole message, before the reply: the relay may have it
+    "stall@example.com": "stall:60",  # the reply far past the client's timeout: the relay may have it
 }
-RETRIED = {"r421@example.com", "d451@example.com", "r452@example.com", "drop@example.com", "stall@example.com"}
+RETRIED = {"r421@example.com", "d451@example.com", "r452@example.com", "hangup@example.com"}
 BOUNCED = {"u550@example.com", "d554@example.com"}
+UNKNOWN = {"drop@example.com", "stall@example.com"}
 
 
 def test_each_smtp_fault_ends_in_its_status_the_batch_goes_on_and_retries_deliver_exactly_once(
@@ -91,12 +93,16 @@ def test_each_smtp_fault_ends_in_its_status_the_batch_goes_on_and_retries_delive
     assert reasons["r421@example.com"] == "retrying: 421 4.3.2 shutting down"
     assert reasons["d451@example.com"] == "retrying: 451 4.3.0 try again later"
     assert reasons["r452@example.com"] == "retrying: 452 4.2.2 mailbox full"
-    assert reasons["drop@example.com"].startswith("retrying: connection lost")
-    assert reasons["stall@example.com"] == "retrying: timed out after 2s"
+    assert reasons["hangup@example.com"].startswith("retrying: connection lost")
+    assert reasons["drop@example.com"].startswith("unknown: connection lost")
+    assert reasons["stall@example.com"].startswith("unknown: timed out after 2s after the whole message was sent")
+    assert {a: rows[a].status for a in UNKNOWN} == dict.fromkeys(UNKNOWN, "unknown")
     assert reasons["u550@example.com"] == "bounced: 550 5.1.1 no such user here"
     assert reasons["d554@example.com"] == "bounced: 554 5.7.1 message refused as spam"
     assert {a: rows[a].status for a in BOUNCED} == dict.fromkeys(BOUNCED, "bounced")
-    assert first.counts == {"sent": len(healthy), "retrying": len(RETRIED), "bounced": len(BOUNCED)}
+    assert first.counts == {
+        "sent": len(healthy), "retrying": len(RETRIED), "bounced": len(BOUNCED), "unknown": len(UNKNOWN)
+    }
     who = suppressed(engine)
     assert who["u550@example.com"] == "hard bounce: 550 5.1.1 no such user here"
     assert who["d554@example.com"] is None  # refused content is not a missing mailbox
@@ -126,7 +132,7 @@ def test_a_sent_row_keeps_the_servers_reply_and_the_message_id_it_went_out_with(
     [message] = smtp_server.messages
     assert (row.status, row.last_reply) == ("sent", "250 2.0.0 Ok: queued as 4ABC123")
     assert row.message_id == message.parsed()["Message-ID"]
-    assert message.parsed()["X-Mailer-Occasion"] == str(row.id)
+    assert row.message_id == f"<{message.parsed()['X-Mailer-Occasion']}@northwind.example>"
     assert (row.sent_at, row.first_attempt_at, row.attempts) == (NOW, NOW, 1)
 
 

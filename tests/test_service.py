@@ -177,8 +177,9 @@ def test_a_killed_run_leaves_unknown_never_resent_until_requeued_then_sent_once(
         assert statuses(engine)["victim@example.com"] == SendStatus.SENDING  # committed before SMTP
 
         again = invoke(project, "run")
-        assert again.exit_code == 0, again.output
+        assert again.exit_code == 1, again.output  # cron hears that a human is needed
         assert "1 interrupted row(s) marked unknown" in again.output
+        assert "error: 1 unknown (`mailer log --status unknown`)" in again.output
         assert statuses(engine) == {"victim@example.com": "unknown", "other@example.com": "sent"}
         assert invoke(project, "retry").output.strip() == "retry sweep: nothing due"  # unknown is never resent
 
