@@ -463,7 +463,8 @@ class Deliverer:
     ) -> Delivery:
         """Write the outcome of the row's SMTP transaction; ``commit=False`` leaves the commit to the caller."""
         finish = functools.partial(self._finish, commit=commit)
-        extra: dict[str, object] = {"last_reply": result.reply[:1000]}
+        # Only a retry has a next attempt; every other outcome is final.
+        extra: dict[str, object] = {"last_reply": result.reply[:1000], "next_attempt_at": None}
         if result.outcome is Outcome.DELIVERED:
             store.mark_emailed(session, attempt.customer_id, now)
             extra["sent_at"] = now

@@ -189,6 +189,7 @@ class ReceivedMessage:
     data: bytes  # exactly the bytes after DATA, dot-unstuffed, CRLF line ends
     tls: bool  # the message travelled over TLS (STARTTLS or implicit)
     login: str | None  # the AUTH user, if the session authenticated
+    mail_options: tuple[str, ...] = ()  # the MAIL FROM parameters (SMTPUTF8, BODY=8BITMIME)
 
     def parsed(self) -> EmailMessage:
         """The message parsed with the modern ``email.policy.default``."""
@@ -443,6 +444,7 @@ class _Handler:
                         tls=transport is not None
                         and transport.get_extra_info("ssl_object") is not None,
                         login=login.decode("utf-8", "replace") if login is not None else None,
+                        mail_options=tuple(envelope.mail_options),
                     )
                 )
             if self.log is not None:
@@ -540,6 +542,9 @@ class SmtpServer:
     ``log_file``
         Append one JSON line per accepted message (see
         :func:`read_delivery_log`), flushed before the 250 reply.
+    ``smtputf8``
+        Offer SMTPUTF8 (RFC 6531) in EHLO (aiosmtpd's Controller does by default);
+        ``False`` for a relay that cannot carry a non-ASCII address.
 
     Thread safety: all accessors may be called from any thread while the
     server runs; they return snapshots.
@@ -558,6 +563,7 @@ class SmtpServer:
         script: Script | None = None,
         sink: bool = False,
         log_file: str | os.PathLike[str] | None = None,
+        smtputf8: bool = True,
     ) -> None:
         if tls not in ("none", "starttls", "implicit"):
             raise ValueError(f"tls must be 'none', 'starttls' or 'implicit', not {tls!r}")
@@ -570,6 +576,7 @@ class SmtpServer:
         self._untrusted = untrusted
         self._cert_hostnames = tuple(cert_hostnames)
         self._auth = auth
+        self._smtputf8 = smtputf8
         self._log: IO[str] | None = None
         self._tmpdir: str | None = None
         self._controller: _Controller | None = None
@@ -596,7 +603,7 @@ class SmtpServer:
             raise
 
     def _start(self) -> None:
-        smtp_kwargs: dict[str, Any] = {"server_hostname": SERVER_HOSTNAME}
+        smtp_kwargs: dict[str, Any] = {"server_hostname": SERVER_HOSTNAME, "enable_SMTPUTF8": self._smtputf8}
         if self.tls != "none":
             server_ctx = self._make_tls_context()
             if self.tls == "starttls":

@@ -185,11 +185,16 @@ def test_a_pass_killed_at_20_random_moments_sends_every_occasion_at_most_once_an
         kills += 1
     final = mailer(config, *run)
     _, err = final.communicate(timeout=GUARD * 2)
-    assert final.returncode == 0, err.decode()
+    # 1: rows the kills left in flight are now `unknown`, and cron should tell a human.
+    assert final.returncode in (0, 1), err.decode()
 
-    accepted = Counter(int(d.occasion or 0) for d in smtp_sink.deliveries())
     with Session(engine) as session:
-        rows = {r.id or 0: r.status for r in session.execute(select(SendLog)).scalars()}
+        logged = list(session.execute(select(SendLog)).scalars())
+    rows = {r.id or 0: r.status for r in logged}
+    # Every attempt of a row carries the row's Message-ID: it names the occasion each delivery was for.
+    row_of = {r.message_id: r.id or 0 for r in logged if r.message_id}
+    accepted = Counter(row_of[d.message_id] for d in smtp_sink.deliveries() if d.message_id)
+    assert sum(accepted.values()) == len(smtp_sink.deliveries())
     unknown = {i for i, s in rows.items() if s == "unknown"}
     sent = {i for i, s in rows.items() if s == "sent"}
     print(
