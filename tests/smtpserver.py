@@ -190,6 +190,7 @@ class ReceivedMessage:
     tls: bool  # the message travelled over TLS (STARTTLS or implicit)
     login: str | None  # the AUTH user, if the session authenticated
     mail_options: tuple[str, ...] = ()  # the MAIL FROM parameters (SMTPUTF8, BODY=8BITMIME)
+    helo: str | None = None  # the name the client greeted with (EHLO/HELO)
 
     def parsed(self) -> EmailMessage:
         """The message parsed with the modern ``email.policy.default``."""
@@ -445,6 +446,7 @@ class _Handler:
                         and transport.get_extra_info("ssl_object") is not None,
                         login=login.decode("utf-8", "replace") if login is not None else None,
                         mail_options=tuple(envelope.mail_options),
+                        helo=session.host_name,
                     )
                 )
             if self.log is not None:

@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from mailer import outbox
 from mailer.addresses import AddressError, ascii_domain, needs_smtputf8, wire_address
-from mailer.config import Settings
+from mailer.config import ConfigError, Settings, load_settings
 from mailer.message import Envelope, build_message
 from mailer.models import SendLog
 from mailer.render import Rendered
@@ -117,3 +117,23 @@ def test_the_maildir_transport_writes_a_non_ascii_address_as_utf8(tmp_path: Path
         folder.send(settings.sender.from_address, envelope.to_address, msg)
     [written] = (tmp_path / "new").iterdir()
     assert "To: Jürgen <jürgen@xn--bcher-kva.example>" in written.read_bytes().decode("utf-8")
+
+
+def test_the_client_greets_the_relay_with_the_configured_helo_name(settings: Settings) -> None:
+    with SmtpServer() as server:
+        smtp = deliver_to(settings, server, helo_name="mail.northwind.example")
+        with SmtpTransport(smtp.transport) as transport:
+            transport.send_wire(settings.sender.from_address, "ann@example.org", b"Subject: hi\r\n\r\nhi\r\n")
+        [message] = server.messages
+    assert message.helo == "mail.northwind.example"
+
+
+def test_the_default_helo_name_is_never_localhost(project: Path) -> None:
+    helo = load_settings(project).transport.helo_name
+    assert "." in helo and not helo.startswith("localhost")
+
+
+def test_a_helo_name_that_is_not_a_host_name_is_a_config_error(project: Path) -> None:
+    project.write_text(project.read_text().replace("[transport]\n", '[transport]\nhelo_name = "bad name"\n'))
+    with pytest.raises(ConfigError, match=r"\[transport\] helo_name: not a host name: 'bad name'"):
+        load_settings(project)
