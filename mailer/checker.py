@@ -7,13 +7,14 @@ refused constructs), holds variables to the documented set in
 syntax tree is walked, with a "did you mean" for typos), requires subject,
 HTML and text, then renders each email for the built-in sample customers and
 requires the unsubscribe link and the postal address in both parts.
+:func:`spam_problems` scores each email with SpamAssassin, when it is installed.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 from html import unescape
@@ -24,7 +25,10 @@ from jinja2 import meta, nodes
 
 from mailer.config import OCCASION_KINDS, Campaign, Secret, SenderSettings
 from mailer.context import VARIABLES, Variable, sample_customers, sample_occasion, template_context
+from mailer.message import Envelope, HeaderError
 from mailer.render import HTML, INLINERS, PARTS, SUBJECT, TEXT, Renderer, RenderError, html_to_text
+from mailer.spamscore import SPAM_ABOVE, WARN_ABOVE, score_messages
+from mailer.wire import serialize
 
 CHECK_UNSUBSCRIBE_URL = "https://unsubscribe.example/u/CHECK-TOKEN"
 CHECK_DAY = date(2026, 6, 15)
@@ -43,17 +47,21 @@ _ALT = re.compile(r"\balt\s*=\s*(\"[^\"]+\"|'[^']+'|[^\s\"'>]+)", re.I)
 
 @dataclass(frozen=True, order=True)
 class Problem:
-    """One thing to fix, at ``path:line``."""
+    """One thing to fix, at ``path:line`` (line 0: the whole email, shown as ``path: message``).
+
+    A warning is worth a look but does not stop the email from being sent.
+    """
 
     path: Path
     line: int
     message: str
+    warning: bool = False
 
     def format(self, relative_to: Path | None = None) -> str:
         shown = self.path
         if relative_to is not None and self.path.is_relative_to(relative_to):
             shown = self.path.relative_to(relative_to)
-        return f"{shown}:{self.line}: {self.message}"
+        return f"{shown}:{self.line}: {self.message}" if self.line else f"{shown}: {self.message}"
 
 
 def template_kinds(name: str, campaigns: Sequence[Campaign]) -> tuple[str, ...]:
@@ -288,3 +296,66 @@ def _located(exc: RenderError, fallback: Path, note: str) -> Problem:
         return Problem(fallback, 1, f"{exc}{note}")
     line = match.group("line")
     return Problem(Path(match.group("file")), int(line) if line.isdigit() else 1, match.group("problem") + note)
+
+
+def spam_problems(
+    templates_dir: Path,
+    spamassassin: str,
+    campaigns: Sequence[Campaign] = (),
+    sender: SenderSettings = PLACEHOLDER_SENDER,
+    inliner: str = "premailer",
+    found: Collection[Problem] = (),
+) -> list[Problem]:
+    """Score each email with SpamAssassin: a warning above 0.5, a problem above 5.
+
+    Each is written for the ``sample-full`` customer by the message writer of
+    real sends, and all are scored by one SpamAssassin process. Emails with a
+    problem in ``found`` (what :func:`check_templates` returned) are left out.
+    Raises SpamAssassinError when SpamAssassin cannot score them.
+    """
+    if not templates_dir.is_dir():
+        return []
+    flawed = {p.path.relative_to(templates_dir).parts[0] for p in found if p.path.is_relative_to(templates_dir)}
+    renderer = Renderer(templates_dir, inliner, auto_reload=True)
+    names = [name for name in renderer.names() if name not in flawed]
+    messages: dict[str, bytes] = {}
+    for name in names:
+        written = _sample_message(renderer, name, template_kinds(name, campaigns), campaigns, sender)
+        if written is not None:
+            messages[name] = written
+    scores = score_messages(list(messages.values()), spamassassin)
+    problems = []
+    for name, score in zip(messages, scores, strict=True):
+        if score.points > WARN_ABOVE:
+            problems.append(
+                Problem(templates_dir / name, 0, f"spam score {score.describe()}", warning=score.points <= SPAM_ABOVE)
+            )
+    return problems
+
+
+def _sample_message(
+    renderer: Renderer, name: str, kinds: tuple[str, ...], campaigns: Sequence[Campaign], sender: SenderSettings
+) -> bytes | None:
+    """The whole message a sample customer would get, as the wire carries it; None when it does not render."""
+    customer = sample_customers()["sample-full"]
+    by_kind = {c.occasion: c for c in campaigns if c.template == name}
+    unsubscribe_url = f"{sender.unsubscribe_url}/u/CHECK-TOKEN"
+    for kind in kinds or OCCASION_KINDS:
+        occasion = sample_occasion(kind, customer, CHECK_DAY, by_kind.get(kind))
+        try:
+            rendered = renderer.render(name, template_context(customer, occasion, sender, unsubscribe_url))
+        except RenderError:
+            continue  # check_templates reports it; another kind of occasion may render
+        # The envelope a real send gives this customer (see mailer.outbox.Deliverer).
+        envelope = Envelope(
+            to_address=customer.email,
+            to_name=" ".join(p for p in (customer.first_name, customer.last_name) if p),
+            reply_to=customer.owner_email or sender.reply_to or "",
+            reply_to_name=(customer.owner_name or "") if customer.owner_email else sender.from_name,
+            unsubscribe_url=unsubscribe_url,
+        )
+        try:
+            return serialize(rendered, envelope, sender).data
+        except HeaderError:
+            return None  # a subject no header can carry; sending would fail the row the same way
+    return None

@@ -10,12 +10,12 @@ import json
 import signal
 import sys
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from zoneinfo import ZoneInfo
 
 import click
@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 
 from mailer import dkim, importer, logs, migrate, monitor, optout, outbox, project, service, store
-from mailer.config import Settings, find_config, load_settings
+from mailer.config import Campaign, SenderSettings, Settings, find_config, load_settings
 from mailer.daemon import Daemon, next_pass
 from mailer.errors import MailerError
 from mailer.message import Envelope, build_message
@@ -32,6 +32,9 @@ from mailer.models import Customer, SendLog
 from mailer.render import Renderer
 from mailer.tabular import FORMATS, format_rows
 from mailer.transport import make_transport
+
+if TYPE_CHECKING:
+    from mailer.checker import Problem
 
 
 class UserError(click.ClickException):
@@ -434,30 +437,61 @@ def templates() -> None:
 
 @templates.command("check")
 @click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--spam-score/--no-spam-score", default=True, show_default=True,
+    help="Score each email with SpamAssassin (when installed): a warning above 0.5, a problem above 5.",
+)
 @pass_app
-def templates_check(app: App, directory: Path | None) -> None:
-    """Compile every template, check its variables, parts, unsubscribe link and postal address.
+def templates_check(app: App, directory: Path | None, spam_score: bool) -> None:
+    """Compile every template, check its variables, parts, unsubscribe link, postal address and spam score.
 
     Problems are listed as FILE:LINE: problem; exit status 2 when there are any.
+    A spam score above 0.5 is listed as FOLDER: spam score X (RULE POINTS, ...),
+    a warning that leaves the exit status alone; above 5 it is a problem.
     Without DIRECTORY the project's templates are checked against its campaigns.
     """
-    from mailer.checker import check_templates
+    from mailer.checker import PLACEHOLDER_SENDER, check_templates
 
     if directory is None:
         settings = app.settings
         folder = settings.render.templates
-        problems = check_templates(folder, settings.campaigns, settings.sender, settings.render.inliner)
+        campaigns: Sequence[Campaign] = settings.campaigns
+        sender, inliner = settings.sender, settings.render.inliner
     else:
         folder = directory.resolve()
-        problems = check_templates(folder)
+        campaigns, sender, inliner = (), PLACEHOLDER_SENDER, "premailer"
+    problems = check_templates(folder, campaigns, sender, inliner)
+    if spam_score:
+        problems = sorted([*problems, *_spam_scores(folder, problems, campaigns, sender, inliner)])
     base = Path.cwd()
     for problem in problems:
         click.echo(problem.format(base))
-    if problems:
-        click.echo(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} in {folder}", err=True)
+    warnings = sum(p.warning for p in problems)
+    if len(problems) > warnings:
+        count = len(problems) - warnings
+        click.echo(f"{count} problem{'s' if count != 1 else ''} in {folder}", err=True)
         raise SystemExit(2)
     names = [p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))]
-    click.echo(f"{len(names)} templates in {folder}: no problems")
+    noted = f", {warnings} warning{'s' if warnings != 1 else ''}" if warnings else ""
+    click.echo(f"{len(names)} templates in {folder}: no problems{noted}")
+
+
+def _spam_scores(
+    folder: Path, found: list[Problem], campaigns: Sequence[Campaign], sender: SenderSettings, inliner: str
+) -> list[Problem]:
+    """The spam scores worth a line; a note on stderr instead when SpamAssassin cannot give them."""
+    from mailer.checker import spam_problems
+    from mailer.spamscore import SpamAssassinError, find_spamassassin
+
+    spamassassin = find_spamassassin()
+    if spamassassin is None:
+        click.echo("spam scores skipped: SpamAssassin is not installed (apt install spamassassin)", err=True)
+        return []
+    try:
+        return spam_problems(folder, spamassassin, campaigns, sender, inliner, found)
+    except SpamAssassinError as exc:
+        click.echo(f"spam scores skipped: {exc}", err=True)
+        return []
 
 
 @templates.command("variables")

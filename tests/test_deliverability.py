@@ -4,8 +4,8 @@ Daily passes over the sample project, until every template has been sent,
 write real .eml files; each is checked for what the mailbox
 providers and the law ask: one-click unsubscribe headers that are not folded,
 the same link and the postal address in both parts, a text part that says
-what the HTML says, Message-ID on the From domain, a Date, no URL shorteners
-and no all-image mail.
+what the HTML says, Message-ID on the From domain, a Date, no URL shorteners,
+no all-image mail, and a SpamAssassin score of at most 0.5 (one message per template).
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ from mailer.config import Settings, load_settings
 from mailer.models import SendLog
 from mailer.project import init_project
 from mailer.render import Renderer
+from mailer.spamscore import WARN_ABOVE, score_messages
 from mailer.tokens import read_token
 from mailer.transport import MaildirTransport
+from tests.spam import needs_spamassassin
 
 DAY = date(2026, 11, 23)
 MAX_DAYS = 40
@@ -192,3 +194,18 @@ def test_no_link_uses_a_url_shortener(sent: tuple[Settings, list[Sent]]) -> None
 def test_no_line_exceeds_the_smtp_limit(sent: tuple[Settings, list[Sent]]) -> None:
     for m in sent[1]:
         assert max(len(line) for line in m.raw.splitlines()) <= 998
+
+
+@needs_spamassassin
+def test_one_message_of_every_shipped_template_scores_at_most_half_a_point_with_spamassassin(
+    sent: tuple[Settings, list[Sent]],
+) -> None:
+    _settings, messages = sent
+    first_of_each = {m.template: m for m in reversed(messages)}
+    scores = score_messages([m.raw for m in first_of_each.values()])
+    too_high = [
+        f"{name}: spam score {score.describe()}"
+        for name, score in zip(first_of_each, scores, strict=True)
+        if score.points > WARN_ABOVE
+    ]
+    assert not too_high, "\n".join(too_high)

@@ -14,6 +14,7 @@ from mailer.cli import cli
 from mailer.config import Settings
 from mailer.project import SHIPPED_TEMPLATES
 from tests.samples import SHIPPED
+from tests.spam import GTUBE, needs_spamassassin
 
 LINE = re.compile(r"^(?P<file>templates/email/[^:]+):(?P<line>\d+): (?P<problem>.+)$")
 
@@ -27,8 +28,9 @@ def folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return target
 
 
-def check(folder: Path) -> tuple[int, list[str]]:
-    result = CliRunner().invoke(cli, ["templates", "check", str(folder)])
+def check(folder: Path, *options: str) -> tuple[int, list[str]]:
+    """Exit status and stdout lines of the check; without spam scores unless ``--spam-score`` is given."""
+    result = CliRunner().invoke(cli, ["templates", "check", "--no-spam-score", *options, str(folder)])
     return result.exit_code, [line for line in result.stdout.splitlines() if line]
 
 
@@ -185,3 +187,66 @@ def test_every_problem_line_has_the_file_line_problem_shape(folder: Path) -> Non
     assert code == 2
     assert len(lines) == 3
     assert all(LINE.match(line) for line in lines), lines
+
+
+# The preheader as it was hidden before: tiny, in the background's colour, transparent.
+OLD_PREHEADER = (
+    ".preheader { display: none; max-height: 0; overflow: hidden; font-size: 1px; line-height: 1px; "
+    "color: #f4f1ec; opacity: 0; }"
+)
+OLD_PREHEADER_SCORE = "spam score 1.7 (FONT_INVIS_MSGID 1.0, HTML_FONT_LOW_CONTRAST 0.7)"
+
+
+def hide_preheader_the_old_way(folder: Path) -> None:
+    style = folder / "_style.css"
+    lines = style.read_text(encoding="utf-8").splitlines(keepends=True)
+    [number] = [n for n, line in enumerate(lines) if line.startswith(".preheader {")]
+    lines[number] = OLD_PREHEADER + "\n"
+    style.write_text("".join(lines), encoding="utf-8")
+
+
+@needs_spamassassin
+def test_text_hidden_the_way_spam_hides_it_gets_a_warning_with_the_rules_and_the_check_still_passes(
+    folder: Path,
+) -> None:
+    hide_preheader_the_old_way(folder)
+    code, lines = check(folder, "--spam-score")
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    assert code == 0
+    assert lines == [
+        *(f"templates/email/{name}: {OLD_PREHEADER_SCORE}" for name in names),
+        f"{len(names)} templates in {folder}: no problems, {len(names)} warnings",
+    ]
+
+
+@needs_spamassassin
+def test_an_email_spamassassin_files_as_spam_is_a_problem(folder: Path) -> None:
+    edit(folder / "birthday" / "body.html", "</p>", f"</p>\n<p>{GTUBE}</p>")
+    code, lines = check(folder, "--spam-score")
+    assert code == 2
+    assert lines == ["templates/email/birthday: spam score 1000.0 (GTUBE 1000.0)"]
+
+
+@needs_spamassassin
+def test_an_email_with_another_problem_is_not_scored_and_the_others_still_are(folder: Path) -> None:
+    hide_preheader_the_old_way(folder)
+    edit(folder / "anniversary" / "body.html", "customer.first_name", "customer.frist_name")
+    code, lines = check(folder, "--spam-score")
+    others = sorted(p.name for p in folder.iterdir() if p.is_dir() and p.name != "anniversary")
+    assert code == 2
+    assert lines == [
+        "templates/email/anniversary/body.html:4: unknown variable 'customer.frist_name' "
+        "(did you mean 'customer.first_name'?)",
+        *(f"templates/email/{name}: {OLD_PREHEADER_SCORE}" for name in others),
+    ]
+
+
+def test_without_spamassassin_the_check_says_so_in_one_line_and_passes(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hide_preheader_the_old_way(folder)
+    monkeypatch.setenv("PATH", str(tmp_path / "nothing-installed-here"))
+    result = CliRunner().invoke(cli, ["templates", "check", str(folder)])
+    assert result.exit_code == 0
+    assert result.stderr == "spam scores skipped: SpamAssassin is not installed (apt install spamassassin)\n"
+    assert result.stdout.endswith(": no problems\n")
