@@ -179,7 +179,7 @@ def check_headers(msg: EmailMessage) -> None:
     a decoded value carries a control character: whatever the email package's
     folding did, the receiver must see exactly the headers that were set.
     """
-    policy = WIRE_POLICY_UTF8 if msg.policy.utf8 else WIRE_POLICY
+    policy = WIRE_POLICY_UTF8 if _utf8(msg) else WIRE_POLICY
     wire = b"".join(policy.fold_binary(name, value) for name, value in msg.items())
     check_read_back(wire, msg.items())
 
@@ -209,9 +209,14 @@ def check_read_back(wire: bytes, sent: Sequence[tuple[str, Any]]) -> None:
 
 def to_wire(msg: EmailMessage) -> bytes:
     """The message as SMTP DATA: CRLF line endings."""
-    return msg.as_bytes(policy=WIRE_POLICY_UTF8 if msg.policy.utf8 else WIRE_POLICY)
+    return msg.as_bytes(policy=WIRE_POLICY_UTF8 if _utf8(msg) else WIRE_POLICY)
 
 
 def to_file(msg: EmailMessage) -> bytes:
     """The message as an ``.eml`` file: LF line endings."""
-    return msg.as_bytes(policy=FILE_POLICY_UTF8 if msg.policy.utf8 else FILE_POLICY)
+    return msg.as_bytes(policy=FILE_POLICY_UTF8 if _utf8(msg) else FILE_POLICY)
+
+
+def _utf8(msg: EmailMessage) -> bool:
+    """Whether the message was built with raw UTF-8 headers (see :func:`build_message`)."""
+    return bool(getattr(msg.policy, "utf8", False))
