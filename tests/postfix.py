@@ -109,6 +109,7 @@ class Postfix:
     ca_path: Path
     host: str = "127.0.0.1"
     _policy: _PolicyServer = field(init=False)
+    _control: threading.Lock = field(init=False, default_factory=threading.Lock)  # the policy thread stops it too
 
     def __post_init__(self) -> None:
         self._policy = _PolicyServer(self)
@@ -240,7 +241,8 @@ class Postfix:
 
     def start(self) -> None:
         """Start the instance and wait until both ports answer."""
-        self._postfix("start")
+        with self._control:
+            self._postfix("start")
         deadline = time.monotonic() + WAIT_SECONDS
         for port in (self.port, self.ascii_port):
             while not _answers(self.host, port):
@@ -250,8 +252,13 @@ class Postfix:
 
     def stop(self) -> None:
         """Stop the instance and wait until its ports refuse connections (idempotent)."""
-        if self.running:
-            self._postfix("stop")
+        with self._control:
+            if self.running:
+                # postfix-script kills the master with force after 5 s and may then exit non-zero:
+                # what counts is that nothing runs afterwards, checked below and by the port probe.
+                subprocess.run([POSTFIX, "-c", str(self.config_dir), "stop"], capture_output=True)
+                if self.running:
+                    raise RuntimeError(f"postfix -c {self.config_dir} stop left it running; see {self.maillog}")
         deadline = time.monotonic() + WAIT_SECONDS
         while _answers(self.host, self.port) or _answers(self.host, self.ascii_port):
             if time.monotonic() > deadline:
@@ -341,7 +348,12 @@ class Postfix:
             counts = self.counts()
             return self.queued() == 0 and all(counts.get(a.lower(), 0) >= n for a, n in expected.items())
 
-        self._wait(done, timeout, lambda: f"expected {dict(expected)}, have {self.counts()}, {self.queued()} queued")
+        def describe() -> str:
+            counts = self.counts()
+            have = {a: counts.get(a.lower(), 0) for a in expected}
+            return f"expected {dict(expected)}, have {have}, {self.queued()} still queued"
+
+        self._wait(done, timeout, describe)
         return self.counts()
 
     def _wait(self, predicate: Callable[[], bool], timeout: float, describe: Callable[[], str]) -> None:
