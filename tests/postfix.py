@@ -26,6 +26,7 @@ import collections
 import os
 import pwd
 import shutil
+import signal
 import socket
 import socketserver
 import subprocess
@@ -36,7 +37,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DOMAINS", "STOP_PREFIX", "Postfix", "PostfixUnavailable"]
+__all__ = ["CRASH_PREFIX", "DOMAINS", "Postfix", "PostfixUnavailable"]
 
 #: The mail domains the relay delivers for. ``.example`` is reserved (RFC 2606) and, unlike
 #: ``.test``, accepted by email-validator; the xn-- label is ``bücher`` in ASCII form.
@@ -45,9 +46,9 @@ DOMAINS = ("shop.example", "xn--bcher-kva.example")
 POSTFIX = shutil.which("postfix", path="/usr/sbin:/usr/bin:" + os.environ.get("PATH", "")) or "/usr/sbin/postfix"
 POSTCONF = shutil.which("postconf", path="/usr/sbin:/usr/bin:" + os.environ.get("PATH", "")) or "/usr/sbin/postconf"
 
-#: Recipients whose local part starts with this are looked up in the policy server, which stops the
-#: relay at the RCPT of an address armed with :meth:`Postfix.stop_at`.
-STOP_PREFIX = "stop-"
+#: Recipients whose local part starts with this are looked up in the policy server, which kills the
+#: relay at the RCPT of an address armed with :meth:`Postfix.crash_at`.
+CRASH_PREFIX = "crash-"
 
 #: A guard against hangs, not a speed expectation.
 WAIT_SECONDS = 30.0
@@ -109,7 +110,7 @@ class Postfix:
     ca_path: Path
     host: str = "127.0.0.1"
     _policy: _PolicyServer = field(init=False)
-    _control: threading.Lock = field(init=False, default_factory=threading.Lock)  # the policy thread stops it too
+    _control: threading.Lock = field(init=False, default_factory=threading.Lock)  # the policy thread kills it
 
     def __post_init__(self) -> None:
         self._policy = _PolicyServer(self)
@@ -182,7 +183,7 @@ class Postfix:
         (etc / "key.pem").chmod(0o600)
 
         (etc / "mailboxes.regexp").write_text(_MAILBOXES, encoding="utf-8")
-        (etc / "stop.regexp").write_text(f"/^{STOP_PREFIX}/ stop_relay\n", encoding="utf-8")
+        (etc / "crash.regexp").write_text(f"/^{CRASH_PREFIX}/ crash_relay\n", encoding="utf-8")
         (etc / "master.cf").write_text(_MASTER_CF.format(port=self.port, ascii_port=self.ascii_port))
         settings = {
             "compatibility_level": "3.6",
@@ -205,11 +206,11 @@ class Postfix:
             # refused at RCPT, and any message that still needed a remote hop would bounce.
             "smtpd_relay_restrictions": "reject_unauth_destination",
             # INFO logs every RCPT with its helo=<...> and to=<...>, which Postfix otherwise only logs
-            # for rejections; the second rule sends armed recipients to the policy server (stop_at).
-            "smtpd_restriction_classes": "stop_relay",
-            "stop_relay": f"check_policy_service inet:{self.host}:{self._policy.port}",
+            # for rejections; the second rule sends armed recipients to the policy server (crash_at).
+            "smtpd_restriction_classes": "crash_relay",
+            "crash_relay": f"check_policy_service inet:{self.host}:{self._policy.port}",
             "smtpd_recipient_restrictions": (
-                f"check_client_access static:INFO, check_recipient_access regexp:{etc / 'stop.regexp'}"
+                f"check_client_access static:INFO, check_recipient_access regexp:{etc / 'crash.regexp'}"
             ),
             "smtpd_policy_service_default_action": "DUNNO",
             "default_transport": "error:this test relay delivers to local Maildirs only",
@@ -279,21 +280,36 @@ class Postfix:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def reset(self) -> None:
-        """Make the instance ready for the next test: running, with no stop armed."""
+        """Make the instance ready for the next test: running, with no crash armed."""
         self._policy.armed.clear()
         if not self.running:
             self.start()
 
-    def stop_at(self, address: str) -> None:
-        """Stop the whole relay when a client sends ``RCPT TO:<address>``, once, before answering it.
+    def crash_at(self, address: str) -> None:
+        """Kill the whole relay when a client sends ``RCPT TO:<address>``, once, before answering it.
 
-        ``address`` must start with :data:`STOP_PREFIX`. The client sees its connection drop in the
+        ``address`` must start with :data:`CRASH_PREFIX`. The client sees its connection drop in the
         middle of that transaction and every later connection refused: a relay going down mid-pass,
-        at a point the test chose. Messages accepted before stay in Postfix's queue until :meth:`start`.
+        at the point the test chose. Messages accepted before stay in Postfix's queue until :meth:`start`.
         """
-        if not address.startswith(STOP_PREFIX):
-            raise ValueError(f"{address!r}: only addresses starting with {STOP_PREFIX!r} reach the policy server")
+        if not address.startswith(CRASH_PREFIX):
+            raise ValueError(f"{address!r}: only addresses starting with {CRASH_PREFIX!r} reach the policy server")
         self._policy.armed.add(address.lower())
+
+    def crash(self) -> None:
+        """SIGKILL every process of the instance at once (the master's process group), as a power cut would.
+
+        Unlike ``postfix stop`` this cannot wait on the smtpd that is waiting for the policy server:
+        everything is gone when it returns, so a client's next connection is refused.
+        """
+        with self._control:
+            pid = int((self.root / "queue" / "pid" / "master.pid").read_text().split()[0])
+            os.killpg(pid, signal.SIGKILL)
+            deadline = time.monotonic() + WAIT_SECONDS
+            while self.running or _answers(self.host, self.port) or _answers(self.host, self.ascii_port):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"postfix still runs {WAIT_SECONDS}s after SIGKILL; see {self.maillog}")
+                time.sleep(0.05)
 
     def _postfix(self, command: str) -> None:
         done = subprocess.run([POSTFIX, "-c", str(self.config_dir), command], capture_output=True, text=True)
@@ -365,7 +381,7 @@ class Postfix:
 
 
 class _PolicyServer(socketserver.ThreadingTCPServer):
-    """A Postfix policy delegation server (SMTPD_POLICY_README) that stops the relay for armed recipients."""
+    """A Postfix policy delegation server (SMTPD_POLICY_README) that kills the relay for armed recipients."""
 
     daemon_threads = True
 
@@ -399,8 +415,8 @@ class _PolicyHandler(socketserver.StreamRequestHandler):
             request = {}
             if recipient in self.server.armed:
                 self.server.armed.discard(recipient)
-                # Stopping Postfix kills the smtpd waiting for this answer: the client's session drops.
-                self.server.relay.stop()
+                # This kills the smtpd waiting for the answer too: the client's session drops here.
+                self.server.relay.crash()
                 return
             self.wfile.write(b"action=DUNNO\n\n")
 
