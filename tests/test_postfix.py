@@ -234,3 +234,78 @@ def test_the_dkim_signature_verifies_on_the_file_the_relay_stored(
         message = email.parser.BytesParser(policy=email.policy.default).parsebytes(data)
         assert message["Delivered-To"] == address and message["DKIM-Signature"]
         assert dkim.verify(data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"), dnsfunc=dnsfunc), stored.name
+
+
+# ---- issue 24's behaviour: HELO name, per-recipient SMTPUTF8, relay health in exit codes, addresses as given ----
+# These fail until that work is merged (an unknown helo_name key, a pass that stops at the first non-ASCII
+# recipient, exit status 0 for an unusable relay, an A-label domain turned into Unicode at import).
+
+
+def test_the_relay_logs_the_configured_helo_name(tmp_path: Path, relay: Postfix) -> None:
+    address = "helo0@shop.example"
+    config = project_for(tmp_path / "proj", relay, helo_name="mail.northwind.example")
+    import_customers(config, address)
+
+    run_pass(config)
+    relay.wait_for_mail({address: 1})
+    [stored] = relay.mailbox(address)
+    rcpt_lines = [line for line in relay.log().splitlines() if f"to=<{address}>" in line and "helo=<" in line]
+    assert rcpt_lines, relay.log()[-2000:]
+    assert all("helo=<mail.northwind.example>" in line for line in rcpt_lines), rcpt_lines
+    assert b"Received: from mail.northwind.example " in stored.read_bytes()
+
+
+@pytest.mark.parametrize("smtputf8", [False, True], ids=["relay-without-smtputf8", "relay-with-smtputf8"])
+def test_a_non_ascii_local_part_fails_alone_at_once_without_smtputf8_and_is_delivered_with_it(
+    tmp_path: Path, relay: Postfix, smtputf8: bool
+) -> None:
+    tag = "on" if smtputf8 else "off"
+    ascii_ones = [f"utf8{tag}{n}@shop.example" for n in range(3)]
+    jurgen = f"jürgen-{tag}@shop.example"
+    config = project_for(tmp_path / "proj", relay, port=relay.port if smtputf8 else relay.ascii_port)
+    import_customers(config, ascii_ones[0], jurgen, *ascii_ones[1:])
+
+    output = run_pass(config)  # one pass: the others go out in it, whatever the relay says about jürgen
+    assert ("sent 4" if smtputf8 else "sent 3, ") in output and ("failed 0" if smtputf8 else "failed 1") in output
+    relay.wait_for_mail(dict.fromkeys(ascii_ones, 1))
+    rows = send_log(config)
+    assert {a: rows[a]["status"] for a in ascii_ones} == dict.fromkeys(ascii_ones, "sent")
+    if smtputf8:
+        assert rows[jurgen]["status"] == "sent"
+        assert relay.wait_for_mail({jurgen: 1})[jurgen] == 1
+    else:
+        assert rows[jurgen]["status"] == "failed", rows[jurgen]
+        assert "SMTPUTF8" in rows[jurgen]["reason"]
+        relay.wait_until_idle()
+        assert not relay.mailbox(jurgen)
+    assert {a: len(relay.mailbox(a)) for a in ascii_ones} == dict.fromkeys(ascii_ones, 1)
+
+
+def test_a_refused_certificate_makes_run_and_status_exit_1_naming_the_relay_and_the_reason(
+    tmp_path: Path, relay: Postfix
+) -> None:
+    config = project_for(tmp_path / "proj", relay, trust_ca=False)
+    import_customers(config, "health0@shop.example")
+
+    run_pass(config, expect=1)
+    status = mailer(config, "status", expect=1).output
+    said = [line for line in status.splitlines() if "relay unusable" in line]
+    assert any("certificate" in line.lower() for line in said), status
+    assert not relay.mailbox("health0@shop.example")
+
+
+def test_an_a_label_domain_stays_ascii_in_the_envelope_and_the_to_header(tmp_path: Path, relay: Postfix) -> None:
+    address = "anna@xn--bcher-kva.example"
+    # The relay without SMTPUTF8: an address that is ASCII as imported must never need it.
+    config = project_for(tmp_path / "proj", relay, port=relay.ascii_port)
+    import_customers(config, address)
+
+    run_pass(config)
+    relay.wait_for_mail({address: 1})
+    [stored] = relay.mailbox(address)
+    assert statuses(config) == {address: "sent"}, "stored and listed as imported"
+    assert f"to=<{address}>" in relay.log()
+    header = stored.read_bytes().split(b"\n\n", 1)[0]
+    message = email.parser.BytesParser(policy=email.policy.default).parsebytes(stored.read_bytes())
+    assert [a.addr_spec for a in message["To"].addresses] == [address]
+    assert "bücher".encode() not in header and b"=?utf-8?" not in header.lower()
