@@ -13,7 +13,8 @@ today (in their own time zone), and an interaction cannot have happened
 after now. Negative amounts are refunds: they lower lifetime spend.
 Addresses are stored as given, with only the domain's case normalised; two
 customers whose addresses are one mailbox (the same up to the domain's case
-or its Unicode/IDNA spelling) are a bad row.
+or its Unicode/IDNA spelling), in the file or one in the file and one in the
+store, are a bad row.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import Engine, select, tuple_
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from mailer.errors import MailerError
 from mailer.models import Customer, Interaction, month_day, utcnow
@@ -136,11 +137,13 @@ class Address:
     an ASCII (A-label, ``xn--…``) domain stays ASCII, so the address never needs
     SMTPUTF8 because of the import. ``mailbox`` is the same address with the
     domain in its IDNA (ASCII) form: two addresses with one ``mailbox`` reach
-    the same person, whichever spelling each uses.
+    the same person, whichever spelling each uses. ``spellings`` are the forms
+    the store may hold that mailbox in (earlier imports kept the Unicode form).
     """
 
     stored: str
     mailbox: str
+    spellings: tuple[str, ...] = ()
 
 
 def parse_address(column: str, value: str) -> Address | None:
@@ -156,7 +159,8 @@ def parse_address(column: str, value: str) -> Address | None:
     # email-validator's `domain` turns an A-label into Unicode; keep an ASCII domain as given.
     # A Unicode domain is taken from it, since its case mapping is IDNA's, not str.lower's.
     domain = given_domain.lower() if given_domain.isascii() else valid.domain
-    return Address(f"{valid.local_part}@{domain}", f"{valid.local_part}@{valid.ascii_domain.lower()}")
+    mailbox = f"{valid.local_part}@{valid.ascii_domain.lower()}"
+    return Address(f"{valid.local_part}@{domain}", mailbox, (mailbox, f"{valid.local_part}@{valid.domain}"))
 
 
 def parse_email(column: str, value: str) -> str | None:
@@ -250,7 +254,7 @@ class CustomerRecord:
     external_id: str
     fields: dict[str, Any]  # only the columns the file has, so absent columns keep their values
     attributes: dict[str, str]
-    mailbox: str = ""  # the email's comparison key (see Address)
+    address: Address | None = None  # the email, stored and compared (None only in records built by hand)
 
 
 def customer_record(row: dict[str, str], *, now: datetime, default_zone: str) -> CustomerRecord:
@@ -295,7 +299,7 @@ def customer_record(row: dict[str, str], *, now: datetime, default_zone: str) ->
     attributes = {k: v.strip() for k, v in row.items() if k not in CUSTOMER_COLUMNS and k}
     for name, value in attributes.items():
         _text(name, value, max_length=2000)
-    return CustomerRecord(external_id, fields, attributes, address.mailbox)
+    return CustomerRecord(external_id, fields, attributes, address)
 
 
 @dataclass(frozen=True, slots=True)
@@ -504,19 +508,24 @@ def import_customers(
         parsed = read_rows(path, CUSTOMER_REQUIRED, parse, lambda r: r.external_id, progress)
         return _one_customer_per_mailbox(parsed, str(path))
 
-    report = _validate(path, rows(progress), skip_invalid, dry_run)
+    with Session(engine) as session:
+        stored = _StoredMailboxes(session, str(path))
+        report = _validate(path, stored.check(rows(progress)), skip_invalid, dry_run, stored.conflicts)
+
+    def good() -> Iterator[ParsedRow[CustomerRecord]]:
+        return (r for r in rows() if r.record and r.line not in stored.bad_lines)
+
     if dry_run:
         with Session(engine) as session:
-            for batch in _batches((r for r in rows() if r.record), BATCH):
+            for batch in _batches(good(), BATCH):
                 ids = [r.record.external_id for r in batch if r.record]
-                existing = set(
-                    session.execute(select(Customer.external_id).where(Customer.external_id.in_(ids))).scalars()
-                )  # type: ignore[attr-defined]
+                query = select(col(Customer.external_id)).where(col(Customer.external_id).in_(ids))
+                existing = set(session.execute(query).scalars())
                 report.updated += len(existing)
                 report.inserted += len(ids) - len(existing)
         return report
     with Session(engine) as session:
-        for batch in _batches((r for r in rows() if r.record), BATCH):
+        for batch in _batches(good(), BATCH):
             _upsert_customers(session, [r.record for r in batch if r.record], report)
         session.commit()
     return report
@@ -534,22 +543,86 @@ def _one_customer_per_mailbox(
     first: dict[str, tuple[int, str]] = {}  # mailbox → (line, address as that line gave it)
     for row in rows:
         record = row.record
-        if record is not None:
-            line, address = first.setdefault(record.mailbox, (row.line, record.fields["email"]))
+        if record is not None and record.address is not None:
+            line, address = first.setdefault(record.address.mailbox, (row.line, record.address.stored))
             if line != row.line:
                 problem = f"same mailbox as line {line} ({address!r})"
                 row = ParsedRow(row.line, row.raw, None, RowError(file, row.line, "email", problem))
         yield row
 
 
-def _validate(path: Path, rows: Iterator[ParsedRow[Any]], skip_invalid: bool, dry_run: bool) -> ImportReport:
-    """First read: count rows, collect every error; raise unless bad rows may be skipped."""
+class _StoredMailboxes:
+    """Finds rows whose mailbox a customer in the store already has under another external_id.
+
+    Such a row is bad unless the file gives that other customer an address of
+    its own, which is known only once the whole file is read: :meth:`check`
+    notes the candidates as the rows go by, :meth:`conflicts` judges them.
+    """
+
+    def __init__(self, session: Session, file: str) -> None:
+        self.session = session
+        self.file = file
+        self.in_file: set[str] = set()  # every external_id the file holds
+        self.candidates: list[tuple[ParsedRow[CustomerRecord], str, str]] = []  # row, other external_id, its email
+        self.bad_lines: set[int] = set()
+
+    def check(self, rows: Iterator[ParsedRow[CustomerRecord]]) -> Iterator[ParsedRow[CustomerRecord]]:
+        for batch in _batches(rows, BATCH):
+            by_spelling: dict[str, list[ParsedRow[CustomerRecord]]] = {}
+            for row in batch:
+                if row.record is not None and row.record.address is not None:
+                    self.in_file.add(row.record.external_id)
+                    for spelling in row.record.address.spellings:
+                        by_spelling.setdefault(spelling, []).append(row)
+            if by_spelling:
+                found = self.session.execute(
+                    select(col(Customer.external_id), col(Customer.email)).where(
+                        col(Customer.email).in_(list(by_spelling))
+                    )
+                ).all()
+                for external_id, email in found:
+                    for row in by_spelling[email]:
+                        if row.record is not None and row.record.external_id != external_id:
+                            self.candidates.append((row, external_id, email))
+            yield from batch
+
+    def conflicts(self) -> list[tuple[ParsedRow[Any], RowError]]:
+        """The noted rows whose other customer keeps the mailbox (no good row of the file moves it)."""
+        bad: dict[int, tuple[ParsedRow[Any], RowError]] = {}
+        while True:
+            # A row found bad here is not written either, so its customer keeps the stored address too.
+            moved = self.in_file - {row.record.external_id for row, _ in bad.values() if row.record}
+            found = False
+            for row, external_id, email in self.candidates:
+                if external_id not in moved and row.line not in bad:
+                    problem = f"same mailbox as customer {external_id!r} in the store ({email!r})"
+                    bad[row.line] = (row, RowError(self.file, row.line, "email", problem))
+                    found = True
+            if not found:
+                break
+        self.bad_lines = set(bad)
+        return list(bad.values())
+
+
+def _validate(
+    path: Path,
+    rows: Iterator[ParsedRow[Any]],
+    skip_invalid: bool,
+    dry_run: bool,
+    more: Callable[[], list[tuple[ParsedRow[Any], RowError]]] | None = None,
+) -> ImportReport:
+    """First read: count rows, collect every error; raise unless bad rows may be skipped.
+
+    ``more`` gives, after the read, the bad rows that only the whole file reveals.
+    """
     report = ImportReport(file=path, dry_run=dry_run)
     rejected: list[tuple[ParsedRow[Any], RowError]] = []
     for row in rows:
         report.rows += 1
         if row.error:
             rejected.append((row, row.error))
+    if more is not None:
+        rejected = sorted([*rejected, *more()], key=lambda pair: pair[0].line)
     report.rejected = [error for _, error in rejected]
     if rejected and not skip_invalid:
         raise ImportFailed(report.rejected)
@@ -637,7 +710,7 @@ class _CustomerIds:
             wanted = {r.record.external_id for r in batch if r.record and r.record.external_id not in self.ids}
             if wanted:
                 found = self.session.execute(
-                    select(Customer.external_id, Customer.id).where(Customer.external_id.in_(wanted))  # type: ignore[attr-defined]
+                    select(col(Customer.external_id), col(Customer.id)).where(col(Customer.external_id).in_(wanted))
                 ).all()
                 self.ids.update({external_id: cid for external_id, cid in found})
             for row in batch:
@@ -657,8 +730,8 @@ def _add_interactions(
         present = {
             (cid, ref)
             for cid, ref in session.execute(
-                select(Interaction.customer_id, Interaction.reference).where(
-                    tuple_(Interaction.customer_id, Interaction.reference).in_(list(pairs))
+                select(col(Interaction.customer_id), col(Interaction.reference)).where(
+                    tuple_(col(Interaction.customer_id), col(Interaction.reference)).in_(list(pairs))
                 )
             ).all()
         }

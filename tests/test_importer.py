@@ -401,6 +401,57 @@ def test_a_local_part_that_differs_in_case_is_another_mailbox(engine: Engine, tm
     assert import_customers(engine, write(tmp_path, "c.csv", lines)).inserted == 2
 
 
+def test_a_customer_in_the_store_keeps_its_mailbox_against_another_external_id(engine: Engine, tmp_path: Path) -> None:
+    add_customer(engine, "A1", since=date(2020, 1, 1), email="anna@bücher.example")  # as earlier imports stored it
+    lines = ["external_id,email,customer_since", "A2,anna@xn--bcher-kva.example,2020-01-01"]
+    path = write(tmp_path, "c.csv", lines)
+    with pytest.raises(ImportFailed) as caught:
+        import_customers(engine, path)
+    assert [str(e) for e in caught.value.errors] == [
+        f"{path}:2: email: same mailbox as customer 'A1' in the store ('anna@bücher.example')"
+    ]
+    assert count(engine, Customer) == 1
+
+
+def test_skip_invalid_rejects_a_row_whose_mailbox_the_store_holds_in_line_order(engine: Engine, tmp_path: Path) -> None:
+    add_customer(engine, "A1", since=date(2020, 1, 1), email="anna@xn--bcher-kva.example")
+    lines = [
+        "external_id,email,customer_since",
+        "A2,anna@BÜCHER.example,2020-01-01",
+        "A3,broken,2020-01-01",
+        "A4,other@example.com,2020-01-01",
+    ]
+    report = import_customers(engine, write(tmp_path, "c.csv", lines), skip_invalid=True)
+    assert [(e.line, e.column) for e in report.rejected] == [(2, "email"), (3, "email")]
+    assert report.inserted == 1 and count(engine, Customer) == 2
+    rejected = (tmp_path / "c.csv.rejected.csv").read_text(encoding="utf-8").splitlines()
+    assert rejected[1].startswith("A2,anna@BÜCHER.example,2020-01-01,2,email: same mailbox as customer 'A1'")
+
+
+def test_a_mailbox_may_pass_to_another_customer_when_the_file_moves_its_holder(engine: Engine, tmp_path: Path) -> None:
+    add_customer(engine, "A1", since=date(2020, 1, 1), email="shared@example.com")
+    lines = ["external_id,email,customer_since", "A2,shared@example.com,2020-01-01", "A1,a1@example.com,2020-01-01"]
+    report = import_customers(engine, write(tmp_path, "c.csv", lines))
+    assert (report.inserted, report.updated) == (1, 1)
+    assert (customer(engine, "A1").email, customer(engine, "A2").email) == ("a1@example.com", "shared@example.com")
+
+
+def test_a_mailbox_stays_with_its_holder_when_the_row_moving_it_is_rejected(engine: Engine, tmp_path: Path) -> None:
+    add_customer(engine, "A1", since=date(2020, 1, 1), email="one@example.com")
+    add_customer(engine, "A2", since=date(2020, 1, 1), email="two@example.com")
+    lines = [
+        "external_id,email,customer_since",
+        "A3,two@example.com,2020-01-01",  # A2's mailbox: A2 moves below, but that row is rejected
+        "A2,one@example.com,2020-01-01",  # A1's mailbox, and A1 keeps it
+    ]
+    report = import_customers(engine, write(tmp_path, "c.csv", lines), skip_invalid=True)
+    assert [(e.line, e.problem) for e in report.rejected] == [
+        (2, "same mailbox as customer 'A2' in the store ('two@example.com')"),
+        (3, "same mailbox as customer 'A1' in the store ('one@example.com')"),
+    ]
+    assert (report.inserted, report.updated, count(engine, Customer)) == (0, 0, 2)
+
+
 # ---- the log command's enumerated options ------------------------------------------------------
 
 
