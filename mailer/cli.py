@@ -28,7 +28,7 @@ from mailer.config import Campaign, SenderSettings, Settings, find_config, load_
 from mailer.daemon import Daemon, next_pass
 from mailer.errors import MailerError
 from mailer.message import Envelope, build_message
-from mailer.models import Customer, SendLog
+from mailer.models import Customer, SendLog, SendStatus
 from mailer.render import Renderer
 from mailer.tabular import FORMATS, format_rows
 from mailer.transport import make_transport
@@ -172,7 +172,9 @@ def _import_command(kind: str, run: Callable[..., importer.ImportReport]) -> Non
     @pass_app
     def command(app: App, file: Path, skip_invalid: bool, dry_run: bool) -> None:
         with _progress(file) as progress:
-            report = run(app.engine, file, skip_invalid=skip_invalid, dry_run=dry_run, progress=progress)
+            # A customer without a zone of their own joined on a date in the sender's zone.
+            zone = {"default_zone": app.settings.sender.timezone} if kind == "customers" else {}
+            report = run(app.engine, file, skip_invalid=skip_invalid, dry_run=dry_run, progress=progress, **zone)
         click.echo(report.summary())
 
     command.__doc__ = f"Import {kind} from FILE (CSV with a header row)."
@@ -284,7 +286,7 @@ def plan_command(app: App, days: int, start: datetime | None, campaigns: tuple[s
 
 
 @cli.command("log")
-@click.option("--status", help="Only rows with this status (sent, queued, deferred, skipped, failed, bounced, unknown).")
+@click.option("--status", type=click.Choice([s.value for s in SendStatus]), help="Only rows with this status.")
 @click.option("--campaign", help="Only this campaign.")
 @click.option("--customer", help="Only this customer's external_id.")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only rows updated on or after this day.")

@@ -26,6 +26,9 @@ The rules, one per occasion kind (the README says the same for marketers):
     never adds up a customer's history. Several thresholds crossed at once
     (one import, one big order) all become occasions in one ``series``; the
     policy sends the highest and logs the others ``skipped: superseded``.
+    A refund (an order with a negative amount) lowers lifetime spend; a
+    threshold reached again after one is not a new crossing inside the
+    look-back, and the key keeps it to one email across passes.
     Key ``milestone:<metric>:<threshold>``, so each threshold counts once.
 ``silence``
     no interaction for N days (``after_days`` one number or a series). A
@@ -175,8 +178,13 @@ def birthday(customer: CustomerFacts, campaign: Campaign, today: date, lookback:
     return found
 
 
+def is_refund(interaction: InteractionFact) -> bool:
+    """An order with a negative amount: it lowers lifetime spend but is not an order of its own."""
+    return interaction.kind == "order" and interaction.amount is not None and interaction.amount < 0
+
+
 def _order_contribution(interaction: InteractionFact) -> Decimal:
-    return Decimal(1) if interaction.kind == "order" else Decimal(0)
+    return Decimal(1) if interaction.kind == "order" and not is_refund(interaction) else Decimal(0)
 
 
 def _spend_contribution(interaction: InteractionFact) -> Decimal:
@@ -232,11 +240,14 @@ def milestone(customer: CustomerFacts, campaign: Campaign, today: date, lookback
         return found
     contribution, total = _METRICS[campaign.metric]
     value = total(customer) - sum((contribution(i) for i in customer.recent), Decimal(0))
+    # A refund lowers lifetime spend; climbing back over a threshold is not reaching it for the first time.
+    highest = value
     thresholds = [(t, Decimal(str(t))) for t in campaign.thresholds]
     found = []
     for interaction in sorted(customer.recent, key=lambda i: (i.occurred_at, i.id)):
-        before, value = value, value + contribution(interaction)
-        crossed = [t for t, exact in thresholds if before < exact <= value]
+        value += contribution(interaction)
+        crossed = [t for t, exact in thresholds if highest < exact <= value]
+        highest = max(highest, value)
         if not crossed:
             continue
         due = local_date(interaction.occurred_at, customer.timezone)
@@ -287,12 +298,12 @@ def silence(customer: CustomerFacts, campaign: Campaign, today: date, lookback: 
 
 
 def follow_up(customer: CustomerFacts, campaign: Campaign, today: date, lookback: int) -> list[Occasion]:
-    """One occasion per interaction of ``campaign.interaction_kind``, ``after_days`` later."""
+    """One occasion per interaction of ``campaign.interaction_kind`` (refunds aside), ``after_days`` later."""
     delay = timedelta(days=campaign.after_days[0])
     found = []
     for interaction in customer.recent:
-        if interaction.kind != campaign.interaction_kind:
-            continue
+        if interaction.kind != campaign.interaction_kind or is_refund(interaction):
+            continue  # nobody is asked "how did we do?" about a refund
         happened = local_date(interaction.occurred_at, customer.timezone)
         due = happened + delay
         if not _within(due, today, lookback):

@@ -71,6 +71,20 @@ def test_lifetime_spend_milestone_counts_order_amounts_and_keys_fractions_plainl
     ]
 
 
+def test_spend_climbing_back_over_a_threshold_after_a_refund_is_not_a_second_crossing() -> None:
+    spend = campaign("milestone", metric="lifetime_spend", thresholds=(500.0,))
+    recent = orders((date(2026, 11, 18), "600"), (date(2026, 11, 19), "-200"), (date(2026, 11, 21), "150"))
+    customer = replace(BASE, order_count=2, lifetime_spend=Decimal("550"), recent=recent)
+    found = milestone(customer, spend, TODAY, 10)
+    assert [(o.key, o.due) for o in found] == [("milestone:lifetime_spend:500", date(2026, 11, 18))]
+
+
+def test_a_refund_is_not_an_order_for_order_count_milestones() -> None:
+    # Nine orders before, then a refund: the refund does not make the tenth.
+    customer = replace(BASE, order_count=9, interaction_count=10, recent=orders((date(2026, 11, 22), "-20")))
+    assert milestone(customer, ORDER_MILESTONE, TODAY, 10) == []
+
+
 def test_interaction_count_milestone_counts_every_kind() -> None:
     counts = campaign("milestone", metric="interaction_count", thresholds=(3.0,))
     recent = orders((date(2026, 11, 21), "0"), kind="support") + orders((date(2026, 11, 22), "0"), kind="visit")
@@ -172,6 +186,7 @@ FOLLOW_UP = campaign("follow_up", after_days=(7,), interaction_kind="order")
          ["follow_up:100", "follow_up:101"]),
         ("not for interactions whose follow-up fell before the look-back", orders((date(2026, 10, 1), "5")), 10, []),
         ("not before the delay is over", orders((date(2026, 11, 20), "5")), 10, []),
+        ("not after a refund", orders((date(2026, 11, 16), "-5")), 0, []),
     ],
 )
 def test_follow_up_is_due_days_after_each_interaction_of_its_kind(

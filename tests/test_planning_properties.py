@@ -177,7 +177,7 @@ def test_a_year_of_passes_sends_each_occasion_once_logs_every_other_and_keeps_th
                 continue
             if pending:
                 write_orders(Path(tmp) / "orders.csv", pending)
-                import_interactions(engine, Path(tmp) / "orders.csv")
+                import_interactions(engine, Path(tmp) / "orders.csv", now=instant)  # the simulated clock
                 pending = []
             orders_by_day.setdefault(offset + 1, []).extend(later)
             run_pass(engine, settings_, PassClock.at(instant), inbox)
