@@ -23,7 +23,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 
-from mailer import dkim, importer, logs, migrate, monitor, optout, outbox, project, service, store
+from mailer import dkim, importer, logs, migrate, monitor, optout, outbox, preflight, project, service, store
 from mailer.config import Campaign, SenderSettings, Settings, find_config, load_settings
 from mailer.daemon import Daemon, next_pass
 from mailer.errors import MailerError
@@ -63,6 +63,16 @@ class App:
         engine = store.make_engine(self.settings.store.url)
         store.check_schema(engine)
         return engine
+
+    def settings_for(self, needs: preflight.Needs) -> Settings:
+        """The settings, once mailer/preflight.py finds nothing wrong; else MailerError with a line per problem.
+
+        Call it before ``engine`` or a lock: a refused start writes nothing, not even the store's file.
+        """
+        problems = preflight.check(self.settings, needs, shown_from=Path.cwd())
+        if problems:
+            raise MailerError("\n".join(problems))
+        return self.settings
 
 
 pass_app = click.make_pass_decorator(App)
@@ -230,7 +240,7 @@ def run(app: App, day: datetime | None, now: datetime | None, dry_run: bool, cam
         raise click.UsageError("use --date or --now, not both")
     if out and not dry_run:
         raise click.UsageError("--out goes with --dry-run (a real pass sends through the configured transport)")
-    settings = app.settings
+    settings = app.settings_for(preflight.DRY_RUN if dry_run else preflight.SEND)
     clock = outbox.PassClock.on(day.date(), now) if day else outbox.PassClock.at(now)
     if not dry_run:
         with service.exclusive(settings.store.url, "run"), service.StopFlag().on_signals() as stop:
@@ -353,6 +363,7 @@ def serve(app: App, host: str, port: int, threads: int, with_preview: bool) -> N
     """Serve the unsubscribe endpoint (one-click POST, confirmation page, /healthz)."""
     from mailer import web  # Flask and waitress load only for this command
 
+    app.settings_for(preflight.SERVE)
     wsgi = web.create_app(app.settings, app.engine)
     if with_preview:
         mount_preview(wsgi, app.settings)
@@ -609,7 +620,7 @@ def send_test(app: App, name: str, to_address: str, customer_id: str | None, day
 @pass_app
 def daemon(app: App) -> None:
     """Run passes on the [schedule] crontab and retry sweeps until SIGTERM (then finish the message in flight)."""
-    settings = app.settings
+    settings = app.settings_for(preflight.SEND)
     with service.exclusive(settings.store.url, "daemon") as sole:
         Daemon(app.engine, settings, sole_sender=sole).run()
 
@@ -619,7 +630,7 @@ def daemon(app: App) -> None:
 @pass_app
 def retry(app: App, if_idle: bool) -> None:
     """Deliver what is due again (retries, requeued rows) without planning: the retry sweep, for cron."""
-    settings = app.settings
+    settings = app.settings_for(preflight.SEND)
     try:
         with service.exclusive(settings.store.url, "retry"), service.StopFlag().on_signals() as stop:
             done = service.retry_sweep(app.engine, settings, should_stop=stop)
