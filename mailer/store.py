@@ -442,7 +442,8 @@ def deferrals(session: Session, due_before: date | None = None, due_from: date |
         query = query.where(col(SendLog.due_date) < due_before)
     if due_from is not None:
         query = query.where(col(SendLog.due_date) >= due_from)
-    return [Deferral(*row) for row in session.connection().execute(query.order_by(col(SendLog.due_date), col(SendLog.id)))]
+    rows = session.connection().execute(query.order_by(col(SendLog.due_date), col(SendLog.id)))
+    return [Deferral(int(row[0] or 0), *row[1:]) for row in rows]
 
 
 # One-bigint advisory lock keys ("mailer:plan", "mailer:cap"); worker leases use the
