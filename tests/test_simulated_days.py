@@ -8,6 +8,8 @@ time, so consecutive `--date` passes behave as the daemon would on those days.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import tempfile
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -15,19 +17,25 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
 from mailer import store
 from mailer.cli import cli
-from mailer.config import Settings
+from mailer.config import Settings, load_settings
 from mailer.importer import import_customers, import_interactions
 from mailer.models import Customer, SendLog
 from mailer.occasions import marked_on
 from mailer.outbox import PassClock, PassReport, forecast, run_pass
+from mailer.policy import Verdict
+from mailer.project import init_project
 from mailer.simulate import simulate
 from mailer.transport import MaildirTransport
 from tests.factories import add_customer
+from tests.test_planning_properties import Person, people, write_customers, write_orders
 
 DATED = ["customer-anniversary", "birthday"]
 EVERY_DAY = (0, 1, 2, 3, 4, 5, 6)
@@ -88,7 +96,7 @@ def test_two_years_of_date_passes_send_every_anniversary_and_birthday_once_delay
         expected |= {f"birthday:{y}": marked_on(born.month, born.day, y) for y in (2027, 2028)}
         mine = sorted(by_customer[customer_id], key=lambda pair: pair[0])
         assert {r.occasion_key: r.due_date for _day, r in mine if r.due_date.year in (2027, 2028)} == expected, zone
-        for (earlier, _), (later, row) in zip(mine, mine[1:], strict=False):
+        for (earlier, _), (later, row) in itertools.pairwise(mine):
             assert (later - earlier).days >= 7, (zone, row.occasion_key)  # the cap holds, in pass days
         for index, (day, row) in enumerate(mine):
             # Sent on its date, or on the first day the cap allowed after the email before it.
@@ -192,7 +200,8 @@ def sample_store(project: Path, engine: Engine) -> None:
     import_customers(engine, data / "customers.csv")
     import_interactions(engine, data / "interactions.csv")
     add_customer(engine, "SAME-DAY", since=date(2020, 12, 1), birthday=date(1990, 12, 1), timezone="Pacific/Kiritimati")
-    add_customer(engine, "THREE-APART", since=date(2019, 12, 2), birthday=date(1985, 12, 5), timezone="Pacific/Pago_Pago")
+    add_customer(engine, "THREE-APART", since=date(2019, 12, 2), birthday=date(1985, 12, 5),
+                 timezone="Pacific/Pago_Pago")
     add_customer(engine, "RECENT", since=date(2018, 11, 26), birthday=date(1977, 12, 3), timezone="America/New_York",
                  last_emailed_at=datetime(2026, 11, 21, 15, tzinfo=UTC))
     add_customer(engine, "LEAP", since=date(2016, 2, 29), birthday=date(1996, 2, 29), timezone="Europe/London")
@@ -276,3 +285,141 @@ def test_store_copy_of_postgresql_runs_the_same_simulation(settings: Settings, p
         engine.dispose()
     assert [(d.day.day, sum(d.sent.values())) for d in days if d.sent] == [(23, 1), (24, 1)]
     assert sum(days[4].deferred.values()) == 1  # BOB's birthday, three days after his anniversary: the cap
+
+
+# ---- the README's date rules ------------------------------------------------------------------------------
+
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_date_examples() -> list[tuple[str, str, str]]:
+    """(zone, pass option, first word of the outcome) for each row of the README's table of date rules."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("### Dates: Feb 29"):]
+    found = []
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[1].startswith("`--"):
+            found.append((cells[0].split()[0], cells[1].strip("`"), cells[2].split()[0]))
+    return found
+
+
+def test_the_readme_examples_of_feb_29_and_time_zones_are_what_a_pass_does(engine: Engine, settings: Settings) -> None:
+    settings = dated_settings(settings)
+    examples = readme_date_examples()
+    assert len(examples) >= 6
+    verdicts = {"sent": Verdict.SEND, "deferred": Verdict.DEFER, "skipped": Verdict.SKIP, "nothing": None}
+    for n, (zone, option, outcome) in enumerate(examples):
+        customer_id = add_customer(engine, f"README{n}", since=date(2015, 6, 1), timezone=zone,
+                                   birthday_month=2, birthday_day=29, birthday_md=229)
+        flag, value = option.split(" ", 1)
+        clock = (PassClock.on(date.fromisoformat(value)) if flag == "--date"
+                 else PassClock.at(datetime.fromisoformat(value.replace("Z", "+00:00"))))
+        report = run_pass(engine, settings, clock, MaildirTransport(settings.transport.path),
+                          campaign_names=["birthday"], dry_run=True)
+        mine = [p.decision.verdict for p in report.planned if p.customer.id == customer_id]
+        assert mine == ([] if verdicts[outcome] is None else [verdicts[outcome]]), (zone, option, outcome)
+
+
+# ---- reasons that keep their history ------------------------------------------------------------------------
+
+
+def test_an_expired_deferral_says_why_it_was_deferred_and_the_customer_log_reads_in_order(
+    project: Path, engine: Engine, settings: Settings
+) -> None:
+    settings = dated_settings(settings)
+    add_customer(engine, "HELD", since=date(2020, 3, 3), birthday=date(1990, 3, 10), timezone="UTC",
+                 last_emailed_at=datetime(2027, 3, 1, 12, tzinfo=UTC))
+    transport = MaildirTransport(settings.transport.path)
+    run_pass(engine, settings, PassClock.on(date(2027, 3, 3)), transport, campaign_names=DATED)
+    # Down from Mar 4 to Mar 19: on Mar 20 the anniversary is 12 days past the cap's end, the birthday 10 days late.
+    run_pass(engine, settings, PassClock.on(date(2027, 3, 20)), transport, campaign_names=DATED)
+    with Session(engine) as session:
+        reasons = {r.occasion_key: (r.status, r.reason) for r in session.execute(select(SendLog)).scalars()}
+    assert reasons == {
+        "anniversary:2027": ("skipped", "expired after 17 days deferred: frequency cap: last email 2027-03-01"),
+        "birthday:2027": ("skipped", "expired: due 2027-03-10, catch-up is 3 days"),
+    }
+    result = CliRunner().invoke(cli, ["--config", str(project), "log", "--customer", "HELD", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("due,id,")
+    assert [line.split(",")[0] for line in lines[1:]] == ["2027-03-03", "2027-03-10"]
+
+
+def test_a_deferral_no_pass_decides_again_expires_with_its_reason_once_the_cap_could_not_hold_it(
+    engine: Engine, settings: Settings
+) -> None:
+    settings = dated_settings(settings)
+    add_customer(engine, "LEFT", since=date(2020, 3, 3), timezone="UTC",
+                 last_emailed_at=datetime(2027, 3, 1, 12, tzinfo=UTC))
+    transport = MaildirTransport(settings.transport.path)
+    run_pass(engine, settings, PassClock.on(date(2027, 3, 3)), transport, campaign_names=DATED)
+    # The anniversary campaign is switched off: only settle can close the deferral, after catch-up and the cap.
+    birthdays_only = ["birthday"]
+    expired = [
+        (day, run_pass(engine, settings, PassClock.on(day), transport, campaign_names=birthdays_only).expired.total())
+        for day in (date(2027, 3, 3) + timedelta(days=n) for n in range(1, 12))
+    ]
+    assert [day for day, count in expired if count] == [date(2027, 3, 14)]  # due + 3 days of catch-up + 7 of cap
+    with Session(engine) as session:
+        row = session.execute(select(SendLog)).scalar_one()
+    assert row.status == "skipped"
+    assert row.reason == "expired after 11 days deferred: frequency cap: last email 2027-03-01"
+
+
+def near(day: date, shift: int, year: int) -> date:
+    """The month and day ``shift`` days from ``day``, in ``year`` (Feb 29 becomes Feb 28 in a common year)."""
+    moved = day + timedelta(days=shift)
+    return marked_on(moved.month, moved.day, year)
+
+
+# ---- the forecast is the passes, for any store and span --------------------------------------------------------
+
+
+@hypothesis_settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    persons=st.lists(people, min_size=1, max_size=6),
+    first=st.dates(date(2026, 1, 1), date(2026, 12, 31)),
+    days=st.integers(1, 21),
+    cap=st.sampled_from([0, 3, 7]),
+    recently=st.lists(st.integers(0, 10), max_size=6),
+    shifts=st.lists(st.tuples(st.integers(-5, 25), st.integers(-5, 25)), min_size=6, max_size=6),
+)
+def test_plan_equals_consecutive_date_passes_for_random_stores_and_spans(
+    persons: list[Person], first: date, days: int, cap: int, recently: list[int], shifts: list[tuple[int, int]]
+) -> None:
+    # Occasions near the span, overlapping often: anniversaries and birthdays moved to within days of it,
+    # orders (milestones, follow-ups, silence) in the weeks around it.
+    persons = [
+        replace(p, since=near(first, a, p.since.year), birthday=p.birthday and near(first, b, p.birthday.year),
+                orders=tuple(((first - date(2026, 1, 1)).days + offset % 50 - 30, hour, amount)
+                             for offset, hour, amount in p.orders))
+        for p, (a, b) in zip(persons, shifts, strict=False)
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        config = init_project(Path(tmp) / "proj", first, customers=1)
+        settings = load_settings(config)
+        settings = replace(settings, policy=replace(settings.policy, min_days_between=cap))
+        engine = store.make_engine(settings.store.url)
+        store.create_schema(engine)
+        write_customers(Path(tmp) / "customers.csv", persons)
+        import_customers(engine, Path(tmp) / "customers.csv")
+        orders = [
+            (n, datetime.combine(date(2026, 1, 1) + timedelta(days=offset), time(hour), UTC), amount, f"O{n}-{k}")
+            for n, p in enumerate(persons) for k, (offset, hour, amount) in enumerate(p.orders)
+        ]
+        if orders:
+            write_orders(Path(tmp) / "orders.csv", orders)
+            import_interactions(engine, Path(tmp) / "orders.csv")
+        with Session(engine) as session:  # some customers were emailed in the days before the span
+            for n, days_before in enumerate(recently[: len(persons)]):
+                customer = session.execute(select(Customer).where(Customer.external_id == f"P{n}")).scalar_one()
+                customer.last_emailed_at = datetime.combine(first - timedelta(days=days_before), time(15), UTC)
+                session.add(customer)
+            session.commit()
+        planned = plan_rows(engine, settings, first, days)
+        passed = run_days(engine, settings, first, days)
+        engine.dispose()
+    assert planned == passed
