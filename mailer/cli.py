@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import tempfile
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -295,6 +296,45 @@ def plan_command(app: App, days: int, start: datetime | None, campaigns: tuple[s
     click.echo(format_rows(headers, table, fmt))
 
 
+@cli.command("simulate")
+@click.option("--from", "start", type=click.DateTime(["%Y-%m-%d"]), help="First day to simulate (default: today).")
+@click.option("--days", type=click.IntRange(1, 3660), default=14, show_default=True, help="How many days.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep the messages as .eml files in DIR/new/ (default: thrown away with the copy).")
+@click.option("--campaign", "campaigns", multiple=True, help="Only this campaign (repeatable).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@pass_app
+def simulate_command(
+    app: App, start: datetime | None, days: int, out: Path | None, campaigns: tuple[str, ...], fmt: str
+) -> None:
+    """Run the real passes for these days on a throw-away copy of the store and show what went out.
+
+    The store is only read. Each day is what `mailer run --date DAY` would do,
+    one day after the other; the messages are written as .eml files (--out).
+    """
+    from mailer.simulate import simulate
+
+    settings = app.settings
+    for name in campaigns:
+        settings.campaign(name)  # an unknown name is an error before anything runs
+    first = start.date() if start else _today()
+    with tempfile.TemporaryDirectory(prefix="mailer-simulate-out-") as scratch:
+        found = simulate(settings, first, days, out or Path(scratch), campaigns or None)
+    table: list[tuple[object, ...]] = []
+    for day in found:
+        for name in sorted(set(day.queued) | set(day.deferred) | set(day.skipped) | set(day.sent)):
+            table.append((day.day, f"{day.day:%a}", name, day.sent[name], day.deferred[name], day.skipped[name]))
+    if fmt == "table":
+        totals = [sum(sum(getattr(d, k).values()) for d in found) for k in ("sent", "deferred", "skipped")]
+        table.append(("total", "", f"{days} days", *totals))
+    click.echo(format_rows(["day", "weekday", "campaign", "sent", "deferred", "skipped"], table, fmt))
+    for day in found:
+        if day.held:
+            click.echo(f"{day.day}: the daily cap kept {day.held} due messages for the next day", err=fmt != "table")
+    note = f"messages are in {out / 'new'}/" if out else "messages were thrown away (keep them with --out DIR)"
+    click.echo(f"{note}; the store was not changed", err=fmt != "table")
+
+
 @cli.command("log")
 @click.option("--status", type=click.Choice([s.value for s in SendStatus]), help="Only rows with this status.")
 @click.option("--campaign", help="Only this campaign.")
@@ -319,14 +359,20 @@ def log_(app: App, status: str | None, campaign: str | None, customer: str | Non
     if campaign:
         query = query.where(SendLog.campaign == campaign)  # type: ignore[arg-type]
     if customer:
-        query = query.where(Customer.external_id == customer)  # type: ignore[arg-type]
+        # One customer's timeline: their occasions in the order they fell due, each with its latest decision.
+        query = query.where(Customer.external_id == customer).order_by(None).order_by(  # type: ignore[arg-type]
+            col(SendLog.due_date), col(SendLog.created_at), col(SendLog.id)
+        ).add_columns(col(SendLog.due_date))
     if since:
         query = query.where(col(SendLog.updated_at) >= since)
     with Session(app.engine) as session:
         rows = [tuple(r) for r in session.execute(query).all()]
     headers = ["id", "updated", "customer", "to", "campaign", "occasion", "status", "attempts", "reason", "subject", "message_id"]
+    if customer:  # the due date leads the timeline
+        headers, rows = ["due", *headers], [(r[-1], *r[:-1]) for r in rows]
     if fmt == "table":
-        headers, rows = headers[:9], [r[:9] for r in rows]
+        width = 10 if customer else 9
+        headers, rows = headers[:width], [r[:width] for r in rows]
     click.echo(format_rows(headers, rows, fmt))
 
 

@@ -51,7 +51,7 @@ from __future__ import annotations
 import calendar
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -143,6 +143,11 @@ def _zone(name: str) -> ZoneInfo:
 def local_date(instant: datetime, zone: str) -> date:
     """The calendar date of an aware instant in the IANA ``zone``."""
     return instant.astimezone(_zone(zone)).date()
+
+
+def noon(day: date, zone: str) -> datetime:
+    """Noon of ``day`` in the IANA ``zone``, as an aware UTC instant (never in a DST gap)."""
+    return datetime.combine(day, time(12), _zone(zone)).astimezone(UTC)
 
 
 def _within(due: date, today: date, lookback: int) -> bool:

@@ -25,9 +25,9 @@ from email.message import EmailMessage
 from typing import cast
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine, Table, bindparam, update
+from sqlalchemy import Boolean, Engine, Table, bindparam, case, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col
+from sqlmodel import Session
 
 from mailer import store
 from mailer.addresses import ascii_domain
@@ -37,7 +37,7 @@ from mailer.context import occasion_view, template_context
 from mailer.lease import lease_for
 from mailer.message import Envelope, HeaderError, build_message
 from mailer.models import Customer, PlanMark, SendLog, SendStatus, utcnow
-from mailer.occasions import CustomerFacts, Occasion, pick
+from mailer.occasions import CustomerFacts, Occasion, noon, pick
 from mailer.policy import Decision, PassMoment, Verdict, decide
 from mailer.render import Rendered, Renderer, RenderError
 from mailer.throttle import TokenBucket
@@ -54,17 +54,21 @@ PLAN_MARK = "plan"
 
 @dataclass(frozen=True, slots=True)
 class PassClock:
-    """The instant a pass runs at, and whether it stands for a whole calendar day.
+    """The time a pass stands for: an instant, or a whole calendar day.
 
-    ``day`` set: every customer's local date is ``day`` and the send window is
-    open (``mailer run --date``); with ``sending_day`` as well, the window is
-    open only on the configured weekdays (``mailer plan``'s simulated days).
-    Otherwise local dates and windows follow ``now``.
+    ``day`` set (``mailer run --date``, ``mailer plan``, ``mailer simulate``):
+    every customer's local date is ``day``, the send window is open on the
+    configured weekdays, every time rule (frequency cap, catch-up, spells,
+    delays) is applied as of ``day``, and a customer emailed by the pass
+    counts as emailed at noon of ``day`` in their zone. Otherwise local dates
+    and windows follow ``now``. ``now`` is also when the pass records and
+    delivers: the real time unless given; ``replay`` (a simulation on a
+    throw-away store, where nothing real happens) delivers at ``now`` itself.
     """
 
     now: datetime
     day: date | None = None
-    sending_day: bool = False
+    replay: bool = False
 
     @classmethod
     def at(cls, now: datetime | None = None) -> PassClock:
@@ -75,15 +79,19 @@ class PassClock:
         return cls(now=(now or datetime.now(UTC)).astimezone(UTC), day=day)
 
     @classmethod
-    def simulated(cls, day: date) -> PassClock:
-        """One pass standing for the whole of ``day``, at noon UTC (``mailer plan``)."""
-        return cls(now=datetime.combine(day, time(12), UTC), day=day, sending_day=True)
+    def replayed(cls, day: date) -> PassClock:
+        """A pass for ``day`` on a throw-away store: recorded and delivered at noon UTC of ``day``."""
+        return cls(now=datetime.combine(day, time(12), UTC), day=day, replay=True)
 
     def moment_for(self, zone: str) -> PassMoment:
         if self.day is not None:
-            return PassMoment(today=self.day, local_now=None, window_open=True, weekday_only=self.sending_day)
+            return PassMoment(today=self.day, local_now=None, window_open=True, weekday_only=True)
         local = self.now.astimezone(ZoneInfo(zone))
         return PassMoment(today=local.date(), local_now=local, window_open=False)
+
+    def emailed_at(self, zone: str) -> datetime:
+        """When a customer in ``zone`` emailed by this pass counts as emailed (the frequency cap counts from it)."""
+        return noon(self.day, zone) if self.day is not None else self.now
 
     def local_dates(self, lookback: int) -> list[date]:
         """Every local date this pass stands for somewhere, and the ``lookback`` days before them."""
@@ -110,6 +118,7 @@ class Planned:
 @dataclass
 class PassReport:
     planned: list[Planned] = field(default_factory=list)
+    expired: Counter[str] = field(default_factory=Counter)  # per campaign: deferrals logged expired after planning
     counts: Counter[str] = field(default_factory=Counter)
     deliveries: list[tuple[int, str]] = field(default_factory=list)  # (send-log id, server reply)
     stopped: str = ""  # why delivery stopped before the queue was empty, if it did
@@ -133,20 +142,43 @@ class Overlay:
     """Decisions a simulation has taken on top of the store (``mailer plan``): nothing is written.
 
     ``logged`` adds send-log statuses per customer, ``emailed`` the instants
-    customers were (notionally) emailed.
+    customers count as emailed, ``deferred`` the due date of every occasion
+    held back, by (customer, campaign, key): the store's deferrals first,
+    then the simulation's.
     """
 
     logged: dict[int, dict[tuple[str, str], str]] = field(default_factory=dict)
     emailed: dict[int, datetime] = field(default_factory=dict)
+    deferred: dict[tuple[int, str, str], date] = field(default_factory=dict)
 
-    def apply(self, planned: Iterable[Planned], now: datetime) -> None:
-        """Take this pass's decisions as if they had been recorded and delivered at ``now``."""
+    def apply(self, planned: Iterable[Planned], clock: PassClock) -> None:
+        """Take this pass's decisions as if they had been recorded and delivered by the pass."""
         for item in planned:
             occasion = item.decision.occasion
             status = SendStatus.SENT if item.decision.verdict is Verdict.SEND else item.decision.status
             self.logged.setdefault(occasion.customer_id, {})[(occasion.campaign, occasion.key)] = status
+            slot = (occasion.customer_id, occasion.campaign, occasion.key)
+            if status == SendStatus.DEFERRED:
+                self.deferred[slot] = occasion.due
+            else:
+                self.deferred.pop(slot, None)
             if status == SendStatus.SENT:
-                self.emailed[occasion.customer_id] = now
+                self.emailed[occasion.customer_id] = clock.emailed_at(item.customer.timezone)
+
+    def expire(self, cutoff: date) -> Counter[str]:
+        """Log every deferral due before ``cutoff`` as expired, as :func:`settle` does; how many, per campaign."""
+        expired: Counter[str] = Counter()
+        for slot, due in list(self.deferred.items()):
+            if due < cutoff:
+                customer_id, campaign, key = slot
+                self.logged.setdefault(customer_id, {})[(campaign, key)] = SendStatus.SKIPPED
+                del self.deferred[slot]
+                expired[campaign] += 1
+        return expired
+
+    def waiting(self, due_from: date, due_before: date) -> set[int]:
+        """Customers with a deferral due in [``due_from``, ``due_before``)."""
+        return {slot[0] for slot, due in self.deferred.items() if due_from <= due < due_before}
 
 
 def lookback_days(session: Session, settings: Settings, clock: PassClock) -> int:
@@ -184,6 +216,9 @@ def plan(
 
     Reads only: nothing is written. ``lookback`` defaults to
     :func:`lookback_days`; ``overlay`` adds a simulation's earlier decisions.
+    Deferrals due before the look-back are decided again too, up to
+    ``min_days_between`` days before it: the frequency cap may still hold
+    them (see :mod:`mailer.policy`), and they expire only when it no longer does.
     """
     policy = settings.policy
     if lookback is None:
@@ -191,6 +226,7 @@ def plan(
     campaigns = [c for c in campaigns if c.enabled]
     by_name = {c.name: c for c in campaigns}
     dates = clock.local_dates(lookback)
+    waiting = _waiting_customers(session, clock, lookback, policy.min_days_between, overlay)
 
     moments: dict[str, PassMoment] = {}  # one per time zone: the same for every customer in it
 
@@ -203,9 +239,22 @@ def plan(
     found: dict[int, tuple[CustomerFacts, list[Occasion]]] = {}
     for campaign in campaigns:
         for customer in store.candidates(session, campaign, dates, settings.sender.timezone):
+            if customer.id in waiting:
+                continue  # picked below, with the longer look-back
             occasions = pick(customer, campaign, moment_for(customer.timezone).today, lookback)
             if occasions:
                 found.setdefault(customer.id, (customer, []))[1].extend(occasions)
+        if waiting:
+            longer = lookback + policy.min_days_between
+            ids = sorted(waiting)
+            for start in range(0, len(ids), 900):  # SQLite caps bound parameters
+                chunk = ids[start : start + 900]
+                for customer in store.candidates(
+                    session, campaign, clock.local_dates(longer), settings.sender.timezone, only=chunk
+                ):
+                    occasions = pick(customer, campaign, moment_for(customer.timezone).today, longer)
+                    if occasions:
+                        found.setdefault(customer.id, (customer, []))[1].extend(occasions)
 
     logged: dict[int, dict[tuple[str, str], str]] = {}
     for (customer_id, campaign_name, key), status in store.logged_statuses(session, sorted(found)).items():
@@ -218,10 +267,33 @@ def plan(
             emailed = overlay.emailed.get(customer_id)
             if emailed is not None and (customer.last_emailed_at is None or emailed > customer.last_emailed_at):
                 customer = replace(customer, last_emailed_at=emailed)
-        for decision in decide(customer, occasions, by_name, mine, moment_for(customer.timezone), policy, clock.now):
+        moment = moment_for(customer.timezone)
+        if customer_id in waiting:
+            # The longer look-back is for deferrals only: an occasion first seen there is not this pass's.
+            earliest = moment.today - timedelta(days=lookback)
+            occasions = [
+                o for o in occasions
+                if o.due >= earliest or mine.get((o.campaign, o.key)) == SendStatus.DEFERRED
+            ]
+        for decision in decide(customer, occasions, by_name, mine, moment, policy):
             slot = (decision.occasion.campaign, decision.occasion.key)
             planned.append(Planned(customer, decision, redecided=slot in stored))
     return planned
+
+
+def _waiting_customers(
+    session: Session, clock: PassClock, lookback: int, cap_days: int, overlay: Overlay | None
+) -> set[int]:
+    """Customers with a deferral due up to ``cap_days`` days before the look-back of their zone."""
+    if cap_days <= 0:
+        return set()
+    dates = clock.local_dates(lookback)
+    # Wide enough for every zone: the earliest date anyone's look-back can reach, to the latest "today" less it.
+    due_from = min(dates) - timedelta(days=cap_days)
+    due_before = max(dates) - timedelta(days=lookback)
+    if overlay is not None:
+        return overlay.waiting(due_from, due_before)
+    return {d.customer_id for d in store.deferrals(session, due_before=due_before, due_from=due_from)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,48 +308,71 @@ class ForecastRow:
 def forecast(
     session: Session, settings: Settings, start: date, days: int, campaigns: Iterable[Campaign]
 ) -> list[ForecastRow]:
-    """Simulate one pass per day from ``start`` for ``days`` days; writes nothing.
+    """What ``days`` consecutive ``mailer run --date`` passes from ``start`` would decide; writes nothing.
 
-    Each simulated day runs the real :func:`plan` with the window open on the
-    configured weekdays; its decisions carry over to the next day as if they
-    had been recorded and delivered (so the frequency cap and "one email per
-    pass" shape the calendar as they will for real). Rows only for a day and
-    campaign with something to report.
+    Each day runs the real :func:`plan` with that day's :class:`PassClock`;
+    its decisions carry over to the next day as if they had been recorded and
+    delivered, and deferrals expire as :func:`settle` expires them, so the
+    counts per day and campaign are those of the real passes (send = queued
+    for delivery; skip includes deferrals the day's pass logs expired). Rows
+    only for a day and campaign with something to report.
     """
     campaigns = [c for c in campaigns if c.enabled]
     overlay = Overlay()
+    for row in store.deferrals(session):
+        overlay.deferred[(row.customer_id, row.campaign, row.key)] = row.due
     rows: list[ForecastRow] = []
     for offset in range(days):
-        clock = PassClock.simulated(start + timedelta(days=offset))
+        day = start + timedelta(days=offset)
+        clock = PassClock.on(day)
         # The first day looks back like a real pass would (an outage shows as expired occasions);
         # later days need only the catch-up window, as the simulated day before was planned.
         lookback = None if offset == 0 else settings.policy.catch_up_days
         planned = plan(session, settings, clock, campaigns, lookback=lookback, overlay=overlay)
         counts = Counter((item.decision.occasion.campaign, item.decision.verdict) for item in planned)
+        overlay.apply(planned, clock)
+        expired = overlay.expire(expiry_cutoff(settings, day))
         for campaign in campaigns:
             send, defer, skip = (counts[(campaign.name, v)] for v in (Verdict.SEND, Verdict.DEFER, Verdict.SKIP))
+            skip += expired[campaign.name]
             if send or defer or skip:
-                rows.append(ForecastRow(clock.now.date(), campaign.name, send, defer, skip))
-        overlay.apply(planned, clock.now)
+                rows.append(ForecastRow(day, campaign.name, send, defer, skip))
     return rows
 
 
-def settle(session: Session, settings: Settings, clock: PassClock) -> int:
-    """After recording a pass: expire deferrals whose catch-up is over, and move the plan mark.
+def expiry_cutoff(settings: Settings, planned_through: date) -> date:
+    """Deferrals due before this date are over once ``planned_through`` is planned: no pass decides them again.
+
+    The catch-up window, and the frequency cap's days before it (a deferral
+    the cap still held may wait that long; see :mod:`mailer.policy`).
+    """
+    policy = settings.policy
+    return planned_through - timedelta(days=policy.catch_up_days + max(policy.min_days_between, 0))
+
+
+def settle(session: Session, settings: Settings, clock: PassClock) -> Counter[str]:
+    """After recording a pass: expire deferrals no pass will decide again, and move the plan mark.
 
     A deferred occasion that no picker yields any more (the campaign was
     disabled, the customer left the segment) is not decided again; it is
-    logged ``skipped: expired`` once its catch-up window is over in every
-    time zone. Returns how many rows were expired.
+    logged ``skipped: expired`` once it is older than :func:`expiry_cutoff`
+    in every time zone, its reason keeping why it was deferred. Returns how
+    many rows were expired, per campaign.
     """
     through = clock.planned_through()
-    cutoff = through - timedelta(days=settings.policy.catch_up_days)
-    reason = f"expired: still deferred when catch-up ({settings.policy.catch_up_days} days) ended"
-    expired = session.execute(
-        update(SendLog)
-        .where(SendLog.status == SendStatus.DEFERRED, col(SendLog.due_date) < cutoff)  # type: ignore[arg-type]
-        .values(status=SendStatus.SKIPPED, reason=reason, updated_at=clock.now, next_attempt_at=None)
-    ).rowcount  # type: ignore[attr-defined]
+    expired: Counter[str] = Counter()
+    stale = store.deferrals(session, due_before=expiry_cutoff(settings, through))
+    if stale:
+        table = cast(Table, SendLog.__table__)  # type: ignore[attr-defined]
+        statement = (
+            update(table)
+            .where(table.c.id == bindparam("b_id"), table.c.status == SendStatus.DEFERRED)
+            .values(status=SendStatus.SKIPPED, reason=bindparam("reason"), updated_at=clock.now, next_attempt_at=None)
+        )
+        session.connection().execute(
+            statement, [{"b_id": row.id, "reason": expired_reason(through, row.due, row.reason)} for row in stale]
+        )
+        expired.update(row.campaign for row in stale)
     mark = session.get(PlanMark, PLAN_MARK)
     if mark is None:
         session.add(PlanMark(name=PLAN_MARK, planned_through=through, updated_at=clock.now))
@@ -286,7 +381,12 @@ def settle(session: Session, settings: Settings, clock: PassClock) -> int:
         mark.updated_at = clock.now
         session.add(mark)
     session.commit()
-    return int(expired)
+    return expired
+
+
+def expired_reason(today: date, due: date, deferred_because: str) -> str:
+    """``expired after 5 days deferred: frequency cap: last email 2027-03-01``: the deferral's reason is kept."""
+    return f"expired after {(today - due).days} days deferred: {deferred_because}"[:1000]
 
 
 RECORD_BATCH = 2000  # rows per executemany
@@ -313,8 +413,10 @@ def record(session: Session, planned: Iterable[Planned], by_name: dict[str, Camp
             table.c.occasion_key == bindparam("b_occasion_key"),
             table.c.status == SendStatus.DEFERRED,
         )
-        .values(status=bindparam("status"), reason=bindparam("reason"), updated_at=now,
-                next_attempt_at=bindparam("next_attempt_at"))
+        .values(status=bindparam("status"), updated_at=now, next_attempt_at=bindparam("next_attempt_at"),
+                # An expired deferral keeps why it was deferred after why it expired.
+                reason=case((bindparam("history", type_=Boolean), bindparam("reason") + ": " + table.c.reason),
+                            else_=bindparam("reason")))
     )
     connection = session.connection()
     new: list[dict[str, object]] = []
@@ -363,6 +465,7 @@ def _redecided_row(item: Planned, now: datetime) -> dict[str, object]:
         "b_occasion_key": occasion.key,
         "status": status,
         "reason": item.decision.reason,
+        "history": item.decision.history,
         "next_attempt_at": now if status == SendStatus.QUEUED else None,
     }
 
@@ -380,10 +483,13 @@ class Deliverer:
     One per sending thread (a transport is one connection); the renderer may be shared.
     """
 
-    def __init__(self, settings: Settings, renderer: Renderer, transport: Transport) -> None:
+    def __init__(
+        self, settings: Settings, renderer: Renderer, transport: Transport, *, pass_day: date | None = None
+    ) -> None:
         self.settings = settings
         self.renderer = renderer
         self.transport = transport
+        self.pass_day = pass_day  # a pass that stands for a day: delivered customers count as emailed on it
         self._secret: str | None = None
 
     @property
@@ -466,7 +572,9 @@ class Deliverer:
         # Only a retry has a next attempt; every other outcome is final.
         extra: dict[str, object] = {"last_reply": result.reply[:1000], "next_attempt_at": None}
         if result.outcome is Outcome.DELIVERED:
-            store.mark_emailed(session, attempt.customer_id, now)
+            store.mark_emailed(
+                session, attempt.customer_id, now, day=self.pass_day, default_zone=self.settings.sender.timezone
+            )
             extra["sent_at"] = now
             return finish(session, attempt.row_id, claimer, SendStatus.SENT, "delivered", now, extra, result)
         if result.outcome is Outcome.PERMANENT:
@@ -564,6 +672,7 @@ def drain(
     should_stop: Callable[[], bool] = lambda: False,
     bucket: TokenBucket | None = None,
     renderer: Renderer | None = None,
+    pass_day: date | None = None,
 ) -> PassReport:
     """Send every due ``queued`` row, one claimed row at a time per connection, until none is left.
 
@@ -577,7 +686,8 @@ def drain(
     Stops early, leaving the rest ``queued`` and due: when ``should_stop``
     turns true (the message in flight is finished first), when the relay
     cannot take mail (down, TLS or AUTH refused), or when ``daily_cap`` is
-    reached (the waiting rows say so in their reason).
+    reached (the waiting rows say so in their reason). ``pass_day``: see
+    :meth:`PassClock.emailed_at`.
     """
     lease = lease_for(engine)
     lease.renew()
@@ -596,7 +706,7 @@ def drain(
         return halt.is_set() or should_stop()
 
     def connection(report: PassReport, feed: Feed) -> None:
-        deliverer = Deliverer(settings, renderer, factory())
+        deliverer = Deliverer(settings, renderer, factory(), pass_day=pass_day)
         _drain_connection(engine, deliverer, feed, lease.key, bucket, now, stopping, halt, report, writers)
 
     reports = [PassReport() for _ in range(connections)]
@@ -922,20 +1032,23 @@ def run_pass(
             planned = plan(session, settings, clock, campaigns)
             record(session, planned, {c.name: c for c in campaigns}, clock.now)
             # record() committed, which released the lock: settle under it again, or leave it to its holder.
-            expired = settle(session, settings, clock) if store.try_plan_lock(session) else 0
+            expired = settle(session, settings, clock) if store.try_plan_lock(session) else Counter()
         else:
             log.info("another process is planning this pass; delivering what is queued")
-            planned, expired = [], 0
+            planned, expired = [], Counter()
     interrupted = store.recover_interrupted(engine)
     if interrupted:
         log.warning("%d messages were interrupted while sending, now `unknown`: %s", len(interrupted), interrupted)
-    # The pass's clock may stand for another instant (`--now`, `--date`): keep it moving from there.
+    # The pass's clock may stand for another instant (`--now`): keep it moving from there. A replayed
+    # day delivers at its instant: the daily cap then counts that day's messages as the relay would.
     offset = clock.now - utcnow()
+    now = (lambda: clock.now) if clock.replay else (lambda: utcnow() + offset)
     report = drain(
-        engine, settings, transport, now=lambda: utcnow() + offset, should_stop=should_stop, renderer=renderer
+        engine, settings, transport, now=now, should_stop=should_stop, renderer=renderer, pass_day=clock.day
     )
     report.planned = planned
-    report.counts["skipped"] += expired
+    report.expired = expired
+    report.counts["skipped"] += sum(expired.values())
     report.counts["unknown"] += len(interrupted)
     for item in planned:
         if item.decision.verdict is not Verdict.SEND:

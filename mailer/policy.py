@@ -14,9 +14,13 @@ customer's anniversary). Every other outcome is logged with its reason.
 
 "Deferred" is never final: a deferred occasion is decided again by every
 later pass until it is sent or its catch-up window is over, when it is
-logged ``skipped: expired``. The frequency cap counts both delivered email
-(``last_emailed_at``) and email still on its way (queued, sending, unknown),
-so a retrying message is never joined by a second one.
+logged ``skipped: expired``. The frequency cap counts calendar days in the
+customer's own zone (emailed on their day X, they can be emailed again from
+day X + ``min_days_between``), from delivered email (``last_emailed_at``)
+and from email still on its way (queued, sending, unknown), so a retrying
+message is never joined by a second one. An occasion held back waits for the
+cap: its catch-up days count from the day the cap lets it go, not from its
+due date, so the cap alone never makes an occasion expire.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from enum import StrEnum
 
 from mailer.config import Campaign, PolicySettings
 from mailer.models import SendStatus
-from mailer.occasions import CustomerFacts, Occasion
+from mailer.occasions import CustomerFacts, Occasion, local_date
 
 
 class Verdict(StrEnum):
@@ -42,6 +46,7 @@ class Decision:
     occasion: Occasion
     verdict: Verdict
     reason: str = ""
+    history: bool = False  # the reason goes on with the row's earlier one (a deferral that expired)
 
     @property
     def status(self) -> SendStatus:
@@ -82,17 +87,18 @@ def decide(
     logged: Mapping[tuple[str, str], str],
     moment: PassMoment,
     policy: PolicySettings,
-    utc_now: datetime,
 ) -> list[Decision]:
-    """Decide every open occasion of one customer for this pass.
+    """Decide every open occasion of one customer for this pass, as of ``moment.today``.
 
     ``logged`` maps (campaign, occasion key) to the status already in the send
     log for every row of this customer; occasions that are settled or in
-    flight there get no decision at all. ``utc_now`` (aware) is compared with
-    ``customer.last_emailed_at``.
+    flight there get no decision at all. Every time rule compares local dates
+    in the customer's zone: nothing here reads a clock.
     """
     occasions = list(occasions)
     best = _best_of_series(occasions)
+    in_flight = any(status in IN_FLIGHT_STATUSES for status in logged.values())
+    capped_until = cap_ends(customer, policy, moment.today, in_flight)
     decisions: list[Decision] = []
     contenders: list[Occasion] = []
     for occasion in occasions:
@@ -102,9 +108,16 @@ def decide(
         if status is not None and status != SendStatus.DEFERRED:
             continue  # settled, queued for delivery, or waiting for a human
         top = best.get((occasion.campaign, occasion.series)) if occasion.series else None
-        late = (moment.today - occasion.due).days
+        # A deferred occasion is late from the day the cap let it go, not from its due date.
+        waited_from = occasion.due
+        if status == SendStatus.DEFERRED and capped_until is not None:
+            waited_from = max(occasion.due, capped_until)
+        late = (moment.today - waited_from).days
         if top is not None and top.rank > occasion.rank:
             decisions.append(Decision(occasion, Verdict.SKIP, f"superseded: {top.key} instead"))
+        elif late > policy.catch_up_days and status == SendStatus.DEFERRED:
+            reason = f"expired after {(moment.today - occasion.due).days} days deferred"
+            decisions.append(Decision(occasion, Verdict.SKIP, reason, history=True))
         elif late > policy.catch_up_days:
             reason = f"expired: due {occasion.due}, catch-up is {policy.catch_up_days} days"
             decisions.append(Decision(occasion, Verdict.SKIP, reason))
@@ -124,12 +137,25 @@ def decide(
     for occasion in others:
         reason = f"one email per pass: {chosen.campaign} goes first"
         decisions.append(Decision(occasion, Verdict.DEFER, reason))
-    in_flight = any(status in IN_FLIGHT_STATUSES for status in logged.values())
-    decisions.append(_gate(customer, chosen, moment, policy, utc_now, in_flight))
+    decisions.append(_gate(customer, chosen, moment, policy, capped_until, in_flight))
     return decisions
 
 
 IN_FLIGHT_STATUSES = frozenset({SendStatus.QUEUED, SendStatus.SENDING, SendStatus.UNKNOWN})
+
+
+def cap_ends(customer: CustomerFacts, policy: PolicySettings, today: date, in_flight: bool) -> date | None:
+    """The first local date the frequency cap lets the customer be emailed again; None if it never held.
+
+    ``today`` while an email is still on its way (its delivery day is not known yet).
+    """
+    if policy.min_days_between <= 0:
+        return None
+    if in_flight:
+        return today + timedelta(days=1)
+    if customer.last_emailed_at is None:
+        return None
+    return local_date(customer.last_emailed_at, customer.timezone) + timedelta(days=policy.min_days_between)
 
 
 def _best_of_series(occasions: Iterable[Occasion]) -> dict[tuple[str, str], Occasion]:
@@ -155,18 +181,16 @@ def _gate(
     occasion: Occasion,
     moment: PassMoment,
     policy: PolicySettings,
-    utc_now: datetime,
+    capped_until: date | None,
     in_flight: bool,
 ) -> Decision:
     """Frequency cap, then the send window, for the one occasion chosen this pass."""
-    if policy.min_days_between > 0:
-        if in_flight:
-            return Decision(occasion, Verdict.DEFER, "frequency cap: another email is on its way")
-        if customer.last_emailed_at is not None:
-            allowed_from = customer.last_emailed_at + timedelta(days=policy.min_days_between)
-            if utc_now < allowed_from:
-                reason = f"frequency cap: last email {customer.last_emailed_at:%Y-%m-%d}"
-                return Decision(occasion, Verdict.DEFER, reason)
+    if in_flight and capped_until is not None:
+        return Decision(occasion, Verdict.DEFER, "frequency cap: another email is on its way")
+    if capped_until is not None and moment.today < capped_until:
+        assert customer.last_emailed_at is not None
+        last = local_date(customer.last_emailed_at, customer.timezone)
+        return Decision(occasion, Verdict.DEFER, f"frequency cap: last email {last:%Y-%m-%d}")
     if moment.window_open and moment.weekday_only and moment.today.weekday() not in policy.weekdays:
         return Decision(occasion, Verdict.DEFER, f"not a sending day ({moment.today:%a})")
     if not moment.window_open:

@@ -39,7 +39,7 @@ from mailer.config import Campaign
 from mailer.errors import MailerError
 from mailer.lease import is_dead, lease_for
 from mailer.models import Customer, Interaction, SendLog, SendStatus, month_day, utcnow
-from mailer.occasions import CustomerFacts, InteractionFact
+from mailer.occasions import CustomerFacts, InteractionFact, noon
 
 # Every local date on Earth at one UTC instant lies within this span of it.
 _EARLIEST_OFFSET = timedelta(hours=-12)
@@ -210,7 +210,13 @@ _METRIC_COLUMNS: dict[str, Any] = {
 
 
 def candidates(
-    session: Session, campaign: Campaign, dates: Sequence[date], default_zone: str, batch: int = 5000
+    session: Session,
+    campaign: Campaign,
+    dates: Sequence[date],
+    default_zone: str,
+    batch: int = 5000,
+    *,
+    only: Sequence[int] | None = None,
 ) -> Iterator[CustomerFacts]:
     """Customers who may have an occasion of ``campaign`` on one of the local ``dates`` that is still open.
 
@@ -225,10 +231,12 @@ def candidates(
     silence, only customers with an interaction in the span, and with the
     last one before it (that began the spell then under way). The
     interaction table is only ever read by index for those customers: it is
-    never aggregated.
+    never aggregated. ``only`` restricts the query to these customer ids.
     """
     first, last = min(dates), max(dates)
     query, recent_from, recent_kind = candidate_query(campaign, dates, first, last)
+    if only is not None:
+        query = query.where(col(Customer.id).in_(sorted(only)))
     # Core rows (plain tuples), not the ORM's: a pass reads tens of thousands of them.
     result = session.connection().execute(query.execution_options(yield_per=batch))
     for rows in result.partitions():
@@ -410,6 +418,32 @@ def logged_statuses(session: Session, customer_ids: Sequence[int]) -> dict[tuple
         for cid, campaign, key, status in rows:
             found[(cid, campaign, key)] = status
     return found
+
+
+@dataclass(frozen=True, slots=True)
+class Deferral:
+    """A send-log row held back (``deferred``) by an earlier pass."""
+
+    id: int
+    customer_id: int
+    campaign: str
+    key: str
+    due: date
+    reason: str
+
+
+def deferrals(session: Session, due_before: date | None = None, due_from: date | None = None) -> list[Deferral]:
+    """Every ``deferred`` row, optionally only those due in [``due_from``, ``due_before``), by due date."""
+    query = select(
+        col(SendLog.id), col(SendLog.customer_id), col(SendLog.campaign), col(SendLog.occasion_key),
+        col(SendLog.due_date), col(SendLog.reason),
+    ).where(col(SendLog.status) == SendStatus.DEFERRED)
+    if due_before is not None:
+        query = query.where(col(SendLog.due_date) < due_before)
+    if due_from is not None:
+        query = query.where(col(SendLog.due_date) >= due_from)
+    rows = session.connection().execute(query.order_by(col(SendLog.due_date), col(SendLog.id)))
+    return [Deferral(int(row[0] or 0), *row[1:]) for row in rows]
 
 
 # One-bigint advisory lock keys ("mailer:plan", "mailer:cap"); worker leases use the
@@ -602,9 +636,22 @@ _CUSTOMER_STATE = select(_CUSTOMER.c.unsubscribed_at, _CUSTOMER.c.suppressed_at,
 )
 
 
-def mark_emailed(session: Session, customer_id: int, now: datetime) -> None:
-    """Note that a message reached the customer (the frequency cap counts from it); the caller commits."""
+def mark_emailed(
+    session: Session, customer_id: int, now: datetime, *, day: date | None = None, default_zone: str = "UTC"
+) -> None:
+    """Note that a message reached the customer (the frequency cap counts from it); the caller commits.
+
+    With ``day`` (a pass that stands for that day) the customer counts as
+    emailed at noon of ``day`` in their own zone, not at ``now``: the cap of
+    the following days' passes counts from the day the pass stood for.
+    """
+    if day is not None:
+        zone = session.connection().execute(_CUSTOMER_ZONE, {"customer_id": customer_id}).scalar_one()
+        now = noon(day, zone or default_zone)
     session.connection().execute(_MARK_EMAILED, {"customer_id": customer_id, "now": now})
+
+
+_CUSTOMER_ZONE = select(_CUSTOMER.c.timezone).where(_CUSTOMER.c.id == bindparam("customer_id"))
 
 
 _MARK_EMAILED = (
@@ -617,7 +664,7 @@ _MARK_EMAILED = (
 @functools.cache
 def _counted_by_cap() -> Select[tuple[int]]:
     """Messages sent since ``:since`` plus those being sent: what the daily cap counts."""
-    sent = select(func.count()).where(_LOG.c.sent_at >= _param("since", _LOG.c.sent_at)).scalar_subquery()
+    sent = select(func.count()).where(_LOG.c.sent_at > _param("since", _LOG.c.sent_at)).scalar_subquery()
     in_flight = select(func.count()).where(_LOG.c.status == SendStatus.SENDING).scalar_subquery()
     return select(sent + in_flight)
 

@@ -229,12 +229,13 @@ def check_properties(
                 assert row.status in (SendStatus.SENT, SendStatus.SKIPPED), (key, row.status, row.reason)
                 assert row.reason
 
-    # (3) No customer got two emails within the frequency cap.
+    # (3) No customer got two emails within the frequency cap: calendar days in the customer's own zone.
     cap = timedelta(days=settings_.policy.min_days_between)
-    by_customer: dict[int, list[datetime]] = {}
+    zone_of = {ids[f"P{n}"]: ZoneInfo(p.zone) for n, p in enumerate(persons)}
+    by_customer: dict[int, list[date]] = {}
     for r in sent:
         assert r.sent_at is not None
-        by_customer.setdefault(r.customer_id, []).append(r.sent_at)
-    for times in by_customer.values():
-        times.sort()
-        assert all(later - earlier >= cap for earlier, later in zip(times, times[1:], strict=False))
+        by_customer.setdefault(r.customer_id, []).append(r.sent_at.astimezone(zone_of[r.customer_id]).date())
+    for days in by_customer.values():
+        days.sort()
+        assert all(later - earlier >= cap for earlier, later in zip(days, days[1:], strict=False))

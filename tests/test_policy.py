@@ -32,7 +32,7 @@ def occ(campaign: str = "anniversary", key: str = "anniversary:2026", due: date 
 def verdicts(customer: CustomerFacts = CUSTOMER, occasions: list[Occasion] | None = None,
              logged: dict[tuple[str, str], str] | None = None, moment: PassMoment = OPEN,
              policy: PolicySettings = POLICY) -> list[tuple[str, Verdict, str]]:
-    found = decide(customer, occasions or [occ()], CAMPAIGNS, logged or {}, moment, policy, NOW)
+    found = decide(customer, occasions or [occ()], CAMPAIGNS, logged or {}, moment, policy)
     return sorted((d.occasion.key, d.verdict, d.reason.split(":")[0]) for d in found)
 
 
@@ -117,7 +117,7 @@ def at(zone: str, year: int, month: int, day: int, hour: int, minute: int = 0) -
 )
 def test_send_window_is_the_recipients_local_wall_clock(moment: PassMoment, verdict: Verdict) -> None:
     occasion = occ(due=moment.today)
-    [decision] = decide(CUSTOMER, [occasion], CAMPAIGNS, {}, moment, POLICY, NOW.replace(year=2027))
+    [decision] = decide(CUSTOMER, [occasion], CAMPAIGNS, {}, moment, POLICY)
     assert decision.verdict is verdict, decision.reason
 
 
