@@ -25,7 +25,8 @@ from jinja2 import meta, nodes
 
 from mailer.config import OCCASION_KINDS, Campaign, Secret, SenderSettings
 from mailer.context import VARIABLES, Variable, sample_customers, sample_occasion, template_context
-from mailer.message import Envelope, HeaderError
+from mailer.maker import envelope_for
+from mailer.message import HeaderError
 from mailer.render import HTML, INLINERS, PARTS, SUBJECT, TEXT, Renderer, RenderError, html_to_text
 from mailer.spamscore import SPAM_ABOVE, WARN_ABOVE, score_messages
 from mailer.wire import serialize
@@ -346,14 +347,7 @@ def _sample_message(
             rendered = renderer.render(name, template_context(customer, occasion, sender, unsubscribe_url))
         except RenderError:
             continue  # check_templates reports it; another kind of occasion may render
-        # The envelope a real send gives this customer (see mailer.outbox.Deliverer).
-        envelope = Envelope(
-            to_address=customer.email,
-            to_name=" ".join(p for p in (customer.first_name, customer.last_name) if p),
-            reply_to=customer.owner_email or sender.reply_to or "",
-            reply_to_name=(customer.owner_name or "") if customer.owner_email else sender.from_name,
-            unsubscribe_url=unsubscribe_url,
-        )
+        envelope = envelope_for(customer, sender, unsubscribe_url)  # the envelope a real send gives them
         try:
             return serialize(rendered, envelope, sender).data
         except HeaderError:

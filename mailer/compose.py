@@ -27,15 +27,13 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 from mailer.config import Settings
+from mailer.maker import MessageMaker
 from mailer.message import HeaderError
 from mailer.models import Customer, SendLog
 from mailer.render import Renderer, RenderError
-
-if TYPE_CHECKING:
-    from mailer.outbox import Deliverer
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,31 +51,24 @@ class Prepared:
     error: str = ""  # a render or header error: the row fails with it
 
 
-def prepare(composer: Deliverer, row: SendLog, customer: Customer) -> Prepared:
+def prepare(maker: MessageMaker, row: SendLog, customer: Customer) -> Prepared:
     """Render and serialise one row's message; never raises for a template's or a header's fault."""
     assert row.id is not None and customer.id is not None
     where = (row.id, customer.id, customer.email, row.attempts, row.first_attempt_at)
     try:
-        wire = composer.compose_wire(row, customer)
+        wire = maker.compose_wire(row, customer)
     except (RenderError, HeaderError) as exc:
         return Prepared(*where, error=f"render error: {exc}")
     return Prepared(*where, wire.subject, wire.message_id, wire.data)
 
 
-def message_maker(settings: Settings, renderer: Renderer) -> Deliverer:
-    """A Deliverer without a transport: the one place that knows how a message is put together."""
-    from mailer.outbox import Deliverer  # outbox imports this module
-
-    return Deliverer(settings, renderer, None)  # type: ignore[arg-type]
-
-
 # The message maker of one worker process (its renderer, templates and secret), made once.
-_maker: Deliverer | None = None
+_maker: MessageMaker | None = None
 
 
 def _start_worker(settings: Settings, sender_pid: int) -> None:
     global _maker
-    _maker = message_maker(settings, Renderer(settings.render.templates, settings.render.inliner))
+    _maker = MessageMaker(settings, Renderer(settings.render.templates, settings.render.inliner))
     threading.Thread(target=_exit_with, args=(sender_pid,), name="mailer-composer-watch", daemon=True).start()
 
 
@@ -108,7 +99,7 @@ def _prepare_in_worker(rows: Sequence[tuple[Columns, Columns]]) -> list[Prepared
     return _prepare_all(_maker, rows)
 
 
-def _prepare_all(maker: Deliverer, rows: Sequence[tuple[Columns, Columns]]) -> list[Prepared]:
+def _prepare_all(maker: MessageMaker, rows: Sequence[tuple[Columns, Columns]]) -> list[Prepared]:
     return [prepare(maker, SendLog(**row), Customer(**customer)) for row, customer in rows]
 
 
@@ -128,7 +119,7 @@ class Composer:
 
     def __init__(self, settings: Settings, renderer: Renderer) -> None:
         self.settings = settings
-        self.maker = message_maker(settings, renderer)
+        self.maker = MessageMaker(settings, renderer)
         self._pool: Executor | None = None
 
     def __enter__(self) -> Self:

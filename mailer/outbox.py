@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
-from email.message import EmailMessage
 from typing import cast
 from zoneinfo import ZoneInfo
 
@@ -30,20 +29,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from mailer import store
-from mailer.addresses import ascii_domain
 from mailer.compose import Composer, Prepared
 from mailer.config import Campaign, Settings
-from mailer.context import occasion_view, template_context
 from mailer.lease import lease_for
-from mailer.message import Envelope, HeaderError, build_message
+from mailer.maker import MessageMaker
+from mailer.message import HeaderError
 from mailer.models import Customer, PlanMark, SendLog, SendStatus, utcnow
 from mailer.occasions import CustomerFacts, Occasion, noon, pick
 from mailer.policy import Decision, PassMoment, Verdict, decide
-from mailer.render import Rendered, Renderer, RenderError
+from mailer.render import Renderer, RenderError
 from mailer.throttle import TokenBucket
-from mailer.tokens import make_token, occasion_ref
 from mailer.transport import Outcome, SendResult, Transport, WireTransport
-from mailer.wire import WireMessage, serialize
 
 log = logging.getLogger(__name__)
 
@@ -478,56 +474,18 @@ TransportFactory = Callable[[], Transport]
 
 
 class Deliverer:
-    """Renders and sends claimed send-log rows over one transport, recording each outcome.
+    """Sends claimed send-log rows over one transport, recording each outcome.
 
-    One per sending thread (a transport is one connection); the renderer may be shared.
+    One per sending thread (a transport is one connection); the message maker may be shared.
     """
 
     def __init__(
-        self, settings: Settings, renderer: Renderer, transport: Transport, *, pass_day: date | None = None
+        self, settings: Settings, maker: MessageMaker, transport: Transport, *, pass_day: date | None = None
     ) -> None:
         self.settings = settings
-        self.renderer = renderer
+        self.maker = maker
         self.transport = transport
         self.pass_day = pass_day  # a pass that stands for a day: delivered customers count as emailed on it
-        self._secret: str | None = None
-
-    @property
-    def secret(self) -> str:
-        if self._secret is None:
-            self._secret = self.settings.sender.secret.reveal()
-        return self._secret
-
-    def compose(self, row: SendLog, customer: Customer) -> EmailMessage:
-        """The row's message for its customer, as an object; raises RenderError or HeaderError."""
-        rendered, envelope, message_id = self._render(row, customer)
-        return build_message(rendered, envelope, self.settings.sender, message_id=message_id)
-
-    def compose_wire(self, row: SendLog, customer: Customer) -> WireMessage:
-        """The same message as :meth:`compose`, straight to SMTP DATA bytes (see :mod:`mailer.wire`)."""
-        rendered, envelope, message_id = self._render(row, customer)
-        return serialize(rendered, envelope, self.settings.sender, message_id=message_id)
-
-    def _render(self, row: SendLog, customer: Customer) -> tuple[Rendered, Envelope, str]:
-        sender = self.settings.sender
-        token = make_token(self.secret, customer.id or 0)
-        unsubscribe_url = f"{sender.unsubscribe_url}/u/{token}"
-        details = occasion_view(row.occasion_kind, row.occasion_key, row.campaign, row.due_date, dict(row.occasion))
-        context = template_context(customer, details, sender, unsubscribe_url)
-        rendered = self.renderer.render(row.template, context)
-        reply_to = customer.owner_email or sender.reply_to or ""
-        reference = occasion_ref(self.secret, customer.id or 0, row.campaign, row.occasion_key)
-        envelope = Envelope(
-            to_address=customer.email,
-            to_name=" ".join(p for p in (customer.first_name, customer.last_name) if p),
-            reply_to=reply_to,
-            reply_to_name=(customer.owner_name or "") if customer.owner_email else sender.from_name,
-            unsubscribe_url=unsubscribe_url,
-            reference=reference,
-        )
-        # Every attempt of a row carries the Message-ID its first attempt went out with.
-        message_id = row.message_id or f"<{reference}@{ascii_domain(sender.domain)}>"
-        return rendered, envelope, message_id
 
     def deliver(self, session: Session, row_id: int, claimer: int, now: Callable[[], datetime]) -> Delivery:
         """Send one row that ``claimer`` has claimed (and committed) as ``sending``; record the outcome.
@@ -544,7 +502,7 @@ class Deliverer:
             why = "suppressed" if customer.suppressed_at else "unsubscribed"
             return self._finish(session, row_id, claimer, SendStatus.SKIPPED, f"{why} before delivery", now())
         try:
-            msg = self.compose(row, customer)
+            msg = self.maker.compose(row, customer)
         except (RenderError, HeaderError) as exc:
             return self._finish(session, row_id, claimer, SendStatus.FAILED, f"render error: {exc}", now())
         noted = {"subject": str(msg["Subject"]), "message_id": str(msg["Message-ID"]), "to_address": customer.email}
@@ -705,12 +663,13 @@ def drain(
     def stopping() -> bool:
         return halt.is_set() or should_stop()
 
-    def connection(report: PassReport, feed: Feed) -> None:
-        deliverer = Deliverer(settings, renderer, factory(), pass_day=pass_day)
-        _drain_connection(engine, deliverer, feed, lease.key, bucket, now, stopping, halt, report, writers)
-
-    reports = [PassReport() for _ in range(connections)]
     with Composer(settings, renderer) as composer:
+
+        def connection(report: PassReport, feed: Feed) -> None:
+            deliverer = Deliverer(settings, composer.maker, factory(), pass_day=pass_day)
+            _drain_connection(engine, deliverer, feed, lease.key, bucket, now, stopping, halt, report, writers)
+
+        reports = [PassReport() for _ in range(connections)]
         feed = Feed(engine, composer, now, stopping, connections)
         senders = [functools.partial(connection, report, feed) for report in reports]
         jobs: list[Callable[[], None]] = [feed.run, *senders]
@@ -1059,7 +1018,7 @@ def run_pass(
 
 def render_planned(engine: Engine, settings: Settings, planned: Iterable[Planned], transport: Transport) -> int:
     """Write the messages a dry run would send to ``transport`` (a folder), touching no send-log row."""
-    deliverer = Deliverer(settings, Renderer(settings.render.templates, settings.render.inliner), transport)
+    maker = MessageMaker(settings, Renderer(settings.render.templates, settings.render.inliner))
     written = 0
     with Session(engine) as session, transport:
         for item in planned:
@@ -1079,10 +1038,10 @@ def render_planned(engine: Engine, settings: Settings, planned: Iterable[Planned
                 status=SendStatus.QUEUED,
             )
             if isinstance(transport, WireTransport):
-                wire = deliverer.compose_wire(row, customer)
+                wire = maker.compose_wire(row, customer)
                 transport.send_wire(settings.sender.from_address, customer.email, wire.data)
             else:
-                transport.send(settings.sender.from_address, customer.email, deliverer.compose(row, customer))
+                transport.send(settings.sender.from_address, customer.email, maker.compose(row, customer))
             written += 1
     return written
 

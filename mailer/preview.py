@@ -39,7 +39,8 @@ from mailer.checker import Problem, check_email, template_kinds
 from mailer.config import OCCASION_KINDS, Campaign, Settings
 from mailer.context import sample_customers, sample_occasion, template_context
 from mailer.errors import MailerError
-from mailer.message import Envelope, build_message
+from mailer.maker import envelope_for
+from mailer.message import build_message
 from mailer.models import Customer, Interaction, SendLog, SendStatus, utcnow
 from mailer.render import Rendered, Renderer, RenderError
 from mailer.tokens import make_token
@@ -191,13 +192,7 @@ def send_test(
     if preview.rendered is None:
         raise MailerError(preview.problems[0])
     rendered = Rendered(f"[TEST] {preview.rendered.subject}", preview.rendered.text, preview.rendered.html)
-    envelope = Envelope(
-        to_address=to_address,
-        to_name="",
-        reply_to=customer.owner_email or settings.sender.reply_to or "",
-        reply_to_name=(customer.owner_name or "") if customer.owner_email else settings.sender.from_name,
-        unsubscribe_url=unsubscribe_url,
-    )
+    envelope = envelope_for(customer, settings.sender, unsubscribe_url, to_address=to_address)
     msg = build_message(rendered, envelope, settings.sender)
     campaign = _campaign_for(settings, name, preview.kind)
     now = utcnow()

@@ -16,6 +16,7 @@ from sqlmodel import Session
 from mailer import message, optout, outbox, store
 from mailer.compose import Composer
 from mailer.config import Settings
+from mailer.maker import MessageMaker
 from mailer.message import Envelope, build_message, to_wire
 from mailer.models import Customer, SendLog
 from mailer.outbox import PassClock, run_pass
@@ -152,7 +153,7 @@ def test_what_changes_between_rendering_and_the_claim_decides_each_row(
 
     outcomes = []
     folder = tmp_path / "out"
-    deliverer = outbox.Deliverer(settings, renderer, MaildirTransport(folder))
+    deliverer = outbox.Deliverer(settings, MessageMaker(settings, renderer), MaildirTransport(folder))
     with Session(engine, expire_on_commit=False) as session, deliverer.transport:
         turn = outbox.WriteTurn(session, threading.Lock())
         for ready in prepared:
