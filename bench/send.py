@@ -43,8 +43,8 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 
 from mailer import outbox, store
+from mailer.compose.message import to_wire
 from mailer.config import CONFIG_NAME, load_settings
-from mailer.message import to_wire
 from mailer.models import SendLog, SendStatus
 from mailer.project import init_project
 from mailer.transport import Outcome, SendResult

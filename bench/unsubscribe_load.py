@@ -22,7 +22,7 @@ from collections import Counter
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from mailer.tokens import make_token
+from mailer.compose.tokens import make_token
 
 BODY = b"List-Unsubscribe=One-Click"
 HEADERS = {"Content-Type": "application/x-www-form-urlencoded"}

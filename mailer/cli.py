@@ -24,18 +24,19 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 
-from mailer import dkim, importer, logs, migrate, monitor, optout, outbox, preflight, project, service, store
+from mailer import importer, logs, migrate, monitor, optout, outbox, preflight, project, service, store
+from mailer.compose import dkim
+from mailer.compose.message import Envelope, build_message
+from mailer.compose.render import Renderer
 from mailer.config import Campaign, SenderSettings, Settings, find_config, load_settings
 from mailer.daemon import Daemon, next_pass
 from mailer.errors import MailerError
-from mailer.message import Envelope, build_message
 from mailer.models import Customer, SendLog, SendStatus
-from mailer.render import Renderer
 from mailer.tabular import FORMATS, format_rows
 from mailer.transport import make_transport
 
 if TYPE_CHECKING:
-    from mailer.checker import Problem
+    from mailer.compose.checker import Problem
 
 
 class UserError(click.ClickException):
@@ -509,7 +510,7 @@ def templates_check(app: App, directory: Path | None, spam_score: bool) -> None:
     a warning that leaves the exit status alone; above 5 it is a problem.
     Without DIRECTORY the project's templates are checked against its campaigns.
     """
-    from mailer.checker import PLACEHOLDER_SENDER, check_templates
+    from mailer.compose.checker import PLACEHOLDER_SENDER, check_templates
 
     if directory is None:
         settings = app.settings
@@ -539,8 +540,8 @@ def _spam_scores(
     folder: Path, found: list[Problem], campaigns: Sequence[Campaign], sender: SenderSettings, inliner: str
 ) -> list[Problem]:
     """The spam scores worth a line; a note on stderr instead when SpamAssassin cannot give them."""
-    from mailer.checker import spam_problems
-    from mailer.spamscore import SpamAssassinError, find_spamassassin
+    from mailer.compose.checker import spam_problems
+    from mailer.compose.spamscore import SpamAssassinError, find_spamassassin
 
     spamassassin = find_spamassassin()
     if spamassassin is None:
@@ -556,7 +557,7 @@ def _spam_scores(
 @templates.command("variables")
 def templates_variables() -> None:
     """Print the variables templates can use (the table in templates/email/README.md)."""
-    from mailer.context import variables_markdown
+    from mailer.compose.context import variables_markdown
 
     click.echo(variables_markdown(), nl=False)
 

@@ -29,15 +29,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from mailer import store
-from mailer.compose import Composer, Prepared
+from mailer.compose.maker import MessageMaker
+from mailer.compose.message import HeaderError
+from mailer.compose.pool import Composer, Prepared
+from mailer.compose.render import Renderer, RenderError
 from mailer.config import Campaign, Settings
 from mailer.lease import lease_for
-from mailer.maker import MessageMaker
-from mailer.message import HeaderError
 from mailer.models import Customer, PlanMark, SendLog, SendStatus, utcnow
 from mailer.occasions import CustomerFacts, Occasion, noon, pick
 from mailer.policy import Decision, PassMoment, Verdict, decide
-from mailer.render import Renderer, RenderError
 from mailer.throttle import TokenBucket
 from mailer.transport import Outcome, SendResult, Transport, WireTransport
 

@@ -18,10 +18,10 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailer import dkim
-from mailer.checker import Problem, check_templates
+from mailer.compose import dkim
+from mailer.compose.checker import Problem, check_templates
+from mailer.compose.render import Renderer
 from mailer.config import ConfigError, Secret, Settings
-from mailer.render import Renderer
 
 
 @dataclass(frozen=True)

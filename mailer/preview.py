@@ -35,15 +35,15 @@ from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 
 from mailer import store
-from mailer.checker import Problem, check_email, template_kinds
+from mailer.compose.checker import Problem, check_email, template_kinds
+from mailer.compose.context import sample_customers, sample_occasion, template_context
+from mailer.compose.maker import envelope_for
+from mailer.compose.message import build_message
+from mailer.compose.render import Rendered, Renderer, RenderError
+from mailer.compose.tokens import make_token
 from mailer.config import OCCASION_KINDS, Campaign, Settings
-from mailer.context import sample_customers, sample_occasion, template_context
 from mailer.errors import MailerError
-from mailer.maker import envelope_for
-from mailer.message import build_message
 from mailer.models import Customer, Interaction, SendLog, SendStatus, utcnow
-from mailer.render import Rendered, Renderer, RenderError
-from mailer.tokens import make_token
 from mailer.transport import Outcome, Transport
 
 DEFAULT_SAMPLE = "sample-full"

@@ -24,7 +24,8 @@ from types import FrameType
 from sqlalchemy import Engine, make_url
 from sqlmodel import Session
 
-from mailer import dkim, outbox, store
+from mailer import outbox, store
+from mailer.compose import dkim
 from mailer.config import Settings
 from mailer.errors import MailerError
 from mailer.models import PassRun, utcnow

@@ -25,8 +25,8 @@ from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
 from mailer.addresses import AddressError, needs_smtputf8, wire_address
+from mailer.compose.message import to_file, to_wire
 from mailer.config import TransportSettings, default_helo_name
-from mailer.message import to_file, to_wire
 
 
 class Outcome(StrEnum):
@@ -97,7 +97,7 @@ class WireTransport(Transport, Protocol):
     """A transport that also takes messages already serialised (rendered ahead, in another process)."""
 
     def send_wire(self, envelope_from: str, to_address: str, data: bytes) -> SendResult:
-        """Like :meth:`send`, for the bytes of :func:`mailer.message.to_wire` (CRLF line ends)."""
+        """Like :meth:`send`, for the bytes of :func:`mailer.compose.message.to_wire` (CRLF line ends)."""
         ...
 
 

@@ -28,9 +28,9 @@ from waitress.server import create_server
 from werkzeug.exceptions import HTTPException
 
 from mailer import optout
+from mailer.compose.tokens import RESUBSCRIBE, UNSUBSCRIBE, BadToken, make_token, read_token
 from mailer.config import Settings
 from mailer.models import Customer, utcnow
-from mailer.tokens import RESUBSCRIBE, UNSUBSCRIBE, BadToken, make_token, read_token
 
 log = logging.getLogger(__name__)
 

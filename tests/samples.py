@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import tomllib
 
-from mailer.checker import template_kinds
+from mailer.compose.checker import template_kinds
+from mailer.compose.render import Renderer
 from mailer.config import Settings, parse_settings
 from mailer.project import CONFIG_TEMPLATE, SHIPPED_TEMPLATES
-from mailer.render import Renderer
 
 # A config beside the shipped templates, so [render] templates resolves to them.
 SHIPPED: Settings = parse_settings(

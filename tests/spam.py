@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailer.spamscore import find_spamassassin
+from mailer.compose.spamscore import find_spamassassin
 
 needs_spamassassin = pytest.mark.skipif(
     find_spamassassin() is None, reason="SpamAssassin is not installed (.ci/run installs Debian's spamassassin)"

@@ -13,10 +13,10 @@ from sqlmodel import Session
 
 from mailer import outbox
 from mailer.addresses import AddressError, ascii_domain, needs_smtputf8, wire_address
+from mailer.compose.message import Envelope, build_message
+from mailer.compose.render import Rendered
 from mailer.config import ConfigError, Settings, load_settings
-from mailer.message import Envelope, build_message
 from mailer.models import SendLog
-from mailer.render import Rendered
 from mailer.transport import NO_SMTPUTF8, MaildirTransport, SmtpTransport
 from tests.factories import add_customer, deliver_to
 from tests.smtpserver import SmtpServer

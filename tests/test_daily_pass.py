@@ -13,10 +13,10 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
+from mailer.compose.tokens import read_token
 from mailer.config import Secret, Settings
 from mailer.models import SendLog
 from mailer.outbox import PassClock, run_pass
-from mailer.tokens import read_token
 from mailer.transport import MaildirTransport, SmtpTransport
 from tests.factories import add_customer, deliver_to
 from tests.smtpserver import SmtpServer

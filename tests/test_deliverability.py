@@ -26,12 +26,12 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from mailer import importer, outbox, store
+from mailer.compose.render import Renderer
+from mailer.compose.spamscore import WARN_ABOVE, score_messages
+from mailer.compose.tokens import read_token
 from mailer.config import Settings, load_settings
 from mailer.models import SendLog
 from mailer.project import init_project
-from mailer.render import Renderer
-from mailer.spamscore import WARN_ABOVE, score_messages
-from mailer.tokens import read_token
 from mailer.transport import MaildirTransport
 from tests.spam import needs_spamassassin
 

@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailer.cli import cli
+from mailer.compose.dkim import DkimSigner, signer_for
+from mailer.compose.message import Envelope, build_message, to_wire
+from mailer.compose.render import Rendered
 from mailer.config import ConfigError, Settings, load_settings
-from mailer.dkim import DkimSigner, signer_for
-from mailer.message import Envelope, build_message, to_wire
-from mailer.render import Rendered
 from mailer.transport import MaildirTransport, SmtpTransport
 from tests.smtpserver import SmtpServer
 

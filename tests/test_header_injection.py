@@ -13,11 +13,11 @@ from email.parser import BytesParser
 
 import pytest
 
+from mailer.compose.message import Envelope, HeaderError, address, build_message, to_wire
+from mailer.compose.render import Rendered
+from mailer.compose.wire import serialize
 from mailer.config import Settings, load_settings
-from mailer.message import Envelope, HeaderError, address, build_message, to_wire
 from mailer.project import init_project
-from mailer.render import Rendered
-from mailer.wire import serialize
 
 EXPECTED = {
     "from",

@@ -18,10 +18,10 @@ from sqlmodel import Session
 
 from mailer import outbox, store
 from mailer.cli import cli
+from mailer.compose.tokens import UNSUBSCRIBE, BadToken, read_token
 from mailer.config import Settings
 from mailer.models import Interaction, SendLog
 from mailer.preview import choose_test_customer, create_app, send_test
-from mailer.tokens import UNSUBSCRIBE, BadToken, read_token
 from mailer.transport import MaildirTransport, SmtpTransport
 from tests.factories import add_customer
 from tests.smtpserver import SmtpServer

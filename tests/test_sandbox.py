@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.render import MAX_STEPS, Renderer, RenderError
+from mailer.compose.render import MAX_STEPS, Renderer, RenderError
 
 
 class Probe:

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from mailer.context import (
+from mailer.compose.context import (
     VARIABLES,
     occasion_view,
     sample_customers,
@@ -16,8 +16,8 @@ from mailer.context import (
     template_context,
     variables_markdown,
 )
+from mailer.compose.render import FILTERS, Rendered, Renderer
 from mailer.project import SHIPPED_TEMPLATES
-from mailer.render import FILTERS, Rendered, Renderer
 from tests.samples import NAMES, SENDER, SHIPPED, kind_of
 
 DAY = date(2026, 11, 23)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mailer.spamscore import Rule, Score, SpamAssassinError, parse_scores, score_messages
+from mailer.compose.spamscore import Rule, Score, SpamAssassinError, parse_scores, score_messages
 from tests.spam import GTUBE, needs_spamassassin
 
 # Real output of SpamAssassin 4.0.1 (Debian) for three messages scored in one call, with the runner's

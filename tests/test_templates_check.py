@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from mailer.checker import check_templates
 from mailer.cli import cli
+from mailer.compose.checker import check_templates
 from mailer.config import Settings
 from mailer.project import SHIPPED_TEMPLATES
 from tests.samples import SHIPPED

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailer.tokens import RESUBSCRIBE, UNSUBSCRIBE, BadToken, make_token, read_token
+from mailer.compose.tokens import RESUBSCRIBE, UNSUBSCRIBE, BadToken, make_token, read_token
 
 SECRET = "s3cret-for-tests"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -14,10 +14,10 @@ from sqlalchemy import Engine, select
 from sqlmodel import Session
 
 from mailer import importer, store
+from mailer.compose.tokens import RESUBSCRIBE, UNSUBSCRIBE, make_token
 from mailer.config import Settings, load_settings
 from mailer.models import Customer
 from mailer.project import init_project
-from mailer.tokens import RESUBSCRIBE, UNSUBSCRIBE, make_token
 from tests.served import Served
 
 pytestmark = pytest.mark.slow

@@ -1,6 +1,6 @@
 """The fast serializer writes exactly the bytes the email package writes, for any input.
 
-``mailer.wire.serialize`` is what every render-ahead message goes out as;
+``mailer.compose.wire.serialize`` is what every render-ahead message goes out as;
 ``build_message`` + ``to_wire`` is the reference. With the same Date,
 Message-ID and boundary the two must give the same bytes, or both refuse the
 input with HeaderError: on every shipped template for sample customers, and
@@ -21,14 +21,15 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from sqlmodel import Session, select
 
-from mailer import importer, message, store
+from mailer import importer, store
+from mailer.compose import message
+from mailer.compose.message import Envelope, HeaderError, build_message, to_wire
+from mailer.compose.render import Rendered, Renderer
+from mailer.compose.wire import quoted_printable, serialize
 from mailer.config import Settings, load_settings
-from mailer.message import Envelope, HeaderError, build_message, to_wire
 from mailer.models import Customer
 from mailer.preview import render_preview
 from mailer.project import init_project
-from mailer.render import Rendered, Renderer
-from mailer.wire import quoted_printable, serialize
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 MESSAGE_ID = "<176390000000.4242.1234567890@northwind.example>"

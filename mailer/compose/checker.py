@@ -3,7 +3,7 @@
 Every problem names a file and a line (``templates/email/NAME/FILE:LINE:
 problem``). The check compiles every file in the sandbox (syntax errors and
 refused constructs), holds variables to the documented set in
-:data:`mailer.context.VARIABLES` without running anything (the template's
+:data:`mailer.compose.context.VARIABLES` without running anything (the template's
 syntax tree is walked, with a "did you mean" for typos), requires subject,
 HTML and text, then renders each email for the built-in sample customers and
 requires the unsubscribe link and the postal address in both parts.
@@ -23,13 +23,13 @@ from pathlib import Path
 import jinja2
 from jinja2 import meta, nodes
 
+from mailer.compose.context import VARIABLES, Variable, sample_customers, sample_occasion, template_context
+from mailer.compose.maker import envelope_for
+from mailer.compose.message import HeaderError
+from mailer.compose.render import HTML, INLINERS, PARTS, SUBJECT, TEXT, Renderer, RenderError, html_to_text
+from mailer.compose.spamscore import SPAM_ABOVE, WARN_ABOVE, score_messages
+from mailer.compose.wire import serialize
 from mailer.config import OCCASION_KINDS, Campaign, Secret, SenderSettings
-from mailer.context import VARIABLES, Variable, sample_customers, sample_occasion, template_context
-from mailer.maker import envelope_for
-from mailer.message import HeaderError
-from mailer.render import HTML, INLINERS, PARTS, SUBJECT, TEXT, Renderer, RenderError, html_to_text
-from mailer.spamscore import SPAM_ABOVE, WARN_ABOVE, score_messages
-from mailer.wire import serialize
 
 CHECK_UNSUBSCRIBE_URL = "https://unsubscribe.example/u/CHECK-TOKEN"
 CHECK_DAY = date(2026, 6, 15)

@@ -13,7 +13,7 @@ the same bytes directly:
 - any other header (a name with an accent, a subject with an emoji, a very
   long value) is folded by the email package exactly as ``build_message``
   would, and the folded lines are parsed back and compared, as
-  :func:`mailer.message.check_headers` does for a whole message;
+  :func:`mailer.compose.message.check_headers` does for a whole message;
 - each body is quoted-printable per line: a line of safe ASCII is cut into
   pieces of 75 characters and a soft break, as the encoder would; any other
   line goes through the email package's encoder (which encodes each line on
@@ -22,7 +22,7 @@ the same bytes directly:
 ``tests/test_wire.py`` holds this module to byte-identity with
 ``build_message`` + ``to_wire`` on the shipped templates and on generated
 hostile headers and bodies. Both take their headers, cleaned and checked, from
-:func:`mailer.message.header_fields`.
+:func:`mailer.compose.message.header_fields`.
 """
 
 from __future__ import annotations
@@ -38,9 +38,17 @@ from email.headerregistry import Address
 from email.utils import make_msgid
 
 from mailer.addresses import ascii_domain, needs_smtputf8
+from mailer.compose.message import (
+    _HEADERS,
+    WIRE_POLICY,
+    Envelope,
+    build_message,
+    check_read_back,
+    header_fields,
+    to_wire,
+)
+from mailer.compose.render import Rendered
 from mailer.config import SenderSettings
-from mailer.message import _HEADERS, WIRE_POLICY, Envelope, build_message, check_read_back, header_fields, to_wire
-from mailer.render import Rendered
 
 CRLF = b"\r\n"
 _MAX_LINE = 998  # the header policy's max_line_length: a longer line would be folded
@@ -121,7 +129,7 @@ def _field(name: str, value: str) -> bytes:
 
 
 def _address_line(name: str, parsed: Address) -> bytes:
-    """An address header, from the parts :func:`mailer.message.address` cleaned and checked."""
+    """An address header, from the parts :func:`mailer.compose.message.address` cleaned and checked."""
     return _address_parts_line(name, parsed.display_name, parsed.username, parsed.domain)
 
 

@@ -29,11 +29,11 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
+from mailer.compose.maker import MessageMaker
+from mailer.compose.message import HeaderError
+from mailer.compose.render import Renderer, RenderError
 from mailer.config import Settings
-from mailer.maker import MessageMaker
-from mailer.message import HeaderError
 from mailer.models import Customer, SendLog
-from mailer.render import Renderer, RenderError
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,8 @@ from email.utils import format_datetime, make_msgid
 from typing import Any
 
 from mailer.addresses import AddressError, ascii_domain, needs_smtputf8
+from mailer.compose.render import Rendered
 from mailer.config import SenderSettings
-from mailer.render import Rendered
 
 
 # The SMTP policy serialises with CRLF, as the wire requires; max_line_length keeps
@@ -122,7 +122,7 @@ def header_fields(
     """The message's headers, in order, cleaned and checked (addresses as ``Address``); raises HeaderError.
 
     One list for both ways a message is written: :func:`build_message` and
-    :func:`mailer.wire.serialize`. ``reference`` (an opaque name of the occasion) goes into
+    :func:`mailer.compose.wire.serialize`. ``reference`` (an opaque name of the occasion) goes into
     ``X-Mailer-Occasion`` for tracing.
     """
     fields: list[tuple[str, HeaderValue]] = [

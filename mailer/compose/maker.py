@@ -11,13 +11,13 @@ from __future__ import annotations
 from email.message import EmailMessage
 
 from mailer.addresses import ascii_domain
+from mailer.compose.context import occasion_view, template_context
+from mailer.compose.message import Envelope, build_message
+from mailer.compose.render import Rendered, Renderer
+from mailer.compose.tokens import make_token, occasion_ref
+from mailer.compose.wire import WireMessage, serialize
 from mailer.config import SenderSettings, Settings
-from mailer.context import occasion_view, template_context
-from mailer.message import Envelope, build_message
 from mailer.models import Customer, SendLog
-from mailer.render import Rendered, Renderer
-from mailer.tokens import make_token, occasion_ref
-from mailer.wire import WireMessage, serialize
 
 
 def envelope_for(
@@ -54,7 +54,7 @@ class MessageMaker:
         return build_message(rendered, envelope, self.settings.sender, message_id=message_id)
 
     def compose_wire(self, row: SendLog, customer: Customer) -> WireMessage:
-        """The same message as :meth:`compose`, straight to SMTP DATA bytes (see :mod:`mailer.wire`)."""
+        """The same message as :meth:`compose`, straight to SMTP DATA bytes (see :mod:`mailer.compose.wire`)."""
         rendered, envelope, message_id = self._render(row, customer)
         return serialize(rendered, envelope, self.settings.sender, message_id=message_id)
 
