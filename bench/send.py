@@ -45,9 +45,9 @@ from sqlmodel import Session
 from mailer import outbox, store
 from mailer.compose.message import to_wire
 from mailer.config import CONFIG_NAME, load_settings
+from mailer.delivery.transport import Outcome, SendResult
 from mailer.models import SendLog, SendStatus
 from mailer.project import init_project
-from mailer.transport import Outcome, SendResult
 
 REPO = Path(__file__).resolve().parent.parent
 INLINERS = ("premailer", "css-inline")

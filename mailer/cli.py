@@ -24,16 +24,17 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 
-from mailer import importer, logs, migrate, monitor, optout, outbox, preflight, project, service, store
+from mailer import logs, migrate, monitor, outbox, preflight, project, service, store
 from mailer.compose import dkim
 from mailer.compose.message import Envelope, build_message
 from mailer.compose.render import Renderer
 from mailer.config import Campaign, SenderSettings, Settings, find_config, load_settings
+from mailer.contacts import importer, optout
 from mailer.daemon import Daemon, next_pass
+from mailer.delivery.transport import make_transport
 from mailer.errors import MailerError
 from mailer.models import Customer, SendLog, SendStatus
 from mailer.tabular import FORMATS, format_rows
-from mailer.transport import make_transport
 
 if TYPE_CHECKING:
     from mailer.compose.checker import Problem
@@ -408,13 +409,13 @@ def upgrade(app: App) -> None:
 @pass_app
 def serve(app: App, host: str, port: int, threads: int, with_preview: bool) -> None:
     """Serve the unsubscribe endpoint (one-click POST, confirmation page, /healthz)."""
-    from mailer import web  # Flask and waitress load only for this command
+    from mailer.web.unsubscribe import create_app, make_server  # Flask and waitress load only for this command
 
     app.settings_for(preflight.SERVE)
-    wsgi = web.create_app(app.settings, app.engine)
+    wsgi = create_app(app.settings, app.engine)
     if with_preview:
         mount_preview(wsgi, app.settings)
-    server = web.make_server(wsgi, host, port, threads)
+    server = make_server(wsgi, host, port, threads)
     click.echo(f"serving on http://{host}:{server.effective_port}/ (links use {app.settings.sender.unsubscribe_url})")
     if with_preview:
         click.echo(f"template preview on http://{host}:{server.effective_port}/preview/")
@@ -425,7 +426,7 @@ def serve(app: App, host: str, port: int, threads: int, with_preview: bool) -> N
 
 def mount_preview(wsgi: Any, settings: Settings) -> None:
     """Mount the template preview (mailer/preview.py) under /preview/ of the unsubscribe app."""
-    from mailer import preview
+    from mailer.web import preview
 
     preview.configure(wsgi, settings)
     wsgi.register_blueprint(preview.blueprint, url_prefix="/preview")
@@ -582,7 +583,7 @@ def preview(
     app: App, name: str | None, customer_id: str | None, day: datetime | None, out: Path | None, serve: bool, port: int
 ) -> None:
     """Render template NAME for a customer: subject and text here, HTML to --out; or --serve the preview page."""
-    from mailer import preview as previews
+    from mailer.web import preview as previews
 
     settings = app.settings
     if serve:
@@ -614,7 +615,7 @@ def preview(
 def _serve_preview(settings: Settings, port: int) -> None:
     from werkzeug.serving import make_server
 
-    from mailer.preview import create_app
+    from mailer.web.preview import create_app
 
     server = make_server("127.0.0.1", port, create_app(settings), threaded=True)
     # The real port (with --port 0) on one line, flushed: scripts and tests read it.
@@ -644,7 +645,7 @@ def send_test(app: App, name: str, to_address: str, customer_id: str | None, day
     """
     from email_validator import EmailNotValidError, validate_email
 
-    from mailer import preview as previews
+    from mailer.web import preview as previews
 
     try:
         address = validate_email(to_address, check_deliverability=False).normalized

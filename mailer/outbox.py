@@ -34,12 +34,12 @@ from mailer.compose.message import HeaderError
 from mailer.compose.pool import Composer, Prepared
 from mailer.compose.render import Renderer, RenderError
 from mailer.config import Campaign, Settings
-from mailer.lease import lease_for
+from mailer.delivery.throttle import TokenBucket
+from mailer.delivery.transport import Outcome, SendResult, Transport, WireTransport
 from mailer.models import Customer, PlanMark, SendLog, SendStatus, utcnow
 from mailer.occasions import CustomerFacts, Occasion, noon, pick
+from mailer.outbox_lease import lease_for
 from mailer.policy import Decision, PassMoment, Verdict, decide
-from mailer.throttle import TokenBucket
-from mailer.transport import Outcome, SendResult, Transport, WireTransport
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,8 @@ import shutil
 from datetime import date
 from pathlib import Path
 
-from mailer import sample
 from mailer.config import CONFIG_NAME
+from mailer.contacts import sample
 from mailer.errors import MailerError
 
 SECRET_FILE = ".mailer-secret"

@@ -27,9 +27,9 @@ from sqlmodel import Session
 from mailer import outbox, store
 from mailer.compose import dkim
 from mailer.config import Settings
+from mailer.delivery.transport import Transport, make_transport
 from mailer.errors import MailerError
 from mailer.models import PassRun, utcnow
-from mailer.transport import Transport, make_transport
 
 
 class Busy(MailerError):

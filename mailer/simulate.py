@@ -28,9 +28,9 @@ from sqlmodel import Session, SQLModel, col
 
 from mailer import outbox, store
 from mailer.config import Settings
+from mailer.delivery.transport import MaildirTransport
 from mailer.models import SendLog
 from mailer.policy import Verdict
-from mailer.transport import MaildirTransport
 
 # In foreign-key order; the pass records (pass_run) and worker leases are not needed.
 COPIED_TABLES = tuple(SQLModel.metadata.tables[name] for name in ("customer", "interaction", "send_log", "plan_mark"))

@@ -37,9 +37,9 @@ from sqlmodel import Session, col, create_engine
 from mailer import migrate
 from mailer.config import Campaign
 from mailer.errors import MailerError
-from mailer.lease import is_dead, lease_for
 from mailer.models import Customer, Interaction, SendLog, SendStatus, month_day, utcnow
 from mailer.occasions import CustomerFacts, InteractionFact, noon
+from mailer.outbox_lease import is_dead, lease_for
 
 # Every local date on Earth at one UTC instant lies within this span of it.
 _EARLIEST_OFFSET = timedelta(hours=-12)
@@ -447,7 +447,7 @@ def deferrals(session: Session, due_before: date | None = None, due_from: date |
 
 
 # One-bigint advisory lock keys ("mailer:plan", "mailer:cap"); worker leases use the
-# separate two-int4 key space (mailer.lease), so they never collide with these.
+# separate two-int4 key space (mailer.outbox_lease), so they never collide with these.
 PLAN_LOCK = 0x6D61696C65723A70
 CAP_LOCK = 0x6D61696C65723A63
 
@@ -719,7 +719,7 @@ def recover_interrupted(engine: Engine, now: datetime | None = None) -> list[int
     automatically: ``mailer log --status unknown`` lists it and ``mailer
     requeue`` sends it after a human look. Safe at any time and from any
     number of processes: a row is touched only when the lease of the process
-    that claimed it is gone (mailer.lease), never because it is old, and
+    that claimed it is gone (mailer.outbox_lease), never because it is old, and
     never this process's own rows.
     """
     own = lease_for(engine).key

@@ -16,8 +16,8 @@ from mailer.addresses import AddressError, ascii_domain, needs_smtputf8, wire_ad
 from mailer.compose.message import Envelope, build_message
 from mailer.compose.render import Rendered
 from mailer.config import ConfigError, Settings, load_settings
+from mailer.delivery.transport import NO_SMTPUTF8, MaildirTransport, SmtpTransport
 from mailer.models import SendLog
-from mailer.transport import NO_SMTPUTF8, MaildirTransport, SmtpTransport
 from tests.factories import add_customer, deliver_to
 from tests.smtpserver import SmtpServer
 

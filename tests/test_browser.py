@@ -21,9 +21,10 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from sqlmodel import Session
 
-from mailer import importer, store
+from mailer import store
 from mailer.cli import cli
 from mailer.config import load_settings
+from mailer.contacts import importer
 from mailer.models import Customer, SendLog
 from mailer.project import init_project
 from tests.chromium import CHROMIUM, HEADLESS_FLAGS

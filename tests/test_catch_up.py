@@ -19,10 +19,10 @@ from sqlmodel import Session
 
 from mailer import store
 from mailer.config import Settings
-from mailer.importer import import_interactions
+from mailer.contacts.importer import import_interactions
+from mailer.delivery.transport import MaildirTransport
 from mailer.models import SendLog
 from mailer.outbox import PassClock, PassReport, run_pass
-from mailer.transport import MaildirTransport
 from tests.factories import add_customer
 
 DUE = date(2026, 11, 20)  # settings.policy.catch_up_days is 3: the last day to send is Nov 23

@@ -24,9 +24,9 @@ from sqlmodel import Session
 
 from mailer import outbox, store
 from mailer.config import Settings, load_settings
-from mailer.lease import lease_for
+from mailer.delivery.transport import SmtpTransport
 from mailer.models import SendLog, SendStatus
-from mailer.transport import SmtpTransport
+from mailer.outbox_lease import lease_for
 from tests.conftest import REPO_ROOT, Sink
 from tests.crashkit import add_anniversaries, add_queued, crash, mailer, sink_project
 from tests.smtpserver import SmtpServer
@@ -38,7 +38,7 @@ CLAIMER = """
 import sys, time
 from sqlmodel import Session
 from mailer import store
-from mailer.lease import lease_for
+from mailer.outbox_lease import lease_for
 from mailer.models import utcnow
 
 engine = store.make_engine(sys.argv[1])

@@ -25,14 +25,15 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from mailer import importer, outbox, store
+from mailer import outbox, store
 from mailer.compose.render import Renderer
 from mailer.compose.spamscore import WARN_ABOVE, score_messages
 from mailer.compose.tokens import read_token
 from mailer.config import Settings, load_settings
+from mailer.contacts import importer
+from mailer.delivery.transport import MaildirTransport
 from mailer.models import SendLog
 from mailer.project import init_project
-from mailer.transport import MaildirTransport
 from tests.spam import needs_spamassassin
 
 DAY = date(2026, 11, 23)

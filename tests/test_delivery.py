@@ -15,10 +15,10 @@ from sqlmodel import Session, col
 
 from mailer import outbox, store
 from mailer.config import ConfigError, Secret, Settings, parse_settings
+from mailer.delivery.throttle import TokenBucket
+from mailer.delivery.transport import Outcome, SmtpTransport
 from mailer.models import Customer, SendLog, SendStatus
 from mailer.outbox import retry_at
-from mailer.throttle import TokenBucket
-from mailer.transport import Outcome, SmtpTransport
 from tests.factories import add_customer, deliver_to
 from tests.smtpserver import SmtpServer
 

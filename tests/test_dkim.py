@@ -18,7 +18,7 @@ from mailer.compose.dkim import DkimSigner, signer_for
 from mailer.compose.message import Envelope, build_message, to_wire
 from mailer.compose.render import Rendered
 from mailer.config import ConfigError, Settings, load_settings
-from mailer.transport import MaildirTransport, SmtpTransport
+from mailer.delivery.transport import MaildirTransport, SmtpTransport
 from tests.smtpserver import SmtpServer
 
 SELECTOR = "mail2026"

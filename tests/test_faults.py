@@ -23,8 +23,8 @@ from sqlmodel import Session
 
 from mailer import outbox, store
 from mailer.config import Settings
+from mailer.delivery.transport import SmtpTransport
 from mailer.models import Customer, SendLog
-from mailer.transport import SmtpTransport
 from tests.factories import add_customer, deliver_to
 from tests.smtpserver import SmtpServer
 

@@ -10,11 +10,12 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from mailer import importer, optout, outbox
+from mailer import outbox
 from mailer.cli import cli
 from mailer.config import Settings
+from mailer.contacts import importer, optout
+from mailer.delivery.transport import MaildirTransport
 from mailer.models import Customer, SendLog
-from mailer.transport import MaildirTransport
 
 DAY = date(2026, 11, 23)
 CSV = """\

@@ -27,11 +27,11 @@ from sqlmodel import Session
 
 from mailer import store
 from mailer.config import Campaign, Settings, load_settings
-from mailer.importer import import_customers, import_interactions
+from mailer.contacts.importer import import_customers, import_interactions
+from mailer.delivery.transport import Outcome, SendResult
 from mailer.models import Customer, Interaction, PlanMark, SendLog, SendStatus
 from mailer.outbox import PLAN_MARK, PassClock, run_pass
 from mailer.project import init_project
-from mailer.transport import Outcome, SendResult
 
 START = date(2026, 1, 1)
 DAYS = 365

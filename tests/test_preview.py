@@ -20,9 +20,9 @@ from mailer import outbox, store
 from mailer.cli import cli
 from mailer.compose.tokens import UNSUBSCRIBE, BadToken, read_token
 from mailer.config import Settings
+from mailer.delivery.transport import MaildirTransport, SmtpTransport
 from mailer.models import Interaction, SendLog
-from mailer.preview import choose_test_customer, create_app, send_test
-from mailer.transport import MaildirTransport, SmtpTransport
+from mailer.web.preview import choose_test_customer, create_app, send_test
 from tests.factories import add_customer
 from tests.smtpserver import SmtpServer
 
@@ -222,7 +222,7 @@ def test_send_test_refuses_a_bad_address_and_an_empty_store_in_one_line(project:
 
 def test_serve_with_preview_mounts_the_preview_beside_the_unsubscribe_endpoint(settings: Settings, engine: Engine) -> None:
     from mailer.cli import mount_preview
-    from mailer.web import create_app as create_unsubscribe_app
+    from mailer.web.unsubscribe import create_app as create_unsubscribe_app
 
     combined = create_unsubscribe_app(settings, engine)
     mount_preview(combined, settings)

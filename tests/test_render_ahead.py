@@ -13,16 +13,17 @@ import pytest
 from sqlalchemy import Engine, select, update
 from sqlmodel import Session
 
-from mailer import optout, outbox, store
+from mailer import outbox, store
 from mailer.compose import message
 from mailer.compose.maker import MessageMaker
 from mailer.compose.message import Envelope, build_message, to_wire
 from mailer.compose.pool import Composer
 from mailer.compose.render import Rendered, Renderer
 from mailer.config import Settings
+from mailer.contacts import optout
+from mailer.delivery.transport import MaildirTransport, SmtpTransport
 from mailer.models import Customer, SendLog
 from mailer.outbox import PassClock, run_pass
-from mailer.transport import MaildirTransport, SmtpTransport
 from tests.factories import add_customer
 from tests.smtpserver import SmtpServer
 

@@ -26,14 +26,14 @@ from sqlmodel import Session
 from mailer import store
 from mailer.cli import cli
 from mailer.config import Settings, load_settings
-from mailer.importer import import_customers, import_interactions
+from mailer.contacts.importer import import_customers, import_interactions
+from mailer.delivery.transport import MaildirTransport
 from mailer.models import Customer, SendLog
 from mailer.occasions import marked_on
 from mailer.outbox import PassClock, PassReport, forecast, run_pass
 from mailer.policy import Verdict
 from mailer.project import init_project
 from mailer.simulate import simulate
-from mailer.transport import MaildirTransport
 from tests.factories import add_customer
 from tests.test_planning_properties import Person, people, write_customers, write_orders
 

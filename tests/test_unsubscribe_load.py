@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from mailer import importer, store
+from mailer import store
 from mailer.config import load_settings
+from mailer.contacts import importer
 from mailer.models import Customer
 from mailer.project import init_project
 from tests.served import Served

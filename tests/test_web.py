@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from mailer import importer, store
+from mailer import store
 from mailer.compose.tokens import RESUBSCRIBE, UNSUBSCRIBE, make_token
 from mailer.config import Settings, load_settings
+from mailer.contacts import importer
 from mailer.models import Customer
 from mailer.project import init_project
 from tests.served import Served

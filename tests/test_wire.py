@@ -21,15 +21,16 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from sqlmodel import Session, select
 
-from mailer import importer, store
+from mailer import store
 from mailer.compose import message
 from mailer.compose.message import Envelope, HeaderError, build_message, to_wire
 from mailer.compose.render import Rendered, Renderer
 from mailer.compose.wire import quoted_printable, serialize
 from mailer.config import Settings, load_settings
+from mailer.contacts import importer
 from mailer.models import Customer
-from mailer.preview import render_preview
 from mailer.project import init_project
+from mailer.web.preview import render_preview
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 MESSAGE_ID = "<176390000000.4242.1234567890@northwind.example>"

@@ -27,9 +27,9 @@ from sqlmodel import Session, col
 from waitress.server import create_server
 from werkzeug.exceptions import HTTPException
 
-from mailer import optout
 from mailer.compose.tokens import RESUBSCRIBE, UNSUBSCRIBE, BadToken, make_token, read_token
 from mailer.config import Settings
+from mailer.contacts import optout
 from mailer.models import Customer, utcnow
 
 log = logging.getLogger(__name__)

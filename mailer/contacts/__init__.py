@@ -1,0 +1,4 @@
+"""Contacts: customers and their interactions come in, and their wishes are kept.
+
+CSV import with its field rules, opt-outs and suppressions, and sample data.
+"""
