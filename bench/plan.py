@@ -1,9 +1,9 @@
-"""Time planning one day (``outbox.plan``: every campaign's candidates, pickers, policy) on a generated store.
+"""Time planning one day (``planning.plan``: every campaign's candidates, pickers, policy) on a generated store.
 
     python -m bench.plan --customers 1000000 [--date 2026-11-23] [--steady] [--explain] [--runs 3]
 
 Generates bench/data/store-N.db first when it is missing. Runs the real
-``outbox.plan`` on the ``mailer init`` demo campaigns (every occasion kind)
+``planning.plan`` on the ``mailer init`` demo campaigns (every occasion kind)
 for one instant (noon UTC on --date, windows applied), writing nothing, and
 reports wall time, CPU time (user + system: steadier than wall time on a busy
 machine) and the process's peak RSS.
@@ -36,9 +36,13 @@ from pathlib import Path
 from sqlmodel import Session
 
 from bench.generate import store_path
-from mailer import outbox, store
+from mailer import store
 from mailer.config import Settings, StoreSettings, load_settings
-from mailer.project import init_project
+from mailer.outbox import decisions
+from mailer.planning import candidates
+from mailer.planning import plan as planning
+from mailer.planning.clock import PassClock
+from mailer.service.project import init_project
 
 
 def main() -> None:
@@ -77,7 +81,7 @@ def main() -> None:
         explain(engine, settings, clock)
     start, cpu_start = time.perf_counter(), time.process_time()
     with Session(engine) as session:
-        planned = outbox.plan(session, settings, clock, settings.campaigns)
+        planned = planning.plan(session, settings, clock, settings.campaigns)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     counts = Counter((p.decision.occasion.campaign, p.decision.verdict.value) for p in planned)
@@ -112,8 +116,8 @@ def settings_for(path: Path, day: date) -> Settings:
     return replace(settings, store=StoreSettings(url=f"sqlite:///{path}"))
 
 
-def noon(day: date) -> outbox.PassClock:
-    return outbox.PassClock.at(datetime.combine(day, datetime.min.time(), UTC).replace(hour=12))
+def noon(day: date) -> PassClock:
+    return PassClock.at(datetime.combine(day, datetime.min.time(), UTC).replace(hour=12))
 
 
 def prepare_steady(path: Path, settings: Settings, day: date, warm: int) -> None:
@@ -127,9 +131,9 @@ def prepare_steady(path: Path, settings: Settings, day: date, warm: int) -> None
         clock = noon(day - timedelta(days=offset))
         start = time.perf_counter()
         with Session(engine, expire_on_commit=False) as session:
-            planned = outbox.plan(session, settings, clock, settings.campaigns)
-            outbox.record(session, planned, campaigns, clock.now)
-            outbox.settle(session, settings, clock)
+            planned = planning.plan(session, settings, clock, settings.campaigns)
+            decisions.record(session, planned, campaigns, clock.now)
+            decisions.settle(session, settings, clock)
         # What a drain would leave behind: every queued message delivered, its customer emailed.
         stamp = clock.now.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
         with engine.begin() as connection:
@@ -152,12 +156,12 @@ def prepare_steady(path: Path, settings: Settings, day: date, warm: int) -> None
 def explain(engine, settings, clock) -> None:  # type: ignore[no-untyped-def]
     """SQLite's plan for each campaign's candidate query."""
     with Session(engine) as session:
-        lookback = outbox.lookback_days(session, settings, clock)
+        lookback = planning.lookback_days(session, settings, clock)
     dates = clock.local_dates(lookback)
     print(f"look-back {lookback} days: local dates {min(dates)} .. {max(dates)}")
     with engine.connect() as connection:
         for campaign in settings.campaigns:
-            query, _since, _kind = store.candidate_query(campaign, dates, min(dates), max(dates))
+            query, _since, _kind = candidates.candidate_query(campaign, dates, min(dates), max(dates))
             compiled = query.compile(engine, compile_kwargs={"literal_binds": True})
             rows = connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}").all()
             print(f"{campaign.name} ({campaign.occasion}):")

@@ -42,12 +42,15 @@ from typing import Self
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from mailer import outbox, store
+from mailer import store
 from mailer.compose.message import to_wire
 from mailer.config import CONFIG_NAME, load_settings
 from mailer.delivery.transport import Outcome, SendResult
-from mailer.models import SendLog, SendStatus
-from mailer.project import init_project
+from mailer.planning import plan as planning
+from mailer.planning.clock import PassClock
+from mailer.service import passes
+from mailer.service.project import init_project
+from mailer.store.tables import SendLog, SendStatus
 
 REPO = Path(__file__).resolve().parent.parent
 INLINERS = ("premailer", "css-inline")
@@ -156,11 +159,11 @@ def prerender(config: Path, day: date) -> list[tuple[str, str, bytes]]:
     """Every message the pass on ``day`` would send, as wire bytes (the store is only read)."""
     settings = load_settings(config)
     engine = store.make_engine(settings.store.url)
-    clock = outbox.PassClock.on(day)
+    clock = PassClock.on(day)
     with Session(engine) as session:
-        planned = outbox.plan(session, settings, clock, settings.campaigns)
+        planned = planning.plan(session, settings, clock, settings.campaigns)
     collector = Collector()
-    outbox.render_planned(engine, settings, planned, collector)
+    passes.render_planned(engine, settings, planned, collector)
     engine.dispose()
     return collector.messages
 

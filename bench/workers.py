@@ -28,10 +28,13 @@ from sqlalchemy import Engine, create_engine, func, insert, select, text, update
 from sqlmodel import Session, col
 
 from bench.send import BENCH_DAY, generated_store, make_project, sink
-from mailer import outbox, store
+from mailer import store
 from mailer.config import load_settings
-from mailer.models import Customer, PassRun, SendLog, SendStatus
-from mailer.policy import Verdict
+from mailer.outbox import decisions
+from mailer.planning import plan as planning
+from mailer.planning.clock import PassClock
+from mailer.planning.policy import Verdict
+from mailer.store.tables import Customer, PassRun, SendLog, SendStatus
 
 PG_ADMIN = os.environ.get("MAILER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -41,9 +44,9 @@ def queue_on_postgres(sqlite_store: Path, pg_url: str, day: date, messages: int,
     settings = load_settings(config)
     source = store.make_engine(f"sqlite:///{sqlite_store}")
     campaigns = [settings.campaign("customer-anniversary")]
-    clock = outbox.PassClock.on(day)
+    clock = PassClock.on(day)
     with Session(source) as session:
-        planned = [p for p in outbox.plan(session, settings, clock, campaigns) if p.decision.verdict is Verdict.SEND]
+        planned = [p for p in planning.plan(session, settings, clock, campaigns) if p.decision.verdict is Verdict.SEND]
         planned = planned[:messages]
         ids = [p.customer.id for p in planned]
         table = Customer.__table__  # type: ignore[attr-defined]
@@ -57,7 +60,7 @@ def queue_on_postgres(sqlite_store: Path, pg_url: str, day: date, messages: int,
     store.create_schema(target)
     with Session(target) as session:
         session.execute(insert(table), rows)
-        outbox.record(session, planned, {c.name: c for c in campaigns}, clock.now)
+        decisions.record(session, planned, {c.name: c for c in campaigns}, clock.now)
     target.dispose()
     return len(planned)
 

@@ -24,16 +24,22 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col
 
-from mailer import logs, migrate, monitor, outbox, preflight, project, service, store
+from mailer import logs, store
 from mailer.compose import dkim
 from mailer.compose.message import Envelope, build_message
 from mailer.compose.render import Renderer
 from mailer.config import Campaign, SenderSettings, Settings, find_config, load_settings
 from mailer.contacts import importer, optout
-from mailer.daemon import Daemon, next_pass
+from mailer.delivery.report import PassReport
 from mailer.delivery.transport import make_transport
 from mailer.errors import MailerError
-from mailer.models import Customer, SendLog, SendStatus
+from mailer.outbox import recovery
+from mailer.planning.clock import PassClock
+from mailer.planning.forecast import forecast
+from mailer.service import monitor, passes, preflight, project, runs
+from mailer.service.daemon import Daemon, next_pass
+from mailer.store import migrate
+from mailer.store.tables import Customer, SendLog, SendStatus
 from mailer.tabular import FORMATS, format_rows
 
 if TYPE_CHECKING:
@@ -146,15 +152,15 @@ def demo(directory: Path) -> None:
         report = run(engine, data / f"{kind}.csv")
         click.echo(report.summary())
     # The same recorded, locked pass as `mailer run --date today`, so `mailer status` sees it.
-    with service.exclusive(settings.store.url, "demo"):
-        report = service.scheduled_pass(engine, settings, outbox.PassClock.on(today)).report
+    with runs.exclusive(settings.store.url, "demo"):
+        report = runs.scheduled_pass(engine, settings, PassClock.on(today)).report
     click.echo(f"pass for {today}: {report.summary()}")
     _print_deliveries(engine, report)
     if settings.transport.kind == "maildir":
         click.echo(f"messages are in {settings.transport.path / 'new'}/ (open any .eml in a mail client)")
 
 
-def _print_deliveries(engine: Engine, report: outbox.PassReport) -> None:
+def _print_deliveries(engine: Engine, report: PassReport) -> None:
     if not report.deliveries:
         click.echo("nothing new to send today (each occasion is sent once; see `mailer log`)")
         return
@@ -244,15 +250,15 @@ def run(app: App, day: datetime | None, now: datetime | None, dry_run: bool, cam
     if out and not dry_run:
         raise click.UsageError("--out goes with --dry-run (a real pass sends through the configured transport)")
     settings = app.settings_for(preflight.DRY_RUN if dry_run else preflight.SEND)
-    clock = outbox.PassClock.on(day.date(), now) if day else outbox.PassClock.at(now)
+    clock = PassClock.on(day.date(), now) if day else PassClock.at(now)
     if not dry_run:
-        with service.exclusive(settings.store.url, "run"), service.StopFlag().on_signals() as stop:
-            done = service.scheduled_pass(app.engine, settings, clock, campaign_names=campaigns or None, should_stop=stop)
+        with runs.exclusive(settings.store.url, "run"), runs.StopFlag().on_signals() as stop:
+            done = runs.scheduled_pass(app.engine, settings, clock, campaign_names=campaigns or None, should_stop=stop)
         click.echo(f"pass: {done.summary()}")
         _exit_for(done.report)
         return
     transport = make_transport(settings.transport, sign=dkim.signer_for(settings.sender))
-    report = outbox.run_pass(app.engine, settings, clock, transport, campaign_names=campaigns or None, dry_run=True)
+    report = passes.run_pass(app.engine, settings, clock, transport, campaign_names=campaigns or None, dry_run=True)
     rows = [
         (p.customer.external_id, p.customer.email, p.decision.occasion.campaign, p.decision.occasion.key,
          p.decision.occasion.due, f"would {p.decision.verdict}", p.decision.reason)
@@ -261,12 +267,12 @@ def run(app: App, day: datetime | None, now: datetime | None, dry_run: bool, cam
     click.echo(format_rows(["customer", "email", "campaign", "occasion", "due", "decision", "reason"], rows, fmt))
     if out:
         folder = make_transport(settings.transport, out_dir=out, sign=dkim.signer_for(settings.sender))
-        written = outbox.render_planned(app.engine, settings, report.planned, folder)
+        written = passes.render_planned(app.engine, settings, report.planned, folder)
         click.echo(f"wrote {written} rendered messages to {out / 'new'}/", err=fmt != "table")
     click.echo(f"dry run: {report.summary()} (nothing written, nothing sent)", err=fmt != "table")
 
 
-def _exit_for(report: outbox.PassReport) -> None:
+def _exit_for(report: PassReport) -> None:
     """Exit status 1 when cron should tell someone: the relay was unusable, or rows ended failed or unknown."""
     if report.relay_down:
         click.echo(f"error: relay unusable: {report.relay_down}", err=True)
@@ -289,7 +295,7 @@ def plan_command(app: App, days: int, start: datetime | None, campaigns: tuple[s
     chosen = [settings.campaign(n) for n in campaigns] if campaigns else list(settings.campaigns)
     first = start.date() if start else _today()
     with Session(app.engine) as session:
-        rows = outbox.forecast(session, settings, first, days, chosen)
+        rows = forecast(session, settings, first, days, chosen)
     headers = ["day", "weekday", "campaign", "send", "defer", "skip"]
     table = [(r.day, f"{r.day:%a}", r.campaign, r.send, r.defer, r.skip) for r in rows]
     if fmt == "table":
@@ -314,7 +320,7 @@ def simulate_command(
     The store is only read. Each day is what `mailer run --date DAY` would do,
     one day after the other; the messages are written as .eml files (--out).
     """
-    from mailer.simulate import simulate
+    from mailer.service.simulate import simulate
 
     settings = app.settings
     for name in campaigns:
@@ -669,7 +675,7 @@ def send_test(app: App, name: str, to_address: str, customer_id: str | None, day
 def daemon(app: App) -> None:
     """Run passes on the [schedule] crontab and retry sweeps until SIGTERM (then finish the message in flight)."""
     settings = app.settings_for(preflight.SEND)
-    with service.exclusive(settings.store.url, "daemon") as sole:
+    with runs.exclusive(settings.store.url, "daemon") as sole:
         Daemon(app.engine, settings, sole_sender=sole).run()
 
 
@@ -680,9 +686,9 @@ def retry(app: App, if_idle: bool) -> None:
     """Deliver what is due again (retries, requeued rows) without planning: the retry sweep, for cron."""
     settings = app.settings_for(preflight.SEND)
     try:
-        with service.exclusive(settings.store.url, "retry"), service.StopFlag().on_signals() as stop:
-            done = service.retry_sweep(app.engine, settings, should_stop=stop)
-    except service.Busy:
+        with runs.exclusive(settings.store.url, "retry"), runs.StopFlag().on_signals() as stop:
+            done = runs.retry_sweep(app.engine, settings, should_stop=stop)
+    except runs.Busy:
         if if_idle:
             return
         raise
@@ -697,7 +703,7 @@ def retry(app: App, if_idle: bool) -> None:
 def requeue(app: App, ids: tuple[int, ...]) -> None:
     """Queue unknown (or failed) send-log rows ID... again, after a human decided they should go out."""
     with Session(app.engine) as session:
-        before = store.requeue(session, ids, datetime.now(UTC))
+        before = recovery.requeue(session, ids, datetime.now(UTC))
     for row_id, status in sorted(before.items()):
         click.echo(f"{row_id}: {status} -> queued")
     click.echo(f"requeued {len(before)} row(s); the next retry sweep (daemon, or `mailer retry`) sends them")

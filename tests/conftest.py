@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from mailer import store
 from mailer.config import Settings, load_settings
-from mailer.project import init_project
+from mailer.service.project import init_project
 from tests.factories import deliver_to
 from tests.smtpserver import DeliveryRecord, SmtpServer, read_delivery_log
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 
-from mailer.models import Customer, SendLog, SendStatus, month_day
-from mailer.project import init_project
+from mailer.service.project import init_project
+from mailer.store.tables import Customer, SendLog, SendStatus, month_day
 
 MAILER = Path(sys.executable).with_name("mailer")
 DAY = date(2026, 11, 23)

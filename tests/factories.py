@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from mailer.config import Settings
-from mailer.models import Customer, month_day
+from mailer.store.tables import Customer, month_day
 from tests.smtpserver import SmtpServer
 
 

@@ -7,7 +7,7 @@ import tomllib
 from mailer.compose.checker import template_kinds
 from mailer.compose.render import Renderer
 from mailer.config import Settings, parse_settings
-from mailer.project import CONFIG_TEMPLATE, SHIPPED_TEMPLATES
+from mailer.service.project import CONFIG_TEMPLATE, SHIPPED_TEMPLATES
 
 # A config beside the shipped templates, so [render] templates resolves to them.
 SHIPPED: Settings = parse_settings(

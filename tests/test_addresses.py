@@ -11,13 +11,16 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from mailer import outbox
 from mailer.addresses import AddressError, ascii_domain, needs_smtputf8, wire_address
 from mailer.compose.message import Envelope, build_message
 from mailer.compose.render import Rendered
 from mailer.config import ConfigError, Settings, load_settings
+from mailer.delivery import drain as delivery
 from mailer.delivery.transport import NO_SMTPUTF8, MaildirTransport, SmtpTransport
-from mailer.models import SendLog
+from mailer.outbox import decisions
+from mailer.planning import plan as planning
+from mailer.planning.clock import PassClock
+from mailer.store.tables import SendLog
 from tests.factories import add_customer, deliver_to
 from tests.smtpserver import SmtpServer
 
@@ -53,8 +56,8 @@ def queue(engine: Engine, settings: Settings, *addresses: str) -> None:
         add_customer(engine, f"A{n:03d}", since=date(2020, 11, 23), email=address, first_name="Jürgen")
     campaigns = [settings.campaign("customer-anniversary")]
     with Session(engine, expire_on_commit=False) as session:
-        planned = outbox.plan(session, settings, outbox.PassClock.on(DAY, NOW), campaigns)
-        outbox.record(session, planned, {c.name: c for c in campaigns}, NOW)
+        planned = planning.plan(session, settings, PassClock.on(DAY, NOW), campaigns)
+        decisions.record(session, planned, {c.name: c for c in campaigns}, NOW)
 
 
 def statuses(engine: Engine) -> dict[str, tuple[str, str]]:
@@ -68,7 +71,7 @@ def test_an_idn_address_reaches_the_server_in_ascii_in_the_envelope_and_the_to_h
     with SmtpServer(smtputf8=False) as server:
         smtp = deliver_to(settings, server)
         queue(engine, smtp, "anna@bücher.example")
-        report = outbox.drain(engine, smtp, lambda: SmtpTransport(smtp.transport), now=lambda: NOW)
+        report = delivery.drain(engine, smtp, lambda: SmtpTransport(smtp.transport), now=lambda: NOW)
         [message] = server.messages
 
     assert report.counts == {"sent": 1}
@@ -83,7 +86,7 @@ def test_a_non_ascii_local_part_goes_over_smtputf8_with_raw_utf8_headers(engine:
     with SmtpServer(smtputf8=True) as server:
         smtp = deliver_to(settings, server)
         queue(engine, smtp, "jürgen@example.org")
-        report = outbox.drain(engine, smtp, lambda: SmtpTransport(smtp.transport), now=lambda: NOW)
+        report = delivery.drain(engine, smtp, lambda: SmtpTransport(smtp.transport), now=lambda: NOW)
         [message] = server.messages
 
     assert report.counts == {"sent": 1}
@@ -101,7 +104,7 @@ def test_without_smtputf8_that_one_recipient_fails_at_once_and_the_rest_of_the_p
     with SmtpServer(smtputf8=False) as server:
         smtp = deliver_to(settings, server)
         queue(engine, smtp, "ann@example.org", "jürgen@example.org", "bob@example.org")
-        report = outbox.drain(engine, smtp, lambda: SmtpTransport(smtp.transport), now=lambda: NOW)
+        report = delivery.drain(engine, smtp, lambda: SmtpTransport(smtp.transport), now=lambda: NOW)
         delivered = sorted(r for m in server.messages for r in m.rcpt_tos)
 
     assert delivered == ["ann@example.org", "bob@example.org"]

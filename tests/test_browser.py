@@ -25,8 +25,8 @@ from mailer import store
 from mailer.cli import cli
 from mailer.config import load_settings
 from mailer.contacts import importer
-from mailer.models import Customer, SendLog
-from mailer.project import init_project
+from mailer.service.project import init_project
+from mailer.store.tables import Customer, SendLog
 from tests.chromium import CHROMIUM, HEADLESS_FLAGS
 from tests.served import Served
 from tests.smtpserver import SmtpServer

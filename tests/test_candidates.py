@@ -12,8 +12,9 @@ from sqlmodel import Session
 
 from mailer import store
 from mailer.config import Settings
-from mailer.models import Interaction, SendLog, SendStatus
-from mailer.policy import in_segment
+from mailer.planning import candidates
+from mailer.planning.policy import in_segment
+from mailer.store.tables import Interaction, SendLog, SendStatus
 from tests.factories import add_customer
 
 TODAY = date(2026, 11, 23)
@@ -36,7 +37,7 @@ def candidate_ids(engine: Engine, settings: Settings, tags_any: frozenset[str]) 
     """(every candidate the query returns, those the policy's exact segment check keeps) as external ids."""
     campaign = replace(settings.campaign("customer-anniversary"), tags_any=tags_any, tags_none=frozenset())
     with Session(engine) as session:
-        found = list(store.candidates(session, campaign, [TODAY], settings.sender.timezone))
+        found = list(candidates.candidates(session, campaign, [TODAY], settings.sender.timezone))
     return {c.external_id for c in found}, {c.external_id for c in found if in_segment(c.tags, campaign)}
 
 
@@ -74,7 +75,7 @@ def log_row(engine: Engine, customer_id: int, campaign: str, key: str, status: s
 
 def open_candidates(engine: Engine, settings: Settings, name: str, dates: list[date]) -> set[str]:
     with Session(engine) as session:
-        return {c.external_id for c in store.candidates(session, settings.campaign(name), dates, "UTC")}
+        return {c.external_id for c in candidates.candidates(session, settings.campaign(name), dates, "UTC")}
 
 
 @pytest.mark.parametrize(("campaign", "field"), [("customer-anniversary", "since"), ("birthday", "birthday")])
@@ -124,5 +125,5 @@ def test_a_follow_up_already_settled_is_left_out_but_the_customers_next_order_is
     log_row(any_engine, two, campaign.name, f"follow_up:{second}", SendStatus.SENT, date(2026, 11, 23))
 
     with Session(any_engine) as session:
-        found = list(store.candidates(session, campaign, [date(2026, 11, 23)], "UTC"))
+        found = list(candidates.candidates(session, campaign, [date(2026, 11, 23)], "UTC"))
     assert [(c.external_id, [i.id for i in c.recent]) for c in found] == [("TWO", [second, third])]

@@ -20,9 +20,11 @@ from sqlmodel import Session
 from mailer import store
 from mailer.config import Settings
 from mailer.contacts.importer import import_interactions
+from mailer.delivery.report import PassReport
 from mailer.delivery.transport import MaildirTransport
-from mailer.models import SendLog
-from mailer.outbox import PassClock, PassReport, run_pass
+from mailer.planning.clock import PassClock
+from mailer.service.passes import run_pass
+from mailer.store.tables import SendLog
 from tests.factories import add_customer
 
 DUE = date(2026, 11, 20)  # settings.policy.catch_up_days is 3: the last day to send is Nov 23

@@ -9,7 +9,8 @@ from sqlalchemy import text
 from sqlmodel import Session, select
 
 from mailer import store
-from mailer.models import SendLog, SendStatus
+from mailer.outbox import claims
+from mailer.store.tables import SendLog, SendStatus
 from tests.factories import add_customer
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -37,12 +38,12 @@ def test_a_row_locked_by_another_worker_is_skipped_not_waited_for_then_claimed_o
             holder.execute(select(SendLog).where(SendLog.id == row_id).with_for_update())  # another worker mid-claim
             # Without SKIP LOCKED this UPDATE would block on the lock; lock_timeout turns a wait into an error.
             worker.execute(text("SET LOCAL lock_timeout = '5s'"))
-            assert store.claim(worker, row_id, NOW, claimer=2) is False
+            assert claims.claim(worker, row_id, NOW, claimer=2) is False
             worker.rollback()
             holder.rollback()  # the other worker let go without claiming
-            assert store.claim(worker, row_id, NOW, claimer=2) is True
+            assert claims.claim(worker, row_id, NOW, claimer=2) is True
             worker.commit()
-            assert store.claim(worker, row_id, NOW, claimer=3) is False  # already sending: nobody claims it twice
+            assert claims.claim(worker, row_id, NOW, claimer=3) is False  # already sending: nobody claims it twice
         with Session(engine) as session:
             row = session.get(SendLog, row_id)
             assert row is not None and (row.status, row.claimed_by, row.attempts) == ("sending", 2, 1)

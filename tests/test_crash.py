@@ -22,11 +22,14 @@ import pytest
 from sqlalchemy import Engine, select, update
 from sqlmodel import Session
 
-from mailer import outbox, store
+from mailer import store
 from mailer.config import Settings, load_settings
+from mailer.delivery import drain as delivery
 from mailer.delivery.transport import SmtpTransport
-from mailer.models import SendLog, SendStatus
-from mailer.outbox_lease import lease_for
+from mailer.outbox import claims, recovery
+from mailer.outbox.lease import lease_for
+from mailer.outbox.recovery import INTERRUPTED
+from mailer.store.tables import SendLog, SendStatus
 from tests.conftest import REPO_ROOT, Sink
 from tests.crashkit import add_anniversaries, add_queued, crash, mailer, sink_project
 from tests.smtpserver import SmtpServer
@@ -38,12 +41,13 @@ CLAIMER = """
 import sys, time
 from sqlmodel import Session
 from mailer import store
-from mailer.outbox_lease import lease_for
-from mailer.models import utcnow
+from mailer.outbox import claims
+from mailer.outbox.lease import lease_for
+from mailer.store.tables import utcnow
 
 engine = store.make_engine(sys.argv[1])
 with Session(engine) as session:
-    row = store.claim_next(session, utcnow(), lease_for(engine).key)
+    row = claims.claim_next(session, utcnow(), lease_for(engine).key)
     session.commit()
 print(row, flush=True)
 time.sleep(600)
@@ -84,7 +88,7 @@ def statuses(engine: Engine) -> dict[int, tuple[str, str]]:
 def recover_once_noticed(engine: Engine) -> list[int]:
     """Recover until something is recovered: PostgreSQL ends a dead client's session (and lease) a moment later."""
     deadline = time.monotonic() + GUARD
-    while not (recovered := store.recover_interrupted(engine)) and time.monotonic() < deadline:
+    while not (recovered := recovery.recover_interrupted(engine)) and time.monotonic() < deadline:
         time.sleep(0.01)
     return recovered
 
@@ -95,17 +99,17 @@ def test_only_rows_whose_claiming_process_is_dead_become_unknown(any_store: Engi
     add_queued(engine, 3)
     alive, dying = Claimer(url), Claimer(url)
     with Session(engine) as session:  # and one row of this very process, mid-send
-        mine = store.claim_next(session, NOW, lease_for(engine).key)
+        mine = claims.claim_next(session, NOW, lease_for(engine).key)
         session.commit()
     try:
-        assert store.recover_interrupted(engine) == []  # everyone is alive: nothing is touched
+        assert recovery.recover_interrupted(engine) == []  # everyone is alive: nothing is touched
         dying.kill()
 
         assert recover_once_noticed(engine) == [dying.row]
         rows = statuses(engine)
-        assert rows[dying.row] == ("unknown", store.INTERRUPTED)
+        assert rows[dying.row] == ("unknown", INTERRUPTED)
         assert rows[alive.row][0] == rows[mine or 0][0] == "sending"
-        assert store.recover_interrupted(engine) == []  # once is enough
+        assert recovery.recover_interrupted(engine) == []  # once is enough
     finally:
         alive.kill()
     assert recover_once_noticed(engine) == [alive.row]
@@ -118,7 +122,7 @@ def test_a_row_is_committed_sending_with_its_message_id_before_the_smtp_transact
     [row_id] = add_queued(engine, 1)
     smtp_server.enqueue("k00000@example.com", "stall:3")  # holds the transaction open after DATA
     settings = replace(smtp_settings, transport=replace(smtp_settings.transport, timeout=30.0))
-    worker = threading.Thread(target=outbox.drain, args=(engine, settings, lambda: SmtpTransport(settings.transport)))
+    worker = threading.Thread(target=delivery.drain, args=(engine, settings, lambda: SmtpTransport(settings.transport)))
 
     worker.start()
     smtp_server.wait_until(lambda: smtp_server.stalling == 1, timeout=GUARD, describe=lambda: str(statuses(engine)))
@@ -137,11 +141,11 @@ def test_a_row_is_committed_sending_with_its_message_id_before_the_smtp_transact
 def test_a_claimer_that_lost_its_lease_still_records_the_real_outcome_over_unknown(engine: Engine) -> None:
     [row_id] = add_queued(engine, 1)
     with Session(engine) as session:
-        assert store.claim_next(session, NOW, claimer=41) == row_id
+        assert claims.claim_next(session, NOW, claimer=41) == row_id
         session.execute(update(SendLog).values(status=SendStatus.UNKNOWN))  # another process thought 41 dead
         session.commit()
-        assert not store.finish(session, row_id, claimer=42, values={"status": SendStatus.SENT})
-        assert store.finish(session, row_id, claimer=41, values={"status": SendStatus.SENT})
+        assert not claims.finish(session, row_id, claimer=42, values={"status": SendStatus.SENT})
+        assert claims.finish(session, row_id, claimer=41, values={"status": SendStatus.SENT})
         session.commit()
     assert statuses(engine)[row_id][0] == "sent"
 

@@ -16,8 +16,9 @@ from sqlmodel import Session
 from mailer.compose.tokens import read_token
 from mailer.config import Secret, Settings
 from mailer.delivery.transport import MaildirTransport, SmtpTransport
-from mailer.models import SendLog
-from mailer.outbox import PassClock, run_pass
+from mailer.planning.clock import PassClock
+from mailer.service.passes import run_pass
+from mailer.store.tables import SendLog
 from tests.factories import add_customer, deliver_to
 from tests.smtpserver import SmtpServer
 

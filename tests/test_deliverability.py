@@ -25,15 +25,17 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from mailer import outbox, store
+from mailer import store
 from mailer.compose.render import Renderer
 from mailer.compose.spamscore import WARN_ABOVE, score_messages
 from mailer.compose.tokens import read_token
 from mailer.config import Settings, load_settings
 from mailer.contacts import importer
 from mailer.delivery.transport import MaildirTransport
-from mailer.models import SendLog
-from mailer.project import init_project
+from mailer.planning.clock import PassClock
+from mailer.service import passes
+from mailer.service.project import init_project
+from mailer.store.tables import SendLog
 from tests.spam import needs_spamassassin
 
 DAY = date(2026, 11, 23)
@@ -82,7 +84,7 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, l
     folder = config.parent / "delivered"
     shipped = set(Renderer(settings.render.templates).names())
     for offset in range(MAX_DAYS):  # day by day, until every shipped template has been sent once
-        outbox.run_pass(engine, settings, outbox.PassClock.on(DAY + timedelta(days=offset)), MaildirTransport(folder))
+        passes.run_pass(engine, settings, PassClock.on(DAY + timedelta(days=offset)), MaildirTransport(folder))
         with Session(engine) as session:
             rows = session.execute(
                 select(SendLog.message_id, SendLog.template, SendLog.customer_id).where(SendLog.status == "sent")  # type: ignore[arg-type]

@@ -13,12 +13,16 @@ import pytest
 from sqlalchemy import Engine, select, update
 from sqlmodel import Session, col
 
-from mailer import outbox, store
 from mailer.config import ConfigError, Secret, Settings, parse_settings
+from mailer.delivery import drain as delivery
+from mailer.delivery.report import PassReport
 from mailer.delivery.throttle import TokenBucket
 from mailer.delivery.transport import Outcome, SmtpTransport
-from mailer.models import Customer, SendLog, SendStatus
-from mailer.outbox import retry_at
+from mailer.outbox import claims, decisions
+from mailer.outbox.retry import retry_at
+from mailer.planning import plan as planning
+from mailer.planning.clock import PassClock
+from mailer.store.tables import Customer, SendLog, SendStatus
 from tests.factories import add_customer, deliver_to
 from tests.smtpserver import SmtpServer
 
@@ -33,12 +37,12 @@ def queue(engine: Engine, settings: Settings, *addresses: str) -> None:
         add_customer(engine, f"C{n:04d}", since=date(2020, 11, 23), email=address)
     campaigns = [settings.campaign("customer-anniversary")]
     with Session(engine, expire_on_commit=False) as session:
-        planned = outbox.plan(session, settings, outbox.PassClock.on(DAY, NOW), campaigns)
-        outbox.record(session, planned, {c.name: c for c in campaigns}, NOW)
+        planned = planning.plan(session, settings, PassClock.on(DAY, NOW), campaigns)
+        decisions.record(session, planned, {c.name: c for c in campaigns}, NOW)
 
 
-def drain(engine: Engine, settings: Settings, at: datetime = NOW) -> outbox.PassReport:
-    return outbox.drain(engine, settings, lambda: SmtpTransport(settings.transport), now=lambda: at)
+def drain(engine: Engine, settings: Settings, at: datetime = NOW) -> PassReport:
+    return delivery.drain(engine, settings, lambda: SmtpTransport(settings.transport), now=lambda: at)
 
 
 def log(engine: Engine) -> dict[str, SendLog]:
@@ -353,7 +357,7 @@ def test_several_connections_send_in_parallel_and_each_row_exactly_once(
     for address in addresses[:3]:  # the first three hold their connections until all three are held
         smtp_server.enqueue(address, "stall:5")
     queue(engine, parallel, *addresses)
-    reports: list[outbox.PassReport] = []
+    reports: list[PassReport] = []
     worker = threading.Thread(target=lambda: reports.append(drain(engine, parallel)))
 
     worker.start()
@@ -416,9 +420,9 @@ def test_a_token_bucket_stops_waiting_when_asked() -> None:
 def test_claiming_moves_one_due_row_at_a_time_and_records_who_claimed_it(engine: Engine, settings: Settings) -> None:
     queue(engine, settings, "a@example.com", "b@example.com")
     with Session(engine) as session:
-        first = store.claim_next(session, NOW, claimer=7)
-        second = store.claim_next(session, NOW, claimer=8)
-        none_left = store.claim_next(session, NOW, claimer=7)
+        first = claims.claim_next(session, NOW, claimer=7)
+        second = claims.claim_next(session, NOW, claimer=8)
+        none_left = claims.claim_next(session, NOW, claimer=7)
         session.commit()
     rows = log(engine)
     assert none_left is None

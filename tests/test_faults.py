@@ -21,10 +21,14 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from mailer import outbox, store
 from mailer.config import Settings
+from mailer.delivery import drain as delivery
+from mailer.delivery.report import PassReport
 from mailer.delivery.transport import SmtpTransport
-from mailer.models import Customer, SendLog
+from mailer.outbox import decisions, recovery
+from mailer.planning import plan as planning
+from mailer.planning.clock import PassClock
+from mailer.store.tables import Customer, SendLog
 from tests.factories import add_customer, deliver_to
 from tests.smtpserver import SmtpServer
 
@@ -65,12 +69,12 @@ def queue(engine: Engine, settings: Settings, *addresses: str) -> None:
         add_customer(engine, f"F{n:03d}", since=date(2020, 11, 23), email=address)
     campaigns = [settings.campaign("customer-anniversary")]
     with Session(engine, expire_on_commit=False) as session:
-        planned = outbox.plan(session, settings, outbox.PassClock.on(DAY, NOW), campaigns)
-        outbox.record(session, planned, {c.name: c for c in campaigns}, NOW)
+        planned = planning.plan(session, settings, PassClock.on(DAY, NOW), campaigns)
+        decisions.record(session, planned, {c.name: c for c in campaigns}, NOW)
 
 
-def drain(engine: Engine, settings: Settings, at: datetime) -> outbox.PassReport:
-    return outbox.drain(engine, settings, lambda: SmtpTransport(settings.transport), now=lambda: at)
+def drain(engine: Engine, settings: Settings, at: datetime) -> PassReport:
+    return delivery.drain(engine, settings, lambda: SmtpTransport(settings.transport), now=lambda: at)
 
 
 def row_for(engine: Engine, address: str) -> SendLog:
@@ -129,7 +133,7 @@ def test_an_unknown_row_goes_again_only_when_requeued_and_with_the_message_id_of
 
     assert row.id is not None
     with Session(engine) as session:
-        assert store.requeue(session, [row.id], LATER) == {row.id: "unknown"}
+        assert recovery.requeue(session, [row.id], LATER) == {row.id: "unknown"}
     drain(engine, smtp, LATER)
 
     after = row_for(engine, "maybe@example.com")

@@ -17,7 +17,7 @@ from mailer.compose.message import Envelope, HeaderError, address, build_message
 from mailer.compose.render import Rendered
 from mailer.compose.wire import serialize
 from mailer.config import Settings, load_settings
-from mailer.project import init_project
+from mailer.service.project import init_project
 
 EXPECTED = {
     "from",

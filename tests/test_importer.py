@@ -16,8 +16,9 @@ from mailer.cli import cli
 from mailer.config import Settings
 from mailer.contacts.importer import ImportFailed, import_customers, import_interactions
 from mailer.delivery.transport import MaildirTransport
-from mailer.models import Customer, Interaction, SendLog
-from mailer.outbox import PassClock, run_pass
+from mailer.planning.clock import PassClock
+from mailer.service.passes import run_pass
+from mailer.store.tables import Customer, Interaction, SendLog
 from tests.factories import add_customer
 
 HEADER = "external_id,email,first_name,last_name,customer_since,birthday,timezone,tags,owner_name,owner_email"

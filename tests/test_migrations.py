@@ -15,10 +15,11 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, MetaData, select, text
 from sqlmodel import Session, SQLModel
 
-from mailer import migrate, store
+from mailer import store
 from mailer.cli import cli
 from mailer.config import load_settings
-from mailer.models import Customer, Interaction, PassRun, SendLog, SendStatus
+from mailer.store import migrate
+from mailer.store.tables import Customer, Interaction, PassRun, SendLog, SendStatus
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 

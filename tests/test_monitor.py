@@ -14,9 +14,9 @@ from sqlmodel import Session
 
 from mailer.cli import cli
 from mailer.config import Settings
-from mailer.daemon import next_pass
-from mailer.models import PassRun, SendLog, SendStatus
-from mailer.monitor import Facts, problems
+from mailer.service.daemon import next_pass
+from mailer.service.monitor import Facts, problems
+from mailer.store.tables import PassRun, SendLog, SendStatus
 from tests.factories import add_customer
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from mailer.config import Campaign
-from mailer.occasions import CustomerFacts, InteractionFact, follow_up, milestone, pick, silence
+from mailer.planning.occasions import CustomerFacts, InteractionFact, follow_up, milestone, pick, silence
 
 TODAY = date(2026, 11, 23)
 BASE = CustomerFacts(1, "C1", "c1@example.com", date(2020, 3, 10), "UTC")

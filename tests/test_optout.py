@@ -10,12 +10,15 @@ from click.testing import CliRunner, Result
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from mailer import outbox
 from mailer.cli import cli
 from mailer.config import Settings
 from mailer.contacts import importer, optout
+from mailer.delivery import drain as delivery
 from mailer.delivery.transport import MaildirTransport
-from mailer.models import Customer, SendLog
+from mailer.outbox import decisions
+from mailer.planning import plan as planning
+from mailer.planning.clock import PassClock
+from mailer.store.tables import Customer, SendLog
 
 DAY = date(2026, 11, 23)
 CSV = """\
@@ -89,18 +92,18 @@ def test_the_next_pass_sends_nothing_to_an_unsubscribed_customer(
 def test_an_unsubscribe_after_planning_stops_the_delivery(
     people: Path, engine: Engine, settings: Settings
 ) -> None:
-    clock = outbox.PassClock.on(DAY)
+    clock = PassClock.on(DAY)
     campaigns = [settings.campaign("birthday")]
     with Session(engine, expire_on_commit=False) as session:
-        planned = outbox.plan(session, settings, clock, campaigns)
-        outbox.record(session, planned, {c.name: c for c in campaigns}, clock.now)
+        planned = planning.plan(session, settings, clock, campaigns)
+        decisions.record(session, planned, {c.name: c for c in campaigns}, clock.now)
     assert {s for s, _ in statuses(engine).values()} == {"queued"}
 
     assert (
         optout.unsubscribe(engine, customer(engine, "B2").id or 0, optout.Source.ONE_CLICK)
         is optout.Change.CHANGED
     )
-    outbox.drain(engine, settings, MaildirTransport(settings.transport.path))
+    delivery.drain(engine, settings, MaildirTransport(settings.transport.path))
     assert statuses(engine)["B2"] == ("skipped", "unsubscribed before delivery")
     assert not any(
         b"bob@example.com" in p.read_bytes()

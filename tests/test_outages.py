@@ -21,8 +21,9 @@ from mailer import store
 from mailer.config import Settings
 from mailer.contacts.importer import import_interactions
 from mailer.delivery.transport import MaildirTransport
-from mailer.models import SendLog
-from mailer.outbox import PassClock, run_pass
+from mailer.planning.clock import PassClock
+from mailer.service.passes import run_pass
+from mailer.store.tables import SendLog
 from tests.factories import add_customer
 
 SILENCE = "we-miss-you"  # the init project's silence campaign: steps after 60 and 120 days, catch-up 3 days

@@ -29,9 +29,11 @@ from mailer import store
 from mailer.config import Campaign, Settings, load_settings
 from mailer.contacts.importer import import_customers, import_interactions
 from mailer.delivery.transport import Outcome, SendResult
-from mailer.models import Customer, Interaction, PlanMark, SendLog, SendStatus
-from mailer.outbox import PLAN_MARK, PassClock, run_pass
-from mailer.project import init_project
+from mailer.planning.clock import PassClock
+from mailer.planning.plan import PLAN_MARK
+from mailer.service.passes import run_pass
+from mailer.service.project import init_project
+from mailer.store.tables import Customer, Interaction, PlanMark, SendLog, SendStatus
 
 START = date(2026, 1, 1)
 DAYS = 365
@@ -103,7 +105,7 @@ def marked(month: int, day: int, year: int) -> date:
 
 
 def expected_occasions(campaign: Campaign, p: Person, orders: list[tuple[datetime, int]]) -> dict[str, date]:
-    """The oracle: key → due date, straight from the rules in SPEC §4 (not from mailer.occasions)."""
+    """The oracle: key → due date, straight from the rules in SPEC §4 (not from mailer.planning.occasions)."""
     zone = ZoneInfo(p.zone)
     local = [(moment.astimezone(zone).date(), amount) for moment, amount in orders]
     found: dict[str, date] = {}

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from mailer.config import Campaign, PolicySettings
-from mailer.occasions import CustomerFacts, Occasion
-from mailer.policy import PassMoment, Verdict, decide, in_send_window
+from mailer.planning.occasions import CustomerFacts, Occasion
+from mailer.planning.policy import PassMoment, Verdict, decide, in_send_window
 
 TODAY = date(2026, 11, 23)  # a Monday
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)

@@ -11,10 +11,11 @@ from click.testing import CliRunner, Result
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from mailer import preflight, store
+from mailer import store
 from mailer.config import load_settings
-from mailer.models import PassRun, SendLog
-from mailer.project import init_project
+from mailer.service import preflight
+from mailer.service.project import init_project
+from mailer.store.tables import PassRun, SendLog
 from tests.served import Served
 
 RUN = ("run", "--date", "2026-11-23")

@@ -16,12 +16,13 @@ from flask.testing import FlaskClient
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from mailer import outbox, store
 from mailer.cli import cli
 from mailer.compose.tokens import UNSUBSCRIBE, BadToken, read_token
 from mailer.config import Settings
 from mailer.delivery.transport import MaildirTransport, SmtpTransport
-from mailer.models import Interaction, SendLog
+from mailer.planning.clock import PassClock
+from mailer.service import passes
+from mailer.store.tables import Interaction, SendLog, utcnow
 from mailer.web.preview import choose_test_customer, create_app, send_test
 from tests.factories import add_customer
 from tests.smtpserver import SmtpServer
@@ -72,7 +73,7 @@ def test_preview_renders_a_real_customer_from_the_store_with_their_latest_intera
             Interaction(
                 customer_id=customer_id,
                 kind="order",
-                occurred_at=store.utcnow().replace(2026, 11, 16),
+                occurred_at=utcnow().replace(2026, 11, 16),
                 reference="ORD-9001",
             )
         )
@@ -179,10 +180,10 @@ def test_send_test_goes_through_smtp_marked_test_and_never_counts_as_the_occasio
     assert logged.subject == "[TEST] 5 years together, Zoë: thank you"
     assert logged.to_address == "marketer@northwind.example"
     # The real occasion is still due: the pass sends the customer their own anniversary email.
-    report = outbox.run_pass(
+    report = passes.run_pass(
         engine,
         settings,
-        outbox.PassClock.on(DAY),
+        PassClock.on(DAY),
         MaildirTransport(settings.transport.path),
         campaign_names=["customer-anniversary"],
     )

@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from mailer import outbox
 from mailer.config import load_settings
-from mailer.daemon import Daemon
-from mailer.models import PassRun
-from mailer.service import Run
+from mailer.delivery.report import PassReport
+from mailer.service.daemon import Daemon
+from mailer.service.runs import Run
+from mailer.store.tables import PassRun
 from tests.smtpserver import SmtpServer
 from tests.test_service import ALL_WEEK, add_due_today, configure, invoke, statuses
 
@@ -83,7 +83,7 @@ def test_a_pass_with_nothing_wrong_exits_0_and_one_with_a_failed_row_exits_1(pro
         assert invoke(project, "run").exit_code == 0  # a bounce is an answer, not a problem for cron
     add_due_today(engine, "JUERGEN")
     with Session(engine) as session:
-        from mailer.models import Customer
+        from mailer.store.tables import Customer
 
         juergen = session.execute(select(Customer).where(Customer.external_id == "JUERGEN")).scalar_one()
         juergen.email = "jürgen@example.org"
@@ -97,7 +97,7 @@ def test_a_pass_with_nothing_wrong_exits_0_and_one_with_a_failed_row_exits_1(pro
 
 
 def a_run(record_id: int, relay_down: str = "") -> Run:
-    report = outbox.PassReport(relay_down=relay_down)
+    report = PassReport(relay_down=relay_down)
     if not relay_down:
         report.counts["sent"] = 1
     return Run(record_id=record_id, report=report)
@@ -107,7 +107,7 @@ def test_the_daemon_logs_a_relay_incident_once_and_its_end_once(
     project: Path, engine: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
     daemon = Daemon(engine, load_settings(project), sole_sender=True)
-    caplog.set_level(logging.INFO, logger="mailer.daemon")
+    caplog.set_level(logging.INFO, logger="mailer.service.daemon")
 
     for n, relay_down in enumerate(["", "TLS certificate refused: x", "TLS certificate refused: x", "", ""]):
         daemon._job("pass", lambda n=n, relay_down=relay_down: a_run(n, relay_down))  # type: ignore[misc]

@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy import Engine, select, update
 from sqlmodel import Session
 
-from mailer import outbox, store
 from mailer.compose import message
 from mailer.compose.maker import MessageMaker
 from mailer.compose.message import Envelope, build_message, to_wire
@@ -21,9 +20,15 @@ from mailer.compose.pool import Composer
 from mailer.compose.render import Rendered, Renderer
 from mailer.config import Settings
 from mailer.contacts import optout
+from mailer.delivery import drain as delivery
+from mailer.delivery.feed import POOL_FROM
+from mailer.delivery.outcome import Deliverer
 from mailer.delivery.transport import MaildirTransport, SmtpTransport
-from mailer.models import Customer, SendLog
-from mailer.outbox import PassClock, run_pass
+from mailer.outbox import claims, decisions
+from mailer.planning import plan as planning
+from mailer.planning.clock import PassClock
+from mailer.service.passes import run_pass
+from mailer.store.tables import Customer, SendLog
 from tests.factories import add_customer
 from tests.smtpserver import SmtpServer
 
@@ -50,7 +55,7 @@ def logged(engine: Engine) -> list[SendLog]:
 def test_a_backlog_rendered_in_worker_processes_is_sent_once_per_row_with_what_the_log_records(
     engine: Engine, settings: Settings
 ) -> None:
-    count = outbox.POOL_FROM + 26  # large enough for the worker processes to start
+    count = POOL_FROM + 26  # large enough for the worker processes to start
     add_due(engine, count)
     with SmtpServer() as server:
         mine = smtp_settings(settings, server, processes=2)
@@ -77,9 +82,9 @@ def test_rendering_in_a_worker_process_or_in_the_sender_gives_the_same_message(
     add_due(engine, 3)
     clock = PassClock.on(DAY)
     with Session(engine, expire_on_commit=False) as session:
-        planned = outbox.plan(session, settings, clock, settings.campaigns)
-        outbox.record(session, planned, {c.name: c for c in settings.campaigns}, clock.now)
-        due = store.due_rows(session, clock.now, (), 10)
+        planned = planning.plan(session, settings, clock, settings.campaigns)
+        decisions.record(session, planned, {c.name: c for c in settings.campaigns}, clock.now)
+        due = claims.due_rows(session, clock.now, (), 10)
     pooled = replace(settings, render=replace(settings.render, processes=1))
     renderer = Renderer(settings.render.templates, settings.render.inliner)
     with Composer(settings, renderer) as inline, Composer(pooled, renderer) as workers:
@@ -138,8 +143,8 @@ def test_what_changes_between_rendering_and_the_claim_decides_each_row(
     clock = PassClock.on(DAY)
     campaign = settings.campaign("customer-anniversary")
     with Session(engine, expire_on_commit=False) as session:
-        outbox.record(session, outbox.plan(session, settings, clock, [campaign]), {campaign.name: campaign}, clock.now)
-        rows = store.due_rows(session, clock.now, (), 10)
+        decisions.record(session, planning.plan(session, settings, clock, [campaign]), {campaign.name: campaign}, clock.now)
+        rows = claims.due_rows(session, clock.now, (), 10)
     assert len(rows) == 4
     renderer = Renderer(settings.render.templates, settings.render.inliner)
     with Composer(settings, renderer) as composer:
@@ -155,12 +160,12 @@ def test_what_changes_between_rendering_and_the_claim_decides_each_row(
 
     outcomes = []
     folder = tmp_path / "out"
-    deliverer = outbox.Deliverer(settings, MessageMaker(settings, renderer), MaildirTransport(folder))
+    deliverer = Deliverer(settings, MessageMaker(settings, renderer), MaildirTransport(folder))
     with Session(engine, expire_on_commit=False) as session, deliverer.transport:
-        turn = outbox.WriteTurn(session, threading.Lock())
+        turn = delivery.WriteTurn(session, threading.Lock())
         for ready in prepared:
-            delivery = outbox._deliver_prepared(turn, deliverer, ready, 1, 0, clock.now, lambda: clock.now)
-            outcomes.append(delivery.outcome if delivery else None)
+            done = delivery._deliver_prepared(turn, deliverer, ready, 1, 0, clock.now, lambda: clock.now)
+            outcomes.append(done.outcome if done else None)
         turn.commit()
 
     assert outcomes == ["skipped", "sent", None, "sent"]

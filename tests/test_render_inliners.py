@@ -10,7 +10,7 @@ import pytest
 from mailer.compose import render
 from mailer.compose.context import sample_customers, sample_occasion, template_context
 from mailer.compose.render import Renderer
-from mailer.project import SHIPPED_TEMPLATES
+from mailer.service.project import SHIPPED_TEMPLATES
 from tests.htmlstyles import computed_styles, parse_style
 from tests.samples import NAMES, SENDER, kind_of
 

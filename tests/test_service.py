@@ -20,8 +20,8 @@ from sqlmodel import Session
 
 from mailer.cli import cli
 from mailer.config import load_settings
-from mailer.models import PassRun, SendLog, SendStatus
-from mailer.service import lock_path
+from mailer.service.runs import lock_path
+from mailer.store.tables import PassRun, SendLog, SendStatus
 from tests.factories import add_customer
 from tests.smtpserver import SmtpServer
 

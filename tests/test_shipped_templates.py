@@ -17,7 +17,7 @@ from mailer.compose.context import (
     variables_markdown,
 )
 from mailer.compose.render import FILTERS, Rendered, Renderer
-from mailer.project import SHIPPED_TEMPLATES
+from mailer.service.project import SHIPPED_TEMPLATES
 from tests.samples import NAMES, SENDER, SHIPPED, kind_of
 
 DAY = date(2026, 11, 23)

@@ -27,13 +27,16 @@ from mailer import store
 from mailer.cli import cli
 from mailer.config import Settings, load_settings
 from mailer.contacts.importer import import_customers, import_interactions
+from mailer.delivery.report import PassReport
 from mailer.delivery.transport import MaildirTransport
-from mailer.models import Customer, SendLog
-from mailer.occasions import marked_on
-from mailer.outbox import PassClock, PassReport, forecast, run_pass
-from mailer.policy import Verdict
-from mailer.project import init_project
-from mailer.simulate import simulate
+from mailer.planning.clock import PassClock
+from mailer.planning.forecast import forecast
+from mailer.planning.occasions import marked_on
+from mailer.planning.policy import Verdict
+from mailer.service.passes import run_pass
+from mailer.service.project import init_project
+from mailer.service.simulate import simulate
+from mailer.store.tables import Customer, SendLog
 from tests.factories import add_customer
 from tests.test_planning_properties import Person, people, write_customers, write_orders
 
@@ -405,14 +408,16 @@ def test_plan_equals_consecutive_date_passes_for_random_stores_and_spans(
         engine = store.make_engine(settings.store.url)
         store.create_schema(engine)
         write_customers(Path(tmp) / "customers.csv", persons)
-        import_customers(engine, Path(tmp) / "customers.csv")
+        # The store is filled as of a moment after every generated date, not as of the real clock.
+        imported_at = datetime.combine(first + timedelta(days=400), time(), UTC)
+        import_customers(engine, Path(tmp) / "customers.csv", now=imported_at)
         orders = [
             (n, datetime.combine(date(2026, 1, 1) + timedelta(days=offset), time(hour), UTC), amount, f"O{n}-{k}")
             for n, p in enumerate(persons) for k, (offset, hour, amount) in enumerate(p.orders)
         ]
         if orders:
             write_orders(Path(tmp) / "orders.csv", orders)
-            import_interactions(engine, Path(tmp) / "orders.csv")
+            import_interactions(engine, Path(tmp) / "orders.csv", now=imported_at)
         with Session(engine) as session:  # some customers were emailed in the days before the span
             for n, days_before in enumerate(recently[: len(persons)]):
                 customer = session.execute(select(Customer).where(Customer.external_id == f"P{n}")).scalar_one()

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from mailer.cli import cli
 from mailer.compose.checker import check_templates
 from mailer.config import Settings
-from mailer.project import SHIPPED_TEMPLATES
+from mailer.service.project import SHIPPED_TEMPLATES
 from tests.samples import SHIPPED
 from tests.spam import GTUBE, needs_spamassassin
 

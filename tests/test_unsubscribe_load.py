@@ -18,8 +18,8 @@ from sqlmodel import Session, col
 from mailer import store
 from mailer.config import load_settings
 from mailer.contacts import importer
-from mailer.models import Customer
-from mailer.project import init_project
+from mailer.service.project import init_project
+from mailer.store.tables import Customer
 from tests.served import Served
 
 pytestmark = pytest.mark.slow

@@ -17,8 +17,8 @@ from mailer import store
 from mailer.compose.tokens import RESUBSCRIBE, UNSUBSCRIBE, make_token
 from mailer.config import Settings, load_settings
 from mailer.contacts import importer
-from mailer.models import Customer
-from mailer.project import init_project
+from mailer.service.project import init_project
+from mailer.store.tables import Customer
 from tests.served import Served
 
 pytestmark = pytest.mark.slow

@@ -28,8 +28,8 @@ from mailer.compose.render import Rendered, Renderer
 from mailer.compose.wire import quoted_printable, serialize
 from mailer.config import Settings, load_settings
 from mailer.contacts import importer
-from mailer.models import Customer
-from mailer.project import init_project
+from mailer.service.project import init_project
+from mailer.store.tables import Customer
 from mailer.web.preview import render_preview
 
 NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)

@@ -10,9 +10,12 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlmodel import Session, col
 
-from mailer import outbox, store
+from mailer import store
 from mailer.config import load_settings
-from mailer.models import SendLog
+from mailer.outbox import decisions
+from mailer.planning import plan as planning
+from mailer.planning.clock import PassClock
+from mailer.store.tables import SendLog
 from tests.conftest import Sink
 from tests.crashkit import DAY, add_anniversaries, mailer, sink_project
 
@@ -36,10 +39,10 @@ def test_three_workers_on_postgresql_send_5000_due_messages_each_exactly_once_an
     store.create_schema(engine)
     add_anniversaries(engine, 5000)
     campaigns = [settings.campaign("customer-anniversary")]
-    clock = outbox.PassClock.on(DAY)
+    clock = PassClock.on(DAY)
     with Session(engine, expire_on_commit=False) as session:
-        outbox.record(
-            session, outbox.plan(session, settings, clock, campaigns), {c.name: c for c in campaigns}, clock.now
+        decisions.record(
+            session, planning.plan(session, settings, clock, campaigns), {c.name: c for c in campaigns}, clock.now
         )
     started = time.monotonic()
 

@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from mailer.config import OCCASION_KINDS, Campaign, SenderSettings
-from mailer.models import Customer
+from mailer.store.tables import Customer
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from mailer.compose.render import Rendered, Renderer
 from mailer.compose.tokens import make_token, occasion_ref
 from mailer.compose.wire import WireMessage, serialize
 from mailer.config import SenderSettings, Settings
-from mailer.models import Customer, SendLog
+from mailer.store.tables import Customer, SendLog
 
 
 def envelope_for(

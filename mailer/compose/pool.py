@@ -33,7 +33,7 @@ from mailer.compose.maker import MessageMaker
 from mailer.compose.message import HeaderError
 from mailer.compose.render import Renderer, RenderError
 from mailer.config import Settings
-from mailer.models import Customer, SendLog
+from mailer.store.tables import Customer, SendLog
 
 
 @dataclass(frozen=True, slots=True)

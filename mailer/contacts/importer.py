@@ -35,7 +35,7 @@ from sqlalchemy import Engine, select, tuple_
 from sqlmodel import Session, col
 
 from mailer.errors import MailerError
-from mailer.models import Customer, Interaction, month_day, utcnow
+from mailer.store.tables import Customer, Interaction, month_day, utcnow
 
 CUSTOMER_COLUMNS = (
     "external_id",

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, func, or_, select, update
 from sqlmodel import Session, col
 
 from mailer.errors import MailerError
-from mailer.models import Customer, utcnow
+from mailer.store.tables import Customer, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,7 @@ from mailer.compose.tokens import make_token
 from mailer.config import OCCASION_KINDS, Campaign, Settings
 from mailer.delivery.transport import Outcome, Transport
 from mailer.errors import MailerError
-from mailer.models import Customer, Interaction, SendLog, SendStatus, utcnow
+from mailer.store.tables import Customer, Interaction, SendLog, SendStatus, utcnow
 
 DEFAULT_SAMPLE = "sample-full"
 TEST_PURPOSE = "test-send"  # test messages carry a token the unsubscribe endpoint refuses

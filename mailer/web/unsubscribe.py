@@ -30,7 +30,7 @@ from werkzeug.exceptions import HTTPException
 from mailer.compose.tokens import RESUBSCRIBE, UNSUBSCRIBE, BadToken, make_token, read_token
 from mailer.config import Settings
 from mailer.contacts import optout
-from mailer.models import Customer, utcnow
+from mailer.store.tables import Customer, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -126,7 +126,7 @@ class SendLog(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = Field(default=None, index=True)  # indexed: the daily cap counts the last 24 h
     first_attempt_at: datetime | None = None  # retries give up `retry_max_age` after this
-    # The process that claimed the row (its lease key, see mailer.outbox_lease) and when:
+    # The process that claimed the row (its lease key, see mailer.outbox.lease) and when:
     # a `sending` row whose claimer is dead was interrupted and becomes `unknown`.
     claimed_by: int | None = None
     claimed_at: datetime | None = None

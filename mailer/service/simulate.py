@@ -26,11 +26,14 @@ from pathlib import Path
 from sqlalchemy import Engine, insert, make_url, select
 from sqlmodel import Session, SQLModel, col
 
-from mailer import outbox, store
+from mailer import store
 from mailer.config import Settings
+from mailer.delivery.report import PassReport
 from mailer.delivery.transport import MaildirTransport
-from mailer.models import SendLog
-from mailer.policy import Verdict
+from mailer.planning.clock import PassClock
+from mailer.planning.policy import Verdict
+from mailer.service import passes
+from mailer.store.tables import SendLog
 
 # In foreign-key order; the pass records (pass_run) and worker leases are not needed.
 COPIED_TABLES = tuple(SQLModel.metadata.tables[name] for name in ("customer", "interaction", "send_log", "plan_mark"))
@@ -111,13 +114,13 @@ def simulate(
         copy = replace(settings, store=replace(settings.store, url=engine.url.render_as_string()), transport=transport)
         for offset in range(days):
             day = start + timedelta(days=offset)
-            report = outbox.run_pass(engine, copy, outbox.PassClock.replayed(day), MaildirTransport(out),
+            report = passes.run_pass(engine, copy, PassClock.replayed(day), MaildirTransport(out),
                                      campaign_names=names)
             found.append(_summarise(engine, day, report))
     return found
 
 
-def _summarise(engine: Engine, day: date, report: outbox.PassReport) -> SimulatedDay:
+def _summarise(engine: Engine, day: date, report: PassReport) -> SimulatedDay:
     result = SimulatedDay(day, held=report.counts.get("held", 0))
     for item in report.planned:
         campaign = item.decision.occasion.campaign

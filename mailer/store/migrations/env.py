@@ -1,4 +1,4 @@
-"""Alembic environment for mailer's store: always run through :mod:`mailer.migrate`.
+"""Alembic environment for mailer's store: always run through :mod:`mailer.store.migrate`.
 
 The caller hands over an open connection (``config.attributes["connection"]``),
 so no alembic.ini and no URL are needed on the user's machine.
@@ -9,12 +9,12 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import mailer.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import mailer.store.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 connection = context.config.attributes.get("connection")
 if connection is None:
     raise RuntimeError(
-        "mailer's migrations run through `mailer db upgrade` (mailer.migrate), not the alembic CLI"
+        "mailer's migrations run through `mailer db upgrade` (mailer.store.migrate), not the alembic CLI"
     )
 
 context.configure(

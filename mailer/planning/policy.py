@@ -31,8 +31,8 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 from mailer.config import Campaign, PolicySettings
-from mailer.models import SendStatus
-from mailer.occasions import CustomerFacts, Occasion, local_date
+from mailer.planning.occasions import CustomerFacts, Occasion, local_date
+from mailer.store.tables import SendStatus
 
 
 class Verdict(StrEnum):

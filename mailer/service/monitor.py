@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from mailer.models import PassRun, SendLog, SendStatus
+from mailer.store.tables import PassRun, SendLog, SendStatus
 
 STATS_COLUMNS = ("sent", "deferred", "skipped", "failed", "bounced", "unknown", "queued", "sending")
 RECENT = timedelta(days=1)

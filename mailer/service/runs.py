@@ -4,7 +4,7 @@ Two things wrap the outbox here: on SQLite one process sends at a time (a
 lock file beside the database; on PostgreSQL the database arbitrates between
 any number of workers), and every run is recorded in ``pass_run`` so ``mailer
 status`` can say when the last one ran and what came of it. Rows a dead
-process left ``sending`` become ``unknown`` first (store.recover_interrupted).
+process left ``sending`` become ``unknown`` first (recovery.recover_interrupted).
 """
 
 from __future__ import annotations
@@ -24,12 +24,16 @@ from types import FrameType
 from sqlalchemy import Engine, make_url
 from sqlmodel import Session
 
-from mailer import outbox, store
 from mailer.compose import dkim
 from mailer.config import Settings
+from mailer.delivery import drain as delivery
+from mailer.delivery.report import PassReport
 from mailer.delivery.transport import Transport, make_transport
 from mailer.errors import MailerError
-from mailer.models import PassRun, utcnow
+from mailer.outbox import claims, recovery
+from mailer.planning.clock import PassClock
+from mailer.service import passes
+from mailer.store.tables import PassRun, utcnow
 
 
 class Busy(MailerError):
@@ -117,7 +121,7 @@ class Run:
     """What one recorded pass or sweep did."""
 
     record_id: int
-    report: outbox.PassReport
+    report: PassReport
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -129,14 +133,14 @@ class Run:
 def scheduled_pass(
     engine: Engine,
     settings: Settings,
-    clock: outbox.PassClock,
+    clock: PassClock,
     *,
     campaign_names: Iterable[str] | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> Run:
     """Plan, record and deliver one pass (recovering interrupted rows first), recorded in pass_run."""
     with _recorded(engine, "pass") as run:
-        run.report = outbox.run_pass(
+        run.report = passes.run_pass(
             engine, settings, clock, transports(settings),
             campaign_names=campaign_names, should_stop=should_stop,
         )
@@ -148,12 +152,12 @@ def retry_sweep(engine: Engine, settings: Settings, *, should_stop: Callable[[],
 
     Plans nothing. Returns None, recording nothing, when there was nothing to do (most sweeps).
     """
-    recovered = store.recover_interrupted(engine)
+    recovered = recovery.recover_interrupted(engine)
     with Session(engine) as session:
-        if not recovered and not store.has_due(session, utcnow()):
+        if not recovered and not claims.has_due(session, utcnow()):
             return None
     with _recorded(engine, "retry") as run:
-        run.report = outbox.drain(
+        run.report = delivery.drain(
             engine, settings, transports(settings), should_stop=should_stop
         )
         run.report.counts["unknown"] += len(recovered)
@@ -172,7 +176,7 @@ def _recorded(engine: Engine, kind: str) -> Iterator[Run]:
         session.add(record)
         session.commit()
         assert record.id is not None
-        run = Run(record_id=record.id, report=outbox.PassReport())
+        run = Run(record_id=record.id, report=PassReport())
         try:
             yield run
         except Exception as exc:  # recorded for `mailer status`, then re-raised to the caller

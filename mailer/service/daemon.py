@@ -28,15 +28,17 @@ from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
 
-from mailer import logs, outbox, service
+from mailer import logs
 from mailer.config import Settings
+from mailer.planning.clock import PassClock
+from mailer.service import runs
 
 # A run that starts late (the machine was suspended, the previous pass ran long) still runs
 # within this grace; APScheduler's default of 1 s would silently skip it. Several missed
 # runs of one job collapse into one (coalesce), and one job never overlaps itself.
 MISFIRE_GRACE = timedelta(hours=6)
 
-log = logs.events("mailer.daemon")
+log = logs.events("mailer.service.daemon")
 
 
 def pass_triggers(settings: Settings) -> list[CronTrigger]:
@@ -57,7 +59,7 @@ class Daemon:
         self.engine = engine
         self.settings = settings
         self.sole_sender = sole_sender
-        self.stop = service.StopFlag()
+        self.stop = runs.StopFlag()
         self._busy = threading.Lock()
         self._relay_down: str | None = None  # what the relay said, while it cannot take mail
         self.scheduler = BlockingScheduler(
@@ -101,14 +103,14 @@ class Daemon:
         self.scheduler.shutdown(wait=False)
 
     def pass_job(self) -> None:
-        self._job("pass", lambda: service.scheduled_pass(
-            self.engine, self.settings, outbox.PassClock.at(), should_stop=self.stop
+        self._job("pass", lambda: runs.scheduled_pass(
+            self.engine, self.settings, PassClock.at(), should_stop=self.stop
         ))
 
     def sweep_job(self) -> None:
-        self._job("retry", lambda: service.retry_sweep(self.engine, self.settings, should_stop=self.stop))
+        self._job("retry", lambda: runs.retry_sweep(self.engine, self.settings, should_stop=self.stop))
 
-    def _relay_incident(self, run: service.Run) -> bool:
+    def _relay_incident(self, run: runs.Run) -> bool:
         """Say once that the relay cannot take mail, and once that it can again; True while it cannot.
 
         Every pass and sweep tries the relay again, but a log line per try would
@@ -125,7 +127,7 @@ class Daemon:
         self._relay_down = down or None
         return bool(down)
 
-    def _job(self, kind: str, work: Callable[[], service.Run | None]) -> None:
+    def _job(self, kind: str, work: Callable[[], runs.Run | None]) -> None:
         with self._busy:
             if self.stop():
                 return

@@ -1,0 +1,155 @@
+"""One claimed row over one transport: send it, and turn what the relay said into the row's status.
+
+2xx sent; 4xx and failures before the end of DATA retried with backoff; 5xx bounced (a
+5.1.x no-such-user suppresses the address); a failure after the final dot ``unknown``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from sqlalchemy import update
+from sqlmodel import Session
+
+from mailer.compose.maker import MessageMaker
+from mailer.compose.message import HeaderError
+from mailer.compose.render import RenderError
+from mailer.config import Settings
+from mailer.delivery.transport import Outcome, SendResult, Transport
+from mailer.outbox import claims
+from mailer.outbox.retry import retry_at, span
+from mailer.store.tables import Customer, SendLog, SendStatus
+
+log = logging.getLogger(__name__)
+
+class Deliverer:
+    """Sends claimed send-log rows over one transport, recording each outcome.
+
+    One per sending thread (a transport is one connection); the message maker may be shared.
+    """
+
+    def __init__(
+        self, settings: Settings, maker: MessageMaker, transport: Transport, *, pass_day: date | None = None
+    ) -> None:
+        self.settings = settings
+        self.maker = maker
+        self.transport = transport
+        self.pass_day = pass_day  # a pass that stands for a day: delivered customers count as emailed on it
+
+    def deliver(self, session: Session, row_id: int, claimer: int, now: Callable[[], datetime]) -> Delivery:
+        """Send one row that ``claimer`` has claimed (and committed) as ``sending``; record the outcome.
+
+        The Message-ID and subject are committed before the SMTP transaction,
+        so a row that a crash leaves ``unknown`` can be looked up at the relay.
+        """
+        row = session.get(SendLog, row_id, populate_existing=True)
+        assert row is not None
+        # Re-read, not the identity map's copy: an unsubscribe may have landed since the pass planned.
+        customer = session.get(Customer, row.customer_id, populate_existing=True)
+        assert customer is not None
+        if customer.suppressed_at or customer.unsubscribed_at:
+            why = "suppressed" if customer.suppressed_at else "unsubscribed"
+            return self._finish(session, row_id, claimer, SendStatus.SKIPPED, f"{why} before delivery", now())
+        try:
+            msg = self.maker.compose(row, customer)
+        except (RenderError, HeaderError) as exc:
+            return self._finish(session, row_id, claimer, SendStatus.FAILED, f"render error: {exc}", now())
+        noted = {"subject": str(msg["Subject"]), "message_id": str(msg["Message-ID"]), "to_address": customer.email}
+        if not claims.finish(session, row_id, claimer, noted):
+            session.rollback()
+            return Delivery("lost", None)
+        session.commit()
+        result = self.transport.send(self.settings.sender.from_address, customer.email, msg)
+        assert row.id is not None and customer.id is not None and row.first_attempt_at is not None
+        attempt = Attempt(row.id, customer.id, row.attempts, row.first_attempt_at)
+        return self.record_result(session, attempt, claimer, result, now())
+
+    def record_result(
+        self,
+        session: Session,
+        attempt: Attempt,
+        claimer: int,
+        result: SendResult,
+        now: datetime,
+        *,
+        commit: bool = True,
+    ) -> Delivery:
+        """Write the outcome of the row's SMTP transaction; ``commit=False`` leaves the commit to the caller."""
+        finish = functools.partial(self._finish, commit=commit)
+        # Only a retry has a next attempt; every other outcome is final.
+        extra: dict[str, object] = {"last_reply": result.reply[:1000], "next_attempt_at": None}
+        if result.outcome is Outcome.DELIVERED:
+            claims.mark_emailed(
+                session, attempt.customer_id, now, day=self.pass_day, default_zone=self.settings.sender.timezone
+            )
+            extra["sent_at"] = now
+            return finish(session, attempt.row_id, claimer, SendStatus.SENT, "delivered", now, extra, result)
+        if result.outcome is Outcome.PERMANENT:
+            if result.user_unknown:
+                session.execute(
+                    update(Customer)
+                    .where(Customer.id == attempt.customer_id, Customer.suppressed_at.is_(None))  # type: ignore[arg-type, union-attr]
+                    .values(suppressed_at=now, suppressed_reason=f"hard bounce: {result.reply[:200]}", updated_at=now)
+                )
+            reason = f"bounced: {result.reply}"
+            return finish(session, attempt.row_id, claimer, SendStatus.BOUNCED, reason, now, extra, result)
+        if result.outcome is Outcome.UNKNOWN:
+            reason = f"unknown: {result.reply}"
+            return finish(session, attempt.row_id, claimer, SendStatus.UNKNOWN, reason, now, extra, result)
+        if result.outcome is Outcome.IMPOSSIBLE:
+            reason = f"failed: {result.reply}"
+            return finish(session, attempt.row_id, claimer, SendStatus.FAILED, reason, now, extra, result)
+        transport = self.settings.transport
+        first = attempt.first_attempt_at
+        again = retry_at(first, attempt.attempts, now, transport.retry_initial, transport.retry_max_age)
+        if again is None:
+            reason = f"gave up after {attempt.attempts} attempts in {span(now - first)}: {result.reply}"
+            return finish(session, attempt.row_id, claimer, SendStatus.FAILED, reason, now, extra, result)
+        extra["next_attempt_at"] = again
+        reason = f"retrying: {result.reply}"
+        return finish(session, attempt.row_id, claimer, SendStatus.QUEUED, reason, now, extra, result)
+
+    def _finish(
+        self,
+        session: Session,
+        row_id: int,
+        claimer: int,
+        status: SendStatus,
+        reason: str,
+        now: datetime,
+        extra: dict[str, object] | None = None,
+        result: SendResult | None = None,
+        *,
+        commit: bool = True,
+    ) -> Delivery:
+        values = {"status": status, "reason": reason[:1000], "updated_at": now, **(extra or {})}
+        if not claims.finish(session, row_id, claimer, values):
+            # Requeued by a human and claimed by another process meanwhile: its record wins.
+            log.warning("send-log row %s was taken over while sending; its outcome here: %s", row_id, reason)
+            session.rollback()
+            return Delivery("lost", result)
+        if commit:
+            session.commit()
+        return Delivery("retrying" if status == SendStatus.QUEUED else str(status), result)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A claimed row's SMTP attempt, as its outcome is recorded: the row, its customer, and its attempts so far."""
+
+    row_id: int
+    customer_id: int
+    attempts: int  # including this one
+    first_attempt_at: datetime  # retries give up a fixed time after this
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What became of one claimed row: the report's name for it, and the transport's result if it got that far."""
+
+    outcome: str
+    result: SendResult | None

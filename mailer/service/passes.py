@@ -1,0 +1,113 @@
+"""One pass: plan, record, deliver (or, as a dry run, plan only and write the messages to a folder)."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from mailer.compose.maker import MessageMaker
+from mailer.compose.render import Renderer
+from mailer.config import Settings
+from mailer.delivery.drain import TransportFactory, drain
+from mailer.delivery.report import PassReport
+from mailer.delivery.transport import Transport, WireTransport
+from mailer.outbox import recovery
+from mailer.outbox.decisions import json_details, record, settle
+from mailer.planning import candidates
+from mailer.planning.clock import PassClock
+from mailer.planning.plan import Planned, plan
+from mailer.planning.policy import Decision, Verdict
+from mailer.store.tables import Customer, SendLog, SendStatus, utcnow
+
+log = logging.getLogger(__name__)
+
+def run_pass(
+    engine: Engine,
+    settings: Settings,
+    clock: PassClock,
+    transport: Transport | TransportFactory,
+    *,
+    campaign_names: Iterable[str] | None = None,
+    dry_run: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> PassReport:
+    """Plan, record and deliver one pass. A dry run plans only: nothing is written or sent.
+
+    On PostgreSQL only one process plans at a time (an advisory lock held by
+    the planning transaction); a process that finds another one planning
+    goes straight to delivering what is already queued.
+    """
+    campaigns = [settings.campaign(n) for n in campaign_names] if campaign_names else list(settings.campaigns)
+    renderer = Renderer(settings.render.templates, settings.render.inliner)
+    with Session(engine, expire_on_commit=False) as session:
+        if dry_run:
+            planned = plan(session, settings, clock, campaigns)
+            report = PassReport(planned=planned)
+            for item in planned:
+                report.counts[_planned_name(item.decision)] += 1
+            return report
+        if candidates.try_plan_lock(session):
+            planned = plan(session, settings, clock, campaigns)
+            record(session, planned, {c.name: c for c in campaigns}, clock.now)
+            # record() committed, which released the lock: settle under it again, or leave it to its holder.
+            expired = settle(session, settings, clock) if candidates.try_plan_lock(session) else Counter()
+        else:
+            log.info("another process is planning this pass; delivering what is queued")
+            planned, expired = [], Counter()
+    interrupted = recovery.recover_interrupted(engine)
+    if interrupted:
+        log.warning("%d messages were interrupted while sending, now `unknown`: %s", len(interrupted), interrupted)
+    # The pass's clock may stand for another instant (`--now`): keep it moving from there. A replayed
+    # day delivers at its instant: the daily cap then counts that day's messages as the relay would.
+    offset = clock.now - utcnow()
+    now = (lambda: clock.now) if clock.replay else (lambda: utcnow() + offset)
+    report = drain(
+        engine, settings, transport, now=now, should_stop=should_stop, renderer=renderer, pass_day=clock.day
+    )
+    report.planned = planned
+    report.expired = expired
+    report.counts["skipped"] += sum(expired.values())
+    report.counts["unknown"] += len(interrupted)
+    for item in planned:
+        if item.decision.verdict is not Verdict.SEND:
+            report.counts[_planned_name(item.decision)] += 1
+    log.info("pass done: %s", report.summary())
+    return report
+
+
+def render_planned(engine: Engine, settings: Settings, planned: Iterable[Planned], transport: Transport) -> int:
+    """Write the messages a dry run would send to ``transport`` (a folder), touching no send-log row."""
+    maker = MessageMaker(settings, Renderer(settings.render.templates, settings.render.inliner))
+    written = 0
+    with Session(engine) as session, transport:
+        for item in planned:
+            if item.decision.verdict is not Verdict.SEND:
+                continue
+            occasion = item.decision.occasion
+            customer = session.get(Customer, occasion.customer_id)
+            assert customer is not None
+            row = SendLog(
+                customer_id=occasion.customer_id,
+                campaign=occasion.campaign,
+                occasion_key=occasion.key,
+                occasion_kind=occasion.kind,
+                due_date=occasion.due,
+                occasion=json_details(occasion),
+                template=settings.campaign(occasion.campaign).template,
+                status=SendStatus.QUEUED,
+            )
+            if isinstance(transport, WireTransport):
+                wire = maker.compose_wire(row, customer)
+                transport.send_wire(settings.sender.from_address, customer.email, wire.data)
+            else:
+                transport.send(settings.sender.from_address, customer.email, maker.compose(row, customer))
+            written += 1
+    return written
+
+
+def _planned_name(decision: Decision) -> str:
+    return {Verdict.SEND: "queued", Verdict.DEFER: "deferred", Verdict.SKIP: "skipped"}[decision.verdict]
