@@ -222,7 +222,7 @@ def test_send_test_refuses_a_bad_address_and_an_empty_store_in_one_line(project:
 
 
 def test_serve_with_preview_mounts_the_preview_beside_the_unsubscribe_endpoint(settings: Settings, engine: Engine) -> None:
-    from mailer.cli import mount_preview
+    from mailer.cli.serve import mount_preview
     from mailer.web.unsubscribe import create_app as create_unsubscribe_app
 
     combined = create_unsubscribe_app(settings, engine)

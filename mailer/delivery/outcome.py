@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy import update
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from mailer.compose.maker import MessageMaker
 from mailer.compose.message import HeaderError
@@ -25,6 +25,22 @@ from mailer.outbox.retry import retry_at, span
 from mailer.store.tables import Customer, SendLog, SendStatus
 
 log = logging.getLogger(__name__)
+
+def final_status(result: SendResult) -> tuple[SendStatus, str] | None:
+    """The row's status and reason for what the relay said; None for a temporary failure (retry or give up).
+
+    The one mapping from an attempt's outcome to a send-log status, for real sends and test sends alike.
+    """
+    if result.outcome is Outcome.DELIVERED:
+        return SendStatus.SENT, "delivered"
+    if result.outcome is Outcome.PERMANENT:
+        return SendStatus.BOUNCED, f"bounced: {result.reply}"
+    if result.outcome is Outcome.UNKNOWN:
+        return SendStatus.UNKNOWN, f"unknown: {result.reply}"
+    if result.outcome is Outcome.IMPOSSIBLE:
+        return SendStatus.FAILED, f"failed: {result.reply}"
+    return None
+
 
 class Deliverer:
     """Sends claimed send-log rows over one transport, recording each outcome.
@@ -82,27 +98,21 @@ class Deliverer:
         finish = functools.partial(self._finish, commit=commit)
         # Only a retry has a next attempt; every other outcome is final.
         extra: dict[str, object] = {"last_reply": result.reply[:1000], "next_attempt_at": None}
-        if result.outcome is Outcome.DELIVERED:
-            claims.mark_emailed(
-                session, attempt.customer_id, now, day=self.pass_day, default_zone=self.settings.sender.timezone
-            )
-            extra["sent_at"] = now
-            return finish(session, attempt.row_id, claimer, SendStatus.SENT, "delivered", now, extra, result)
-        if result.outcome is Outcome.PERMANENT:
+        settled = final_status(result)
+        if settled is not None:
+            status, reason = settled
+            if status == SendStatus.SENT:
+                claims.mark_emailed(
+                    session, attempt.customer_id, now, day=self.pass_day, default_zone=self.settings.sender.timezone
+                )
+                extra["sent_at"] = now
             if result.user_unknown:
                 session.execute(
                     update(Customer)
-                    .where(Customer.id == attempt.customer_id, Customer.suppressed_at.is_(None))  # type: ignore[arg-type, union-attr]
+                    .where(col(Customer.id) == attempt.customer_id, col(Customer.suppressed_at).is_(None))
                     .values(suppressed_at=now, suppressed_reason=f"hard bounce: {result.reply[:200]}", updated_at=now)
                 )
-            reason = f"bounced: {result.reply}"
-            return finish(session, attempt.row_id, claimer, SendStatus.BOUNCED, reason, now, extra, result)
-        if result.outcome is Outcome.UNKNOWN:
-            reason = f"unknown: {result.reply}"
-            return finish(session, attempt.row_id, claimer, SendStatus.UNKNOWN, reason, now, extra, result)
-        if result.outcome is Outcome.IMPOSSIBLE:
-            reason = f"failed: {result.reply}"
-            return finish(session, attempt.row_id, claimer, SendStatus.FAILED, reason, now, extra, result)
+            return finish(session, attempt.row_id, claimer, status, reason, now, extra, result)
         transport = self.settings.transport
         first = attempt.first_attempt_at
         again = retry_at(first, attempt.attempts, now, transport.retry_initial, transport.retry_max_age)

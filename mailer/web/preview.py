@@ -42,7 +42,8 @@ from mailer.compose.message import build_message
 from mailer.compose.render import Rendered, Renderer, RenderError
 from mailer.compose.tokens import make_token
 from mailer.config import OCCASION_KINDS, Campaign, Settings
-from mailer.delivery.transport import Outcome, Transport
+from mailer.delivery.outcome import final_status
+from mailer.delivery.transport import Transport
 from mailer.errors import MailerError
 from mailer.store.tables import Customer, Interaction, SendLog, SendStatus, utcnow
 
@@ -221,11 +222,11 @@ def send_test(
             result = transport.send(settings.sender.from_address, to_address, msg)
         row.last_reply = result.reply[:1000]
         row.updated_at = utcnow()
-        if result.outcome is Outcome.DELIVERED:
-            row.status, row.reason, row.sent_at = SendStatus.SENT, "test send: delivered", row.updated_at
-        else:
-            status = SendStatus.BOUNCED if result.outcome is Outcome.PERMANENT else SendStatus.FAILED
-            row.status, row.reason = status, f"test send: {result.reply}"[:1000]
+        # The same outcome mapping as real sends; what would be retried there has failed here.
+        status, reason = final_status(result) or (SendStatus.FAILED, f"failed: {result.reply}")
+        row.status, row.reason = status, f"test send: {reason}"[:1000]
+        if status == SendStatus.SENT:
+            row.sent_at = row.updated_at
         session.add(row)
         session.commit()
     return row

@@ -1,0 +1,9 @@
+"""The ``mailer`` command: one click group, thin commands per area over the stages that do the work.
+
+Importing this package registers every command on :data:`cli`; ``main`` is the console script.
+"""
+
+from mailer.cli import contacts, passes, project, serve, templates, watch
+from mailer.cli.app import cli, main
+
+__all__ = ["cli", "contacts", "main", "passes", "project", "serve", "templates", "watch"]

@@ -1,0 +1,110 @@
+"""``mailer import``, ``unsubscribe``, ``suppress``, ``unsuppress``, ``suppressions``: who is in the store, and who gets no mail."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from mailer.cli.app import App, cli, pass_app
+from mailer.cli.tabular import FORMATS, format_rows
+from mailer.contacts import importer, optout
+
+
+@cli.group("import")
+def import_() -> None:
+    """Import customers or interactions from CSV (all or nothing unless --skip-invalid)."""
+
+
+def _import_command(kind: str, run: Callable[..., importer.ImportReport]) -> None:
+    @import_.command(kind)
+    @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+    @click.option("--skip-invalid", is_flag=True, help="Import the good rows; write the bad ones to FILE.rejected.csv.")
+    @click.option("--dry-run", is_flag=True, help="Validate only; change nothing.")
+    @pass_app
+    def command(app: App, file: Path, skip_invalid: bool, dry_run: bool) -> None:
+        with _progress(file) as progress:
+            # A customer without a zone of their own joined on a date in the sender's zone.
+            zone = {"default_zone": app.settings.sender.timezone} if kind == "customers" else {}
+            report = run(app.engine, file, skip_invalid=skip_invalid, dry_run=dry_run, progress=progress, **zone)
+        click.echo(report.summary())
+
+    command.__doc__ = f"Import {kind} from FILE (CSV with a header row)."
+
+
+@contextmanager
+def _progress(file: Path) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar over the file's bytes on a terminal; nothing under cron."""
+    if not sys.stderr.isatty() or not file.exists():
+        yield None
+        return
+    with click.progressbar(length=file.stat().st_size * 2, label=file.name, file=sys.stderr) as bar:
+        last = 0
+
+        def advance(position: int) -> None:
+            nonlocal last
+            if position < last:  # the second read of the file (validate, then write) starts over
+                last = 0
+            bar.update(position - last)
+            last = position
+
+        yield advance
+
+
+def _report(email: str, counts: dict[optout.Change, int], done: str, already: str) -> None:
+    changed, unchanged = counts[optout.Change.CHANGED], counts[optout.Change.UNCHANGED]
+    parts = [f"{changed} customer{'s' if changed != 1 else ''} {done}"] if changed else []
+    if unchanged:
+        parts.append(f"{unchanged} {already}")
+    click.echo(f"{email}: {', '.join(parts)}")
+
+
+@cli.command()
+@click.argument("emails", nargs=-1, required=True, metavar="EMAIL...")
+@click.option("--source", type=click.Choice(["cli", "mailto"]), default="cli",
+              show_default=True, help="Record where the request came from (mailto: it came by email).")
+@pass_app
+def unsubscribe(app: App, emails: tuple[str, ...], source: str) -> None:
+    """Unsubscribe every customer with each EMAIL; later passes send them nothing."""
+    for email in emails:
+        counts = optout.unsubscribe_address(app.engine, email, optout.Source(source))
+        _report(email, counts, "unsubscribed", "already unsubscribed")
+
+
+@cli.command()
+@click.argument("emails", nargs=-1, required=True, metavar="EMAIL...")
+@click.option("--reason", default="manual", show_default=True, help="Why (complaint, hard bounce, manual, ...).")
+@pass_app
+def suppress(app: App, emails: tuple[str, ...], reason: str) -> None:
+    """Suppress every customer with each EMAIL (no mail of any kind until `mailer unsuppress`)."""
+    reason = " ".join(reason.split())
+    if not reason:
+        raise click.BadParameter("must not be empty", param_hint="--reason")
+    for email in emails:
+        _report(email, optout.suppress_address(app.engine, email, reason), "suppressed", "already suppressed")
+
+
+@cli.command()
+@click.argument("emails", nargs=-1, required=True, metavar="EMAIL...")
+@pass_app
+def unsuppress(app: App, emails: tuple[str, ...]) -> None:
+    """Lift the suppression of every customer with each EMAIL (an unsubscribe stays in force)."""
+    for email in emails:
+        _report(email, optout.unsuppress_address(app.engine, email), "no longer suppressed", "were not suppressed")
+
+
+@cli.command()
+@click.option("--limit", type=int, default=None, help="At most this many rows (newest first).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@pass_app
+def suppressions(app: App, limit: int | None, fmt: str) -> None:
+    """Everyone who gets no mail: unsubscribed (with the source) and suppressed (with the reason)."""
+    rows = [(r.external_id, r.email, r.state, r.since, r.why) for r in optout.opted_out(app.engine, limit)]
+    click.echo(format_rows(["customer", "email", "state", "since", "source/reason"], rows, fmt))
+
+
+_import_command("customers", importer.import_customers)
+_import_command("interactions", importer.import_interactions)

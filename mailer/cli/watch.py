@@ -1,0 +1,79 @@
+"""``mailer log``, ``stats`` and ``status``: what was sent, and whether a human is needed."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+import click
+from sqlmodel import Session
+
+from mailer.cli.app import App, cli, pass_app
+from mailer.cli.tabular import FORMATS, format_rows
+from mailer.outbox import history
+from mailer.service import monitor
+from mailer.service.daemon import next_pass
+from mailer.store.tables import SendStatus
+
+
+@cli.command("log")
+@click.option("--status", type=click.Choice([s.value for s in SendStatus]), help="Only rows with this status.")
+@click.option("--campaign", help="Only this campaign.")
+@click.option("--customer", help="Only this customer's external_id.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only rows updated on or after this day.")
+@click.option("--limit", type=int, default=200, show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@pass_app
+def log_(app: App, status: str | None, campaign: str | None, customer: str | None, since: datetime | None, limit: int, fmt: str) -> None:
+    """The send log: every attempt, with its status and reason; with --customer, that customer's timeline."""
+    with Session(app.engine) as session:
+        headers, rows = history.listing(
+            session, status=status, campaign=campaign, customer=customer, since=since, limit=limit
+        )
+    if fmt == "table":
+        width = 10 if customer else 9
+        headers, rows = headers[:width], [r[:width] for r in rows]
+    click.echo(format_rows(headers, rows, fmt))
+
+
+@cli.command()
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only rows whose status changed since this day (UTC).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@pass_app
+def stats(app: App, since: datetime | None, fmt: str) -> None:
+    """Per campaign: sent, deferred, skipped, failed, bounced, unknown, queued."""
+    with Session(app.engine) as session:
+        rows = monitor.stats(session, since.replace(tzinfo=UTC) if since else None)
+    click.echo(format_rows(monitor.stats_headers(), rows, fmt))
+
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@pass_app
+def status(app: App, fmt: str) -> None:
+    """Last pass, next pass, queue by status, oldest retry; exit status 1 when something needs a human."""
+    settings = app.settings
+    with Session(app.engine) as session:
+        facts = monitor.gather(session, datetime.now(UTC), lambda after: next_pass(settings, after))
+    if fmt == "json":
+        click.echo(json.dumps(monitor.as_json(facts), indent=2))
+    else:
+        zone = ZoneInfo(settings.sender.timezone)
+        lines = [
+            ("last pass", monitor.describe_run(facts.last_pass)),
+            ("last sweep", monitor.describe_run(facts.last_sweep)),
+            ("next pass", f"{facts.next_pass:%Y-%m-%d %H:%M} UTC ({facts.next_pass.astimezone(zone):%H:%M} {zone})"),
+            ("queue", monitor.describe_queue(facts.queue)),
+            ("oldest retry", monitor.describe_retry(facts.oldest_retry)),
+        ]
+        for label, text in lines:
+            click.echo(f"{label + ':':<14}{text}")
+        if facts.problems:
+            click.echo("needs attention:")
+            for problem in facts.problems:
+                click.echo(f"  - {problem}")
+        else:
+            click.echo("all well")
+    if facts.problems:
+        click.get_current_context().exit(1)
