@@ -16,7 +16,7 @@ from mailer.compose.message import Envelope, build_message
 from mailer.compose.render import Rendered
 from mailer.config import ConfigError, Settings, load_settings
 from mailer.delivery import drain as delivery
-from mailer.delivery.transport import NO_SMTPUTF8, MaildirTransport, SmtpTransport
+from mailer.delivery.transport import NO_SMTPUTF8, MaildirTransport, SmtpTransport, default_helo_name
 from mailer.outbox import decisions
 from mailer.planning import plan as planning
 from mailer.planning.clock import PassClock
@@ -131,9 +131,10 @@ def test_the_client_greets_the_relay_with_the_configured_helo_name(settings: Set
     assert message.helo == "mail.northwind.example"
 
 
-def test_the_default_helo_name_is_never_localhost(project: Path) -> None:
-    helo = load_settings(project).transport.helo_name
+def test_the_default_helo_name_is_never_localhost() -> None:
+    helo = default_helo_name("bücher.example")
     assert "." in helo and not helo.startswith("localhost")
+    assert helo.isascii()  # the From domain, when it is the fallback, in A-labels
 
 
 def test_a_helo_name_that_is_not_a_host_name_is_a_config_error(project: Path) -> None:

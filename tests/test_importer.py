@@ -14,7 +14,8 @@ from sqlmodel import Session
 
 from mailer.cli import cli
 from mailer.config import Settings
-from mailer.contacts.importer import ImportFailed, import_customers, import_interactions
+from mailer.contacts.csvfile import ImportFailed
+from mailer.contacts.importer import import_customers, import_interactions
 from mailer.delivery.transport import MaildirTransport
 from mailer.planning.clock import PassClock
 from mailer.service.passes import run_pass

@@ -7,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from mailer.compose import render
+from mailer.compose import inline
 from mailer.compose.context import sample_customers, sample_occasion, template_context
 from mailer.compose.render import Renderer
 from mailer.service.project import SHIPPED_TEMPLATES
@@ -63,6 +63,6 @@ def test_premailer_with_each_stylesheet_worked_out_once_gives_stock_premailers_h
         customer = sample_customers()[customer_id]
         occasion = sample_occasion(kind_of(name), customer, date(2026, 11, 23))
         html = raw.render(name, template_context(customer, occasion, SENDER, "https://n.example/u/t")).html
-        stock = premailer.Premailer(html, **render._PREMAILER_OPTIONS).transform()
-        assert render._inline_with_premailer(html) == stock
-        assert render._inline_with_premailer(html) == stock  # and again, from the warm cache
+        stock = premailer.Premailer(html, **inline._PREMAILER_OPTIONS).transform()
+        assert inline._inline_with_premailer(html) == stock
+        assert inline._inline_with_premailer(html) == stock  # and again, from the warm cache

@@ -24,10 +24,12 @@ import jinja2
 from jinja2 import meta, nodes
 
 from mailer.compose.context import VARIABLES, Variable, sample_customers, sample_occasion, template_context
+from mailer.compose.inline import INLINERS
 from mailer.compose.maker import envelope_for
 from mailer.compose.message import HeaderError
-from mailer.compose.render import HTML, INLINERS, PARTS, SUBJECT, TEXT, Renderer, RenderError, html_to_text
+from mailer.compose.render import HTML, PARTS, SUBJECT, TEXT, Renderer, RenderError
 from mailer.compose.spamscore import SPAM_ABOVE, WARN_ABOVE, score_messages
+from mailer.compose.text import html_to_text
 from mailer.compose.wire import serialize
 from mailer.config import OCCASION_KINDS, Campaign, Secret, SenderSettings
 

@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -41,18 +39,37 @@ from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from mailer.compose.inline import INLINERS, as_is
+from mailer.compose.text import html_to_text, one_line, tidy_text
 from mailer.errors import MailerError
 
 SUBJECT = "subject.txt"
+
+
 TEXT = "body.txt"
+
+
 HTML = "body.html"
+
+
 PARTS = (SUBJECT, HTML, TEXT)
 
+
 MAX_ITEMS = 10_000  # the longest range, repeated string or list a template may build
+
+
 MAX_STEPS = 100_000  # loop iterations plus calls in one render
+
+
 MAX_DEPTH = 40  # calls nested inside each other (macros calling macros)
+
+
 MAX_EXPONENT = 100
+
+
 MAX_ARGUMENT = 1_000_000  # a bigger number passed to a filter or method is a memory bomb (center, ljust…)
+
+
 # A format string asking for a field a million characters wide ("%9999999s", "{:>9999999}").
 _HUGE_WIDTH = re.compile(r"[%:][-#0 +<>^=,_]*\d{6,}")
 
@@ -309,85 +326,6 @@ def make_environment(templates_dir: Path, *, auto_reload: bool = False) -> Email
     return env
 
 
-_PREMAILER_OPTIONS: dict[str, Any] = {
-    "keep_style_tags": False,  # @media rules (phones, dark mode) are kept in a <style> regardless
-    "remove_classes": False,
-    "strip_important": False,
-    "allow_network": False,
-    "disable_validation": True,
-    "cache_css_parsing": True,  # the shared stylesheet is parsed once per process, not per message
-    # No HTML attributes made up from CSS (a width="100%" over the layout's width="560"): the
-    # layout sets the attributes old clients need itself, and css-inline adds none either.
-    "disable_basic_attributes": ["align", "valign", "bgcolor", "width", "height"],
-    "cssutils_logging_level": logging.CRITICAL,
-}
-
-
-def _inline_with_premailer(html: str) -> str:
-    result: str = _premailer_class()(html, **_PREMAILER_OPTIONS).transform()
-    return result
-
-
-@functools.cache
-def _premailer_class() -> Any:
-    import premailer
-
-    class _Leftover(list[Any]):
-        """A stylesheet's rules that stay in a ``<style>`` (media queries), with their text once made."""
-
-        text: str | None = None
-
-    @functools.lru_cache(maxsize=64)
-    def stylesheet_rules(css_body: str, ruleset_index: int) -> tuple[tuple[Any, ...], _Leftover]:
-        rules, leftover = premailer.Premailer._parse_style_rules(prototype, css_body, ruleset_index)
-        return tuple(rules), _Leftover(leftover)
-
-    class StylesheetOnce(premailer.Premailer):  # type: ignore[misc]
-        """premailer, turning each stylesheet into rules (and its media queries into text) once per process.
-
-        Every message of a pass carries the same stylesheet, and premailer
-        re-derived its rules and re-serialised its media queries with cssutils
-        for each one: two thirds of its time. Both depend only on the
-        stylesheet and the options, which are the same for every message.
-        """
-
-        def _parse_style_rules(self, css_body: str, ruleset_index: int) -> tuple[list[Any], list[Any]]:
-            rules, leftover = stylesheet_rules(css_body, ruleset_index)
-            return list(rules), leftover
-
-        def _css_rules_to_string(self, rules: list[Any]) -> str:
-            if not isinstance(rules, _Leftover):
-                return str(super()._css_rules_to_string(rules))
-            if rules.text is None:
-                rules.text = str(super()._css_rules_to_string(rules))
-            return rules.text
-
-    prototype = premailer.Premailer("", **_PREMAILER_OPTIONS)
-    return StylesheetOnce
-
-
-@functools.cache
-def _css_inliner() -> Any:
-    import css_inline
-
-    return css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
-
-
-def _inline_with_css_inline(html: str) -> str:
-    result: str = _css_inliner().inline(html)
-    return result
-
-
-def _as_is(html: str) -> str:
-    return html
-
-
-INLINERS: dict[str, Callable[[str], str]] = {
-    "premailer": _inline_with_premailer,
-    "css-inline": _inline_with_css_inline,
-}
-
-
 class Renderer:
     """Renders named templates from one folder; each file is compiled once and cached.
 
@@ -399,7 +337,7 @@ class Renderer:
     def __init__(self, templates_dir: Path, inliner: str | None = "premailer", *, auto_reload: bool = False) -> None:
         self.templates_dir = templates_dir
         self.env = make_environment(templates_dir, auto_reload=auto_reload)
-        self.inline = INLINERS[inliner] if inliner else _as_is
+        self.inline = INLINERS[inliner] if inliner else as_is
 
     def names(self) -> list[str]:
         """Template folders (those starting with ``_`` are shared parts, not emails)."""
@@ -449,56 +387,3 @@ def _where(exc: BaseException, fallback: Path) -> str:
             where = f"{filename}:{tb.tb_lineno}"
         tb = tb.tb_next
     return where
-
-
-_SPACE = re.compile(r"\s+")
-
-
-def one_line(value: str) -> str:
-    """Collapse every run of whitespace (line breaks included) into one space."""
-    return _SPACE.sub(" ", value.replace("\0", " ")).strip()
-
-
-def tidy_text(value: str) -> str:
-    """Trailing spaces off, at most one blank line in a row (left behind by ``{% if %}``), one final newline."""
-    lines = [line.rstrip() for line in value.strip().splitlines()]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)) + "\n"
-
-
-class _TextExtractor(HTMLParser):
-    _BLOCKS = frozenset({"p", "div", "br", "tr", "h1", "h2", "h3", "h4", "li", "table", "hr"})
-    _HIDDEN = frozenset({"style", "script", "head", "title"})
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.hidden = 0
-        self.href: str | None = None
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self._HIDDEN:
-            self.hidden += 1
-        elif tag in self._BLOCKS:
-            self.parts.append("\n\n" if tag == "p" else "\n")
-        elif tag == "a":
-            self.href = dict(attrs).get("href")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self._HIDDEN:
-            self.hidden = max(0, self.hidden - 1)
-        elif tag == "a" and self.href:
-            self.parts.append(f" <{self.href}>")
-            self.href = None
-
-    def handle_data(self, data: str) -> None:
-        if not self.hidden:
-            self.parts.append(_SPACE.sub(" ", data))
-
-
-def html_to_text(html: str) -> str:
-    """A readable plain-text version of an HTML body, links kept as ``<url>``."""
-    parser = _TextExtractor()
-    parser.feed(html)
-    lines = [line.strip() for line in "".join(parser.parts).splitlines()]
-    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-    return text + "\n"

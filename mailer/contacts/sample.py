@@ -13,7 +13,7 @@ import random
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from mailer.contacts.importer import CUSTOMER_COLUMNS, INTERACTION_COLUMNS
+from mailer.contacts.fields import CUSTOMER_COLUMNS, INTERACTION_COLUMNS
 
 FIRST_NAMES = [
     "Amelia",

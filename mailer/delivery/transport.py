@@ -9,6 +9,7 @@ good) and returns the server's words, which go into the send log.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import os
 import re
@@ -24,9 +25,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
-from mailer.addresses import AddressError, needs_smtputf8, wire_address
+from mailer.addresses import AddressError, ascii_domain, needs_smtputf8, wire_address
 from mailer.compose.message import to_file, to_wire
-from mailer.config import TransportSettings, default_helo_name
+from mailer.config import TransportSettings
 
 
 class Outcome(StrEnum):
@@ -171,10 +172,10 @@ class SmtpTransport:
         ca = str(self.settings.ca_file) if self.settings.ca_file else None
         return ssl.create_default_context(cafile=ca)
 
-    def connect(self) -> _SMTP:
+    def connect(self, from_domain: str = "") -> _SMTP:
         """A ready session (TLS and AUTH done); raises smtplib/ssl/OS errors."""
         s = self.settings
-        helo = s.helo_name or default_helo_name()
+        helo = s.helo_name or default_helo_name(from_domain)
         smtp: _SMTP
         if s.security == "tls":
             smtp = _SMTP_SSL(s.host, s.port, local_hostname=helo, timeout=s.timeout, context=self.tls_context())
@@ -230,7 +231,7 @@ class SmtpTransport:
         smtp: _SMTP | None = None
         try:
             if self._smtp is None:
-                self._smtp = self.connect()
+                self._smtp = self.connect(sender.rpartition("@")[2])
             smtp = self._smtp
             options: list[str] = []
             if needs_smtputf8(sender) or needs_smtputf8(rcpt):
@@ -351,6 +352,20 @@ class _SMTP(smtplib.SMTP):
 
 class _SMTP_SSL(_SMTP, smtplib.SMTP_SSL):  # named after the class it extends
     pass
+
+
+@functools.cache
+def default_helo_name(from_domain: str = "") -> str:
+    """The machine's FQDN when it is a real one (has a dot, is not localhost), else the From domain.
+
+    Filters score a HELO name that does not resolve, and ``localhost`` never does.
+    Looked up once: smtplib would otherwise resolve it for every connection.
+    """
+    fqdn = socket.getfqdn()
+    if "." in fqdn and not fqdn.startswith("localhost"):
+        return fqdn
+    return ascii_domain(from_domain) if from_domain else fqdn
+
 
 
 def _text(reply: bytes | str) -> str:

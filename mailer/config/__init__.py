@@ -1,0 +1,31 @@
+"""Configuration: ``mailer.toml`` read once into frozen, typed settings.
+
+This is the only package that reads configuration from files or the environment;
+everything else receives a :class:`Settings`. Every problem is one line:
+``mailer.toml: [section] key: what is wrong``.
+"""
+
+from mailer.config.loading import find_config, load_settings, parse_settings
+from mailer.config.reader import parse_duration
+from mailer.config.settings import (
+    CONFIG_NAME,
+    MILESTONE_METRICS,
+    OCCASION_KINDS,
+    WEEKDAYS,
+    Campaign,
+    ConfigError,
+    PolicySettings,
+    RenderSettings,
+    ScheduleSettings,
+    Secret,
+    SenderSettings,
+    Settings,
+    StoreSettings,
+    TransportSettings,
+)
+
+__all__ = [
+    "CONFIG_NAME", "MILESTONE_METRICS", "OCCASION_KINDS", "WEEKDAYS", "Campaign", "ConfigError", "PolicySettings",
+    "RenderSettings", "ScheduleSettings", "Secret", "SenderSettings", "Settings", "StoreSettings", "TransportSettings",
+    "find_config", "load_settings", "parse_duration", "parse_settings",
+]

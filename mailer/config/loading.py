@@ -1,0 +1,276 @@
+"""Load ``mailer.toml`` into frozen, typed settings.
+
+Finding the file, then one function per section turning its table into settings;
+every problem is one line: ``mailer.toml: [section] key: what is wrong``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Callable, Mapping
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Any
+
+from apscheduler.triggers.cron import CronTrigger
+
+from mailer.config.reader import HOSTNAME, Table, email_value, zone_value
+from mailer.config.settings import (
+    CONFIG_NAME,
+    MILESTONE_METRICS,
+    OCCASION_KINDS,
+    WEEKDAYS,
+    Campaign,
+    ConfigError,
+    PolicySettings,
+    RenderSettings,
+    ScheduleSettings,
+    SenderSettings,
+    Settings,
+    StoreSettings,
+    TransportSettings,
+    suggest,
+)
+
+
+def find_config(explicit: str | Path | None) -> Path:
+    """``--config``, then ``$MAILER_CONFIG``, then ``./mailer.toml``."""
+    candidate = explicit or os.environ.get("MAILER_CONFIG") or CONFIG_NAME
+    path = Path(candidate).expanduser()
+    if not path.is_file():
+        hint = "" if explicit or os.environ.get("MAILER_CONFIG") else "; run `mailer init` to create a project"
+        raise ConfigError(f"{path}: no such configuration file{hint}")
+    return path.resolve()
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate ``path``; raises ConfigError with a one-line message."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path.name}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path.name}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path.name}: {exc}") from None
+    return parse_settings(raw, path)
+
+
+def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
+    name = path.name
+    base = path.parent
+    top = Table(name, "", raw)
+    store = _store(top.table("store"), base)
+    sender = _sender(top.table("sender"), base)
+    transport = _transport(top.table("transport"), base)
+    schedule = _schedule(top.table("schedule"))
+    policy = _policy(top.table("policy"))
+    render = _render(top.table("render"), base)
+    campaigns = tuple(
+        _campaign(Table(name, f"campaign {i + 1}", table))
+        for i, table in enumerate(top.array_of_tables("campaign"))
+    )
+    top.done()
+    seen: set[str] = set()
+    for campaign in campaigns:
+        if campaign.name in seen:
+            raise ConfigError(f"{name}: [[campaign]] name: {campaign.name!r} is used twice")
+        seen.add(campaign.name)
+    return Settings(path, store, sender, transport, schedule, policy, render, campaigns)
+
+
+
+def _store(t: Table, base: Path) -> StoreSettings:
+    url = t.text("url", "sqlite:///mailer.db")
+    t.done()
+    return StoreSettings(url=resolve_sqlite_url(url, base))
+
+
+def resolve_sqlite_url(url: str, base: Path) -> str:
+    """Relative SQLite paths are relative to the config file, not the working directory."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        return prefix + str((base / url[len(prefix):]).resolve())
+    return url
+
+
+def _sender(t: Table, base: Path) -> SenderSettings:
+    company = t.text("company", required=True)
+    from_address = email_value(t, "from_address", t.text("from_address", required=True))
+    assert from_address is not None
+    reply_to = email_value(t, "reply_to", t.text("reply_to"))
+    postal = t.text("postal_address", required=True)
+    unsubscribe_url = t.text("unsubscribe_url", required=True)
+    if not unsubscribe_url.startswith("https://") and not unsubscribe_url.startswith("http://127.0.0.1"):
+        raise t.error("unsubscribe_url", "must be an https:// URL")
+    mailto = email_value(t, "unsubscribe_mailto", t.text("unsubscribe_mailto"))
+    domain = from_address.rpartition("@")[2]
+    settings = SenderSettings(
+        company=company,
+        from_address=from_address,
+        from_name=t.text("from_name", company),
+        reply_to=reply_to,
+        postal_address=postal,
+        website=t.text("website"),
+        unsubscribe_url=unsubscribe_url.rstrip("/"),
+        unsubscribe_mailto=mailto or f"unsubscribe@{domain}",
+        secret=t.secret("secret", base),
+        timezone=zone_value(t, "timezone", t.text("timezone", "UTC")),
+        dkim_selector=t.text("dkim_selector"),
+        dkim_key_file=t.path("dkim_key_file", None, base),
+    )
+    for key, value in (("company", company), ("from_name", settings.from_name)):
+        if any(ch in value for ch in "\r\n\0"):
+            raise t.error(key, "must not contain line breaks")
+    if settings.dkim_selector and not settings.dkim_key_file:
+        raise t.error("dkim_key_file", "is required when dkim_selector is set")
+    t.done()
+    return settings
+
+
+def _transport(t: Table, base: Path) -> TransportSettings:
+    kind = t.choice("kind", "maildir", ("maildir", "smtp"))
+    security = t.choice("security", "starttls", ("starttls", "tls", "none"))
+    settings = TransportSettings(
+        kind=kind,  # type: ignore[arg-type]
+        path=t.path("path", Path("outbox"), base) or base / "outbox",
+        host=t.text("host", "localhost"),
+        port=t.integer("port", 465 if security == "tls" else 587, minimum=1),
+        security=security,  # type: ignore[arg-type]
+        username=t.text("username"),
+        password=t.secret("password", base),
+        ca_file=t.path("ca_file", None, base),
+        timeout=t.number("timeout", 30.0, minimum=0.1),
+        connections=t.integer("connections", 1, minimum=1),
+        rate_per_second=t.number("rate_per_second", 0.0),
+        daily_cap=t.integer("daily_cap", 0),
+        retry_initial=t.duration("retry_initial", timedelta(minutes=30)),
+        retry_max_age=t.duration("retry_max_age", timedelta(days=3)),
+        helo_name=t.text("helo_name", ""),
+    )
+    if settings.helo_name and not HOSTNAME.fullmatch(settings.helo_name):
+        raise t.error("helo_name", f"not a host name: {settings.helo_name!r}")
+    if settings.username and not settings.password.is_set:
+        raise t.error("password_env", "set password_env or password_file when username is set")
+    if settings.username and settings.security == "none":
+        raise t.error(
+            "username", 'AUTH without TLS would send the password in clear; use security = "starttls" or "tls"'
+        )
+    t.done()
+    return settings
+
+
+def _schedule(t: Table) -> ScheduleSettings:
+    passes = t.items("passes", str, "crontab expressions") or ["5 * * * *"]
+    for expression in passes:
+        if len(expression.split()) != 5:
+            raise t.error("passes", f"expected a 5-field crontab expression, got {expression!r}")
+        try:
+            CronTrigger.from_crontab(expression)
+        except ValueError as exc:
+            raise t.error("passes", f"{expression!r}: {exc}") from None
+    settings = ScheduleSettings(passes=tuple(passes), retry_every=t.duration("retry_every", timedelta(minutes=5)))
+    t.done()
+    return settings
+
+
+def _policy(t: Table) -> PolicySettings:
+    days = t.items("weekdays", str, 'weekday names ("mon" … "sun")')
+    for day in days:
+        if day.lower() not in WEEKDAYS:
+            raise t.error("weekdays", f"unknown weekday {day!r}{suggest(day.lower(), WEEKDAYS)}")
+    settings = PolicySettings(
+        min_days_between=t.integer("min_days_between", 7),
+        window_start=t.clock("window_start", time(9, 0)),
+        window_end=t.clock("window_end", time(17, 0)),
+        weekdays=tuple(sorted({WEEKDAYS.index(d.lower()) for d in days})) or tuple(range(7)),
+        catch_up_days=t.integer("catch_up_days", 3),
+    )
+    if settings.window_end <= settings.window_start:
+        raise t.error("window_end", "must be later than window_start")
+    t.done()
+    return settings
+
+
+def _render(t: Table, base: Path) -> RenderSettings:
+    settings = RenderSettings(
+        templates=t.path("templates", Path("templates/email"), base) or base,
+        inliner=t.choice("inliner", "premailer", ("premailer", "css-inline")),  # type: ignore[arg-type]
+        processes=t.integer("processes", 0) if "processes" in t.data else None,
+    )
+    t.done()
+    return settings
+
+
+def _campaign(t: Table) -> Campaign:
+    name = t.text("name", required=True)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise t.error("name", f"use letters, digits, '-', '_' or '.', got {name!r}")
+    t.section = f"campaign {name}"
+    occasion = t.choice("occasion", "", OCCASION_KINDS) if "occasion" in t.data else None
+    if occasion is None:
+        raise t.error("occasion", f"is required (one of {', '.join(OCCASION_KINDS)})")
+    fields: dict[str, Any] = {
+        "name": name,
+        "occasion": occasion,
+        "template": t.text("template", required=True),
+        "priority": t.integer("priority", 0, minimum=None),
+        "enabled": t.flag("enabled", True),
+        "tags_any": frozenset(t.items("tags_any", str, "tags")),
+        "tags_none": frozenset(t.items("tags_none", str, "tags")),
+    }
+    readers: dict[str, Callable[[], dict[str, Any]]] = {
+        "anniversary": lambda: {"years": _positive_ints(t, "years", t.items("years", int, "integers"))},
+        "birthday": dict,
+        "milestone": lambda: _milestone(t),
+        "silence": lambda: {"after_days": _after_days(t, required=True)},
+        "follow_up": lambda: _follow_up(t),
+    }
+    fields.update(readers[occasion]())
+    t.done()
+    return Campaign(**fields)
+
+
+def _positive_ints(t: Table, key: str, values: list[int]) -> tuple[int, ...]:
+    for value in values:
+        if value < 1:
+            raise t.error(key, f"must be positive, got {value}")
+    return tuple(sorted(set(values)))
+
+
+def _milestone(t: Table) -> dict[str, Any]:
+    metric = t.choice("metric", "order_count", MILESTONE_METRICS)
+    thresholds = [float(v) for v in t.items("thresholds", (int, float), "numbers")]  # type: ignore[arg-type]
+    if not thresholds:
+        raise t.error("thresholds", "is required: a list such as [10, 50, 100]")
+    if any(v <= 0 for v in thresholds):
+        raise t.error("thresholds", "must all be positive")
+    fractions = [v for v in thresholds if not v.is_integer()]
+    if metric != "lifetime_spend" and fractions:
+        raise t.error("thresholds", f"{metric} counts whole numbers, got {fractions[0]:g}")
+    return {"metric": metric, "thresholds": tuple(sorted(set(thresholds)))}
+
+
+def _after_days(t: Table, *, required: bool) -> tuple[int, ...]:
+    raw = t._take("after_days", None, (int, list), "a number of days or a list of them")
+    if raw is None:
+        if required:
+            raise t.error("after_days", "is required, e.g. 90 or [30, 60, 90]")
+        return ()
+    values = [raw] if isinstance(raw, int) else raw
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise t.error("after_days", f"expected whole days, got {raw!r}")
+    return _positive_ints(t, "after_days", values)
+
+
+def _follow_up(t: Table) -> dict[str, Any]:
+    days = _after_days(t, required=True)
+    if len(days) != 1:
+        raise t.error("after_days", "a follow-up waits one number of days, e.g. 7")
+    kind = t.text("interaction_kind", "order").strip().lower()
+    # The importer lower-cases kinds and allows only these characters: anything else never matches.
+    if not re.fullmatch(r"[a-z0-9_-]+", kind):
+        raise t.error("interaction_kind", f"use letters, digits, '-' or '_' (like the import's kind column), got {kind!r}")
+    return {"after_days": days, "interaction_kind": kind}

@@ -1,0 +1,270 @@
+"""The field rules of an import: each CSV row checked and turned into a record, or a problem naming its column.
+
+Dates are checked against the clock: a customer cannot have joined after today (in their
+own time zone), and an interaction cannot have happened after now. Negative amounts are
+refunds: they lower lifetime spend. Addresses are kept as given, the domain's case aside.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from email_validator import EmailNotValidError, validate_email
+
+from mailer.store.tables import month_day
+
+CUSTOMER_COLUMNS = (
+    "external_id",
+    "email",
+    "first_name",
+    "last_name",
+    "customer_since",
+    "birthday",
+    "timezone",
+    "tags",
+    "owner_name",
+    "owner_email",
+)
+
+
+CUSTOMER_REQUIRED = ("external_id", "email", "customer_since")
+
+
+INTERACTION_COLUMNS = ("external_id", "kind", "occurred_at", "amount", "reference")
+
+
+INTERACTION_REQUIRED = ("external_id", "kind", "occurred_at")
+
+
+class RowProblem(ValueError):
+    def __init__(self, column: str, problem: str) -> None:
+        super().__init__(problem)
+        self.column = column
+        self.problem = problem
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _text(column: str, value: str, *, max_length: int = 200) -> str | None:
+    value = value.strip()
+    if not value:
+        return None
+    if _CONTROL.search(value):
+        raise RowProblem(column, "contains a line break or control character")
+    if len(value) > max_length:
+        raise RowProblem(column, f"longer than {max_length} characters")
+    return value
+
+
+def _required(column: str, value: str | None) -> str:
+    if value is None:
+        raise RowProblem(column, "is required")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """An email address as it is stored, and the mailbox it names.
+
+    ``stored`` keeps the spelling the file gave, with the domain in lower case:
+    an ASCII (A-label, ``xn--…``) domain stays ASCII, so the address never needs
+    SMTPUTF8 because of the import. ``mailbox`` is the same address with the
+    domain in its IDNA (ASCII) form: two addresses with one ``mailbox`` reach
+    the same person, whichever spelling each uses. ``spellings`` are the forms
+    the store may hold that mailbox in (earlier imports kept the Unicode form).
+    """
+
+    stored: str
+    mailbox: str
+    spellings: tuple[str, ...] = ()
+
+
+def parse_address(column: str, value: str) -> Address | None:
+    """Validate an address (syntax only, no DNS); raises RowProblem if it is not one."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        valid = validate_email(value, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise RowProblem(column, f"not a valid email address: {value!r} ({exc})") from None
+    given_domain = value.rpartition("@")[2]
+    # email-validator's `domain` turns an A-label into Unicode; keep an ASCII domain as given.
+    # A Unicode domain is taken from it, since its case mapping is IDNA's, not str.lower's.
+    domain = given_domain.lower() if given_domain.isascii() else valid.domain
+    mailbox = f"{valid.local_part}@{valid.ascii_domain.lower()}"
+    return Address(f"{valid.local_part}@{domain}", mailbox, (mailbox, f"{valid.local_part}@{valid.domain}"))
+
+
+def parse_email(column: str, value: str) -> str | None:
+    """An address as stored (see :class:`Address`), or None for an empty value."""
+    address = parse_address(column, value)
+    return address.stored if address else None
+
+
+def parse_date(column: str, value: str) -> date | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        if len(value) != 10:
+            raise ValueError
+        return date.fromisoformat(value)
+    except ValueError:
+        raise RowProblem(column, f"expected a date YYYY-MM-DD, got {value!r}") from None
+
+
+def parse_birthday(column: str, value: str) -> tuple[int | None, int, int] | None:
+    """``YYYY-MM-DD`` or ``--MM-DD`` (year unknown) → (year, month, day)."""
+    value = value.strip()
+    if not value:
+        return None
+    match = re.fullmatch(r"(\d{4}|-)-(\d{2})-(\d{2})", value)
+    if match:
+        year = None if match.group(1) == "-" else int(match.group(1))
+        month, day = int(match.group(2)), int(match.group(3))
+        try:
+            date(year or 2000, month, day)  # 2000 is a leap year, so --02-29 is valid
+            return year, month, day
+        except ValueError:
+            pass
+    raise RowProblem(column, f"expected YYYY-MM-DD or --MM-DD, got {value!r}")
+
+
+def parse_zone(column: str, value: str) -> str | None:
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RowProblem(column, f"unknown time zone {value!r}") from None
+    return value
+
+
+def parse_instant(column: str, value: str) -> datetime | None:
+    """An ISO date (midnight UTC) or date-time; naive times are taken as UTC."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise RowProblem(column, f"expected an ISO date or date-time, got {value!r}") from None
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _in_the_future(column: str, value: str) -> RowProblem:
+    return RowProblem(column, f"in the future: {value.strip()!r}")
+
+
+def parse_amount(column: str, value: str) -> Decimal | None:
+    """A decimal amount to the cent; negative ones are refunds, so they are allowed."""
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise RowProblem(column, f"expected a decimal amount, got {value!r}") from None
+    if not amount.is_finite() or abs(amount) >= Decimal("1e12"):
+        raise RowProblem(column, f"not a usable amount: {value!r}")
+    return amount.quantize(Decimal("0.01"))
+
+
+def parse_tags(column: str, value: str) -> list[str]:
+    tags = [t.strip() for t in value.split(";") if t.strip()]
+    for tag in tags:
+        _text(column, tag, max_length=100)
+    return sorted(set(tags))
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRecord:
+    external_id: str
+    fields: dict[str, Any]  # only the columns the file has, so absent columns keep their values
+    attributes: dict[str, str]
+    address: Address | None = None  # the email, stored and compared (None only in records built by hand)
+
+
+def customer_record(row: dict[str, str], *, now: datetime, default_zone: str) -> CustomerRecord:
+    """Validate one customer row; raises RowProblem for the first bad column.
+
+    ``customer_since`` may not be after the date ``now`` has in the customer's
+    zone (the row's ``timezone``, else ``default_zone``).
+    """
+    fields: dict[str, Any] = {}
+    external_id = _required("external_id", _text("external_id", row.get("external_id", "")))
+    address = parse_address("email", row.get("email", ""))
+    if address is None:
+        raise RowProblem("email", "is required")
+    fields["email"] = address.stored
+    since = parse_date("customer_since", row.get("customer_since", ""))
+    if since is None:
+        raise RowProblem("customer_since", "is required")
+    fields["customer_since"] = since
+    fields["since_md"] = month_day(since)
+    for name in ("first_name", "last_name", "owner_name"):
+        if name in row:
+            fields[name] = _text(name, row[name])
+    if "owner_email" in row:
+        fields["owner_email"] = parse_email("owner_email", row["owner_email"])
+    zone = default_zone
+    if "timezone" in row:
+        fields["timezone"] = parse_zone("timezone", row["timezone"])
+        zone = fields["timezone"] or default_zone
+    if since > now.astimezone(ZoneInfo(zone)).date():
+        raise _in_the_future("customer_since", row["customer_since"])
+    if "tags" in row:
+        fields["tags"] = parse_tags("tags", row["tags"])
+    if "birthday" in row:
+        birthday = parse_birthday("birthday", row["birthday"])
+        year, month, day = birthday if birthday else (None, None, None)
+        fields.update(
+            birthday_year=year,
+            birthday_month=month,
+            birthday_day=day,
+            birthday_md=month * 100 + day if month and day else None,
+        )
+    attributes = {k: v.strip() for k, v in row.items() if k not in CUSTOMER_COLUMNS and k}
+    for name, value in attributes.items():
+        _text(name, value, max_length=2000)
+    return CustomerRecord(external_id, fields, attributes, address)
+
+
+@dataclass(frozen=True, slots=True)
+class InteractionRecord:
+    external_id: str
+    kind: str
+    occurred_at: datetime
+    amount: Decimal | None  # negative for a refund
+    reference: str | None
+
+
+def interaction_record(row: dict[str, str], *, now: datetime) -> InteractionRecord:
+    """Validate one interaction row; raises RowProblem for the first bad column.
+
+    ``occurred_at`` may not be after ``now``.
+    """
+    external_id = _required("external_id", _text("external_id", row.get("external_id", "")))
+    kind = _required("kind", _text("kind", row.get("kind", ""), max_length=50)).lower()
+    if not re.fullmatch(r"[a-z0-9_-]+", kind):
+        raise RowProblem("kind", f"use letters, digits, '-' or '_', got {kind!r}")
+    occurred = parse_instant("occurred_at", row.get("occurred_at", ""))
+    if occurred is None:
+        raise RowProblem("occurred_at", "is required")
+    if occurred > now:
+        raise _in_the_future("occurred_at", row["occurred_at"])
+    return InteractionRecord(
+        external_id=external_id,
+        kind=kind,
+        occurred_at=occurred,
+        amount=parse_amount("amount", row.get("amount", "")),
+        reference=_text("reference", row.get("reference", "")),
+    )
