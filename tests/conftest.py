@@ -19,8 +19,8 @@ from sqlalchemy import Engine, create_engine, text
 from mailer import store
 from mailer.config import Settings, load_settings
 from mailer.service.project import init_project
-from tests.factories import deliver_to
-from tests.smtpserver import DeliveryRecord, SmtpServer, read_delivery_log
+from tests.support.factories import deliver_to
+from tests.support.smtpserver import DeliveryRecord, SmtpServer, read_delivery_log
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN_URL = os.environ.get("MAILER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -77,7 +77,7 @@ def pg_url() -> Iterator[str]:
         admin.dispose()
 
 
-# ---- SMTP: the real aiosmtpd server from tests/smtpserver.py ---------------------------------------
+# ---- SMTP: the real aiosmtpd server from tests/support/smtpserver.py ---------------------------------------
 
 
 @pytest.fixture
@@ -108,10 +108,10 @@ class Sink:
 
 @pytest.fixture
 def smtp_sink(tmp_path: Path) -> Iterator[Sink]:
-    """``python -m tests.smtpserver --sink``: logs each accepted message's X-Mailer-Occasion."""
+    """``python -m tests.support.smtpserver --sink``: logs each accepted message's X-Mailer-Occasion."""
     ready, log_file = tmp_path / "sink.port", tmp_path / "sink.jsonl"
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.smtpserver", "--sink", "--log-file", str(log_file), "--ready-file", str(ready)],
+        [sys.executable, "-m", "tests.support.smtpserver", "--sink", "--log-file", str(log_file), "--ready-file", str(ready)],
         cwd=REPO_ROOT,
     )
     try:

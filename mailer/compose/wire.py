@@ -19,7 +19,7 @@ the same bytes directly:
   line goes through the email package's encoder (which encodes each line on
   its own).
 
-``tests/test_wire.py`` holds this module to byte-identity with
+``tests/compose/test_wire.py`` holds this module to byte-identity with
 ``build_message`` + ``to_wire`` on the shipped templates and on generated
 hostile headers and bodies. Both take their headers, cleaned and checked, from
 :func:`mailer.compose.message.header_fields`.

@@ -1,0 +1,197 @@
+"""Fault injection against a real SMTP server: what each misbehaving relay leads to, and never a second copy.
+
+Each case queues one occasion for a recipient the server misbehaves for, next
+to a healthy neighbour, and follows it through the first attempt, the retry
+half an hour later, and a sweep days later: the send-log status and reason,
+whether and when it is tried again, and how many copies the server holds.
+Only a human's ``requeue`` may ever put a second copy of an occasion on the
+wire, and then with the Message-ID of the first.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlmodel import Session
+
+from mailer.config import Settings
+from mailer.delivery import drain as delivery
+from mailer.delivery.report import PassReport
+from mailer.delivery.transport import SmtpTransport
+from mailer.outbox import decisions, recovery
+from mailer.planning import plan as planning
+from mailer.planning.clock import PassClock
+from mailer.store.tables import Customer, SendLog
+from tests.support.factories import add_customer, deliver_to
+from tests.support.smtpserver import SmtpServer
+
+DAY = date(2026, 11, 23)
+NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
+RETRY = NOW + timedelta(minutes=30)
+LATER = NOW + timedelta(days=4)
+TIMEOUT = 2.0
+
+
+@dataclass(frozen=True)
+class Fault:
+    action: str  # the server's script for the recipient (see tests/support/smtpserver.py)
+    status: str  # the row after the first attempt
+    reason: str  # how its reason starts
+    retried: bool  # tried again by the next sweep after the backoff
+    copies: int  # how many copies the server holds once the retry and a later sweep have run
+    suppressed: bool = False
+
+
+FAULTS = {
+    "451 on RCPT": Fault("rcpt:451 4.3.0 try again later", "queued", "retrying: 451 4.3.0", True, 1),
+    "452 on RCPT": Fault("rcpt:452 4.2.2 mailbox full", "queued", "retrying: 452 4.2.2", True, 1),
+    "421 on RCPT": Fault("rcpt:421 4.3.2 shutting down", "queued", "retrying: 421 4.3.2", True, 1),
+    "550 5.1.1 on RCPT": Fault("rcpt:550 5.1.1 no such user", "bounced", "bounced: 550 5.1.1", False, 0, True),
+    "554 on DATA": Fault("554 5.7.1 refused as spam", "bounced", "bounced: 554 5.7.1", False, 0),
+    "451 after the final dot": Fault("451 4.3.0 queue full", "queued", "retrying: 451 4.3.0", True, 1),
+    "drop before the message was sent": Fault("hangup", "queued", "retrying: connection lost", True, 1),
+    "drop after the final dot": Fault("drop", "unknown", "unknown: connection lost", False, 0),
+    "delivered, then the line dropped": Fault("lost-reply", "unknown", "unknown: connection lost", False, 1),
+    "reply slower than the timeout": Fault("stall:30", "unknown", f"unknown: timed out after {TIMEOUT:g}s", False, 0),
+}
+
+
+def queue(engine: Engine, settings: Settings, *addresses: str) -> None:
+    """One anniversary due on DAY per address, queued in this order."""
+    for n, address in enumerate(addresses):
+        add_customer(engine, f"F{n:03d}", since=date(2020, 11, 23), email=address)
+    campaigns = [settings.campaign("customer-anniversary")]
+    with Session(engine, expire_on_commit=False) as session:
+        planned = planning.plan(session, settings, PassClock.on(DAY, NOW), campaigns)
+        decisions.record(session, planned, {c.name: c for c in campaigns}, NOW)
+
+
+def drain(engine: Engine, settings: Settings, at: datetime) -> PassReport:
+    return delivery.drain(engine, settings, lambda: SmtpTransport(settings.transport), now=lambda: at)
+
+
+def row_for(engine: Engine, address: str) -> SendLog:
+    with Session(engine) as session:
+        return session.execute(select(SendLog).where(SendLog.to_address == address)).scalar_one()
+
+
+def copies(server: SmtpServer, address: str) -> list[str]:
+    """The Message-IDs of the copies the server accepted for ``address``."""
+    return [str(m.parsed()["Message-ID"]) for m in server.by_recipient().get(address, [])]
+
+
+@pytest.mark.parametrize("name", FAULTS)
+def test_each_fault_ends_in_its_status_is_retried_only_when_nothing_was_accepted_and_never_doubles(
+    engine: Engine, settings: Settings, smtp_server: SmtpServer, name: str
+) -> None:
+    fault = FAULTS[name]
+    smtp = deliver_to(settings, smtp_server, timeout=TIMEOUT)
+    smtp_server.enqueue("fault@example.com", fault.action)
+    queue(engine, smtp, "fault@example.com", "neighbour@example.com")
+
+    drain(engine, smtp, NOW)
+
+    row = row_for(engine, "fault@example.com")
+    assert (row.status, row.reason[: len(fault.reason)]) == (fault.status, fault.reason)
+    assert row.next_attempt_at == (RETRY if fault.retried else None)
+    assert row_for(engine, "neighbour@example.com").status == "sent"  # one recipient's fault stays its own
+    with Session(engine) as session:
+        customer = session.execute(select(Customer).where(Customer.email == "fault@example.com")).scalar_one()
+    assert (customer.suppressed_at is not None) is fault.suppressed
+    first_id = row.message_id
+
+    drain(engine, smtp, RETRY)
+    drain(engine, smtp, LATER)
+
+    again = row_for(engine, "fault@example.com")
+    assert again.status == ("sent" if fault.retried else fault.status)
+    assert again.attempts == (2 if fault.retried else 1)
+    assert len(copies(smtp_server, "fault@example.com")) == fault.copies
+    assert set(copies(smtp_server, "fault@example.com")) <= {first_id}  # a retry carries the first Message-ID
+    assert len(copies(smtp_server, "neighbour@example.com")) == 1
+
+
+@pytest.mark.parametrize("action", ["drop", "lost-reply", "stall:30"])
+def test_an_unknown_row_goes_again_only_when_requeued_and_with_the_message_id_of_its_first_attempt(
+    engine: Engine, settings: Settings, smtp_server: SmtpServer, action: str
+) -> None:
+    smtp = deliver_to(settings, smtp_server, timeout=TIMEOUT)
+    smtp_server.enqueue("maybe@example.com", action)
+    queue(engine, smtp, "maybe@example.com")
+    drain(engine, smtp, NOW)
+    row = row_for(engine, "maybe@example.com")
+    assert row.status == "unknown"
+    accepted_before = copies(smtp_server, "maybe@example.com")
+    assert drain(engine, smtp, LATER).counts == {}  # never resent on its own
+
+    assert row.id is not None
+    with Session(engine) as session:
+        assert recovery.requeue(session, [row.id], LATER) == {row.id: "unknown"}
+    drain(engine, smtp, LATER)
+
+    after = row_for(engine, "maybe@example.com")
+    assert (after.status, after.message_id) == ("sent", row.message_id)
+    # The human chose to resend: one more copy, which a receiver can recognise by its Message-ID.
+    assert copies(smtp_server, "maybe@example.com") == [*accepted_before, row.message_id]
+
+
+@contextmanager
+def greeting_refused(reply: bytes = b"421 4.3.2 Service not available, closing channel\r\n") -> Iterator[int]:
+    """A relay on loopback that answers every connection with ``reply`` and hangs up; yields its port."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.sendall(reply)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def test_a_421_greeting_stops_the_pass_as_relay_unusable_and_leaves_every_row_queued_untried(
+    engine: Engine, settings: Settings
+) -> None:
+    with greeting_refused() as port:
+        smtp = replace(settings, transport=replace(settings.transport, kind="smtp", host="127.0.0.1", port=port,
+                                                   security="none", timeout=TIMEOUT))
+        queue(engine, smtp, "a@example.com", "b@example.com", "c@example.com")
+
+        report = drain(engine, smtp, NOW)
+
+    assert report.relay_down.startswith("421 4.3.2 Service not available")
+    assert report.needs_a_human
+    rows = [row_for(engine, f"{x}@example.com") for x in "abc"]
+    assert [r.status for r in rows] == ["queued"] * 3
+    assert sum(r.attempts for r in rows) == 1  # the pass stopped at the first: the rest were not tried in vain
+
+
+def test_a_tls_handshake_failure_stops_the_pass_and_sends_nothing_in_clear(engine: Engine, settings: Settings) -> None:
+    with SmtpServer(tls="starttls", untrusted=True) as server:
+        smtp = deliver_to(settings, server, timeout=TIMEOUT)
+        queue(engine, smtp, "a@example.com", "b@example.com")
+
+        report = drain(engine, smtp, NOW)
+
+        assert server.messages == []
+    assert report.relay_down.startswith("TLS certificate refused")
+    assert [row_for(engine, a).status for a in ("a@example.com", "b@example.com")] == ["queued", "queued"]

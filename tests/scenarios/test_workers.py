@@ -1,0 +1,66 @@
+"""Several `mailer` workers on one PostgreSQL store share the work and send each message exactly once."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlmodel import Session, col
+
+from mailer import store
+from mailer.config import load_settings
+from mailer.outbox import decisions
+from mailer.planning import plan as planning
+from mailer.planning.clock import PassClock
+from mailer.store.tables import SendLog
+from tests.conftest import Sink
+from tests.support.crashkit import DAY, add_anniversaries, mailer, sink_project
+
+GUARD = 600.0  # seconds: a guard against hangs, never an expectation about speed
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_three_workers_on_postgresql_send_5000_due_messages_each_exactly_once_and_all_share_the_work(
+    tmp_path: Path, pg_url: str, smtp_sink: Sink
+) -> None:
+    config = sink_project(tmp_path / "proj", pg_url, smtp_sink.port)
+    settings = load_settings(config)
+    engine = store.make_engine(pg_url)
+    with engine.begin() as connection:
+        # This throw-away database need not survive a crash of the PostgreSQL server itself (what
+        # synchronous_commit protects against); every commit is still atomic and at once visible to the
+        # other workers, which is what is under test. It spares 10,000 fsyncs.
+        connection.execute(text(f'ALTER DATABASE "{engine.url.database}" SET synchronous_commit = off'))
+    engine.dispose()
+    store.create_schema(engine)
+    add_anniversaries(engine, 5000)
+    campaigns = [settings.campaign("customer-anniversary")]
+    clock = PassClock.on(DAY)
+    with Session(engine, expire_on_commit=False) as session:
+        decisions.record(
+            session, planning.plan(session, settings, clock, campaigns), {c.name: c for c in campaigns}, clock.now
+        )
+    started = time.monotonic()
+
+    workers = [mailer(config, "retry") for _ in range(3)]  # the retry sweep: deliver what is due, plan nothing
+    results = [w.communicate(timeout=GUARD) for w in workers]
+
+    elapsed = time.monotonic() - started
+    assert [w.returncode for w in workers] == [0, 0, 0], [err.decode() for _, err in results]
+    accepted = Counter(d.message_id for d in smtp_sink.deliveries())  # one Message-ID per occasion
+    with Session(engine) as session:
+        statuses = dict(session.execute(select(SendLog.status, func.count()).group_by(SendLog.status)).all())
+        shares = Counter(session.execute(select(col(SendLog.claimed_by))).scalars())
+        ids = set(session.execute(select(col(SendLog.message_id))).scalars())
+    print(
+        f"\nworkers test: {len(accepted)} occasions delivered by the sink, max copies {max(accepted.values())},"
+        f" statuses {statuses}, per worker {sorted(shares.values())}, {elapsed:.1f}s"
+    )
+    assert statuses == {"sent": 5000}
+    assert set(accepted) == ids and set(accepted.values()) == {1}  # every occasion exactly once, per the sink
+    assert len(shares) == 3 and min(shares.values()) > 0  # all three workers did some of the work
+    engine.dispose()
