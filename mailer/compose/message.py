@@ -146,6 +146,11 @@ def header_fields(
     return fields
 
 
+def needs_utf8_headers(envelope: Envelope, sender: SenderSettings) -> bool:
+    """Whether an address in the headers has a non-ASCII local part: then they are raw UTF-8 (RFC 6532)."""
+    return any(needs_smtputf8(a) for a in (envelope.to_address, envelope.reply_to, sender.from_address) if a)
+
+
 def build_message(
     rendered: Rendered,
     envelope: Envelope,
@@ -159,7 +164,7 @@ def build_message(
     A recipient whose local part is not ASCII gets raw UTF-8 headers (RFC 6532):
     there is no other way to write that address, and it travels over SMTPUTF8.
     """
-    msg = EmailMessage(policy=FILE_POLICY_UTF8 if needs_smtputf8(envelope.to_address) else FILE_POLICY)
+    msg = EmailMessage(policy=FILE_POLICY_UTF8 if needs_utf8_headers(envelope, sender) else FILE_POLICY)
     message_id = message_id or make_msgid(domain=ascii_domain(sender.domain))
     for name, value in header_fields(rendered, envelope, sender, now or datetime.now(UTC), message_id):
         msg[name] = value

@@ -37,7 +37,7 @@ from email import quoprimime
 from email.headerregistry import Address
 from email.utils import make_msgid
 
-from mailer.addresses import ascii_domain, needs_smtputf8
+from mailer.addresses import ascii_domain
 from mailer.compose.message import (
     _HEADERS,
     WIRE_POLICY,
@@ -45,6 +45,7 @@ from mailer.compose.message import (
     build_message,
     check_read_back,
     header_fields,
+    needs_utf8_headers,
     to_wire,
 )
 from mailer.compose.render import Rendered
@@ -86,7 +87,7 @@ def serialize(
 ) -> WireMessage:
     """The message ``build_message`` makes of these, as ``to_wire`` writes it; raises HeaderError."""
     message_id = message_id or make_msgid(domain=ascii_domain(sender.domain))
-    if needs_smtputf8(envelope.to_address):
+    if needs_utf8_headers(envelope, sender):
         # Raw UTF-8 headers (RFC 6532) for the rare address with no ASCII form: the email package writes them.
         msg = build_message(rendered, envelope, sender, now=now, message_id=message_id)
         return WireMessage(to_wire(msg), str(msg["Subject"]), message_id)

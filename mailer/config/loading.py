@@ -148,6 +148,7 @@ def _transport(t: Table, base: Path) -> TransportSettings:
         daily_cap=t.integer("daily_cap", 0),
         retry_initial=t.duration("retry_initial", timedelta(minutes=30)),
         retry_max_age=t.duration("retry_max_age", timedelta(days=3)),
+        final_reply_timeout=t.number("final_reply_timeout", 600.0, minimum=0.1),
         helo_name=t.text("helo_name", ""),
     )
     if settings.helo_name and not HOSTNAME.fullmatch(settings.helo_name):

@@ -102,6 +102,7 @@ class TransportSettings:
     daily_cap: int = 0
     retry_initial: timedelta = timedelta(minutes=30)
     retry_max_age: timedelta = timedelta(days=3)
+    final_reply_timeout: float = 600.0  # the reply to the final dot (RFC 5321 4.5.3.2.6: 10 minutes)
     helo_name: str = ""  # the name mailer greets the relay with; "" = this host's FQDN, else the From domain
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -160,6 +160,20 @@ def parse_instant(column: str, value: str) -> datetime | None:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+# A time without a zone is read as UTC, but a shop east of UTC may have written it in its own
+# local time, up to 14 hours ahead; a time with a zone is only allowed the clocks' usual skew.
+_NAIVE_SLACK = timedelta(hours=14)
+_CLOCK_SLACK = timedelta(minutes=5)
+
+
+def _slack(value: str) -> timedelta:
+    try:
+        naive = datetime.fromisoformat(value.strip()).tzinfo is None
+    except ValueError:
+        naive = False
+    return _NAIVE_SLACK if naive else _CLOCK_SLACK
+
+
 def _in_the_future(column: str, value: str) -> RowProblem:
     return RowProblem(column, f"in the future: {value.strip()!r}")
 
@@ -259,7 +273,7 @@ def interaction_record(row: dict[str, str], *, now: datetime) -> InteractionReco
     occurred = parse_instant("occurred_at", row.get("occurred_at", ""))
     if occurred is None:
         raise RowProblem("occurred_at", "is required")
-    if occurred > now:
+    if occurred > now + _slack(row["occurred_at"]):
         raise _in_the_future("occurred_at", row["occurred_at"])
     return InteractionRecord(
         external_id=external_id,

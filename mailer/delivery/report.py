@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mailer.planning.plan import Planned
+
+# Outcomes only the relay's own answer gives: a run with one of them has reached the relay.
+RELAY_ANSWERED = ("sent", "retrying", "bounced", "unknown")
+
+
+def relay_answered(counts: Mapping[str, int]) -> bool:
+    """Whether a run's counts show the relay answering (a run with nothing to send says nothing about it)."""
+    return any(counts.get(name) for name in RELAY_ANSWERED)
 
 
 @dataclass

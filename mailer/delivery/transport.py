@@ -49,7 +49,7 @@ class Stage(StrEnum):
     DONE = "done"
 
 
-NO_SMTPUTF8 = "the relay does not support SMTPUTF8, which this address needs (its local part is not ASCII)"
+NO_SMTPUTF8 = "the relay does not support SMTPUTF8, which this message needs (an address whose local part is not ASCII)"
 MAYBE_DELIVERED = "the relay may have accepted it, so it is not resent without `mailer requeue`"
 
 # Enhanced status codes (RFC 3463) 5.1.x that say the recipient's address does not exist.
@@ -181,6 +181,7 @@ class SmtpTransport:
             smtp = _SMTP_SSL(s.host, s.port, local_hostname=helo, timeout=s.timeout, context=self.tls_context())
         else:
             smtp = _SMTP(s.host, s.port, local_hostname=helo, timeout=s.timeout)
+        smtp.final_reply_timeout = max(s.final_reply_timeout, s.timeout)
         try:
             smtp.ehlo()
             if s.security == "starttls":
@@ -234,7 +235,7 @@ class SmtpTransport:
                 self._smtp = self.connect(sender.rpartition("@")[2])
             smtp = self._smtp
             options: list[str] = []
-            if needs_smtputf8(sender) or needs_smtputf8(rcpt):
+            if needs_smtputf8(sender) or needs_smtputf8(rcpt) or not _head(data).isascii():
                 if not smtp.has_extn("smtputf8"):
                     # Nothing was sent for this message: the session stays ready for the next one.
                     return SendResult(Outcome.IMPOSSIBLE, NO_SMTPUTF8, stage=Stage.RCPT)
@@ -249,11 +250,20 @@ class SmtpTransport:
                 return self._refused(stage, code, reply)
             stage = Stage.DATA
             code, reply = smtp.data(data)
+            if not smtp.final_dot_sent:  # the DATA command itself was refused: nothing was sent
+                return self._refused(stage, code, reply)
+            if not 200 <= code < 600:
+                # A reply smtplib could not read (-1): only a real 4xx or 5xx proves the relay did not take it.
+                self._drop()
+                return SendResult(Outcome.UNKNOWN, f"unreadable reply {_text(reply)!r}: {MAYBE_DELIVERED}", code, Stage.REPLY)
             if code == 421:
                 self._drop()
             return _classify(code, _text(reply), Stage.DATA)
-        except smtplib.SMTPResponseException as exc:  # a refusal raised by smtplib (EHLO, AUTH, DATA, ...)
+        except smtplib.SMTPResponseException as exc:  # a refusal raised by smtplib (EHLO, AUTH, ...)
             self._drop()
+            if stage is Stage.DATA and smtp is not None and smtp.final_dot_sent:
+                # smtplib's own "500 Line too long" about the relay's reply, not the relay's word
+                return SendResult(Outcome.UNKNOWN, f"{_text(exc.smtp_error)}: {MAYBE_DELIVERED}", stage=Stage.REPLY)
             return _classify(exc.smtp_code, _text(exc.smtp_error), stage)
         except (OSError, smtplib.SMTPException) as exc:
             if stage is Stage.DATA and smtp is not None and smtp.final_dot_sent:
@@ -265,7 +275,10 @@ class SmtpTransport:
         """A connection, TLS or protocol failure: temporary, unless the relay may already have the message."""
         if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError):
             # smtplib re-raises a read timeout as a disconnect
-            what = f"timed out after {self.settings.timeout:g}s"
+            waited = self.settings.timeout
+            if stage is Stage.REPLY:
+                waited = max(self.settings.final_reply_timeout, waited)
+            what = f"timed out after {waited:g}s"
         elif isinstance(exc, smtplib.SMTPServerDisconnected):
             what = f"connection lost: {exc or 'closed by the server'}"
         elif isinstance(exc, ssl.SSLCertVerificationError):  # never fall back to clear text
@@ -318,6 +331,7 @@ class _SMTP(smtplib.SMTP):
     """
 
     final_dot_sent = False
+    final_reply_timeout: float | None = None  # how long the relay may take to answer the final dot
 
     def mail(self, sender: str, options: Sequence[str] = ()) -> tuple[int, bytes]:
         if options or not _PLAIN_ADDRESS.fullmatch(sender):
@@ -338,7 +352,7 @@ class _SMTP(smtplib.SMTP):
         self.putcmd("data")
         code, reply = self.getreply()
         if code != 354:
-            raise smtplib.SMTPDataError(code, reply)
+            return code, reply
         stuffed = msg.replace(b"\n.", b"\n..")  # smtplib: re.sub(rb"(?m)^\.", b"..", msg)
         if stuffed.startswith(b"."):
             stuffed = b"." + stuffed
@@ -347,7 +361,13 @@ class _SMTP(smtplib.SMTP):
         self.send(stuffed + b".\r\n")
         # From here on the relay may have the message, whatever happens to its reply.
         self.final_dot_sent = True
-        return self.getreply()
+        if self.sock is not None and self.final_reply_timeout:
+            self.sock.settimeout(self.final_reply_timeout)
+        try:
+            return self.getreply()
+        finally:
+            if self.sock is not None:
+                self.sock.settimeout(self.timeout)
 
 
 class _SMTP_SSL(_SMTP, smtplib.SMTP_SSL):  # named after the class it extends
@@ -366,6 +386,12 @@ def default_helo_name(from_domain: str = "") -> str:
         return fqdn
     return ascii_domain(from_domain) if from_domain else fqdn
 
+
+
+def _head(data: bytes) -> bytes:
+    """The header block of a message on the wire."""
+    end = data.find(b"\r\n\r\n")
+    return data if end < 0 else data[:end]
 
 
 def _text(reply: bytes | str) -> str:

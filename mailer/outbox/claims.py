@@ -16,6 +16,7 @@ from sqlalchemy import (
     BigInteger,
     Select,
     bindparam,
+    case,
     cast,
     func,
     literal,
@@ -220,7 +221,19 @@ _CUSTOMER_ZONE = select(_CUSTOMER.c.timezone).where(_CUSTOMER.c.id == bindparam(
 _MARK_EMAILED = (
     update(_CUSTOMER)
     .where(_CUSTOMER.c.id == bindparam("customer_id"))
-    .values(last_emailed_at=_param("now", _CUSTOMER.c.last_emailed_at))
+    # Never backwards: a pass standing for an earlier day must not shorten the cap of a later email.
+    .values(
+        last_emailed_at=case(
+            (
+                or_(
+                    _CUSTOMER.c.last_emailed_at.is_(None),
+                    _CUSTOMER.c.last_emailed_at < _param("now", _CUSTOMER.c.last_emailed_at),
+                ),
+                _param("now", _CUSTOMER.c.last_emailed_at),
+            ),
+            else_=_CUSTOMER.c.last_emailed_at,
+        )
+    )
 )
 
 

@@ -30,6 +30,7 @@ from sqlalchemy import Engine
 
 from mailer import logs
 from mailer.config import Settings
+from mailer.delivery.report import relay_answered
 from mailer.planning.clock import PassClock
 from mailer.service import runs
 
@@ -122,9 +123,11 @@ class Daemon:
                 "relay unusable: %s; no mail goes out until it is fixed (every pass and sweep tries again)", down,
                 extra={"fields": {"event": "relay_down", "run": run.record_id, "reply": down}},
             )
-        elif not down and self._relay_down is not None:
+            self._relay_down = down
+        elif self._relay_down is not None and relay_answered(run.report.counts):
+            # Only a run the relay answered ends the incident: one with nothing to send never tried it.
             log.info("relay usable again", extra={"fields": {"event": "relay_up", "run": run.record_id}})
-        self._relay_down = down or None
+            self._relay_down = None
         return bool(down)
 
     def _job(self, kind: str, work: Callable[[], runs.Run | None]) -> None:

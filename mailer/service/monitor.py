@@ -13,10 +13,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
+from mailer.delivery.report import relay_answered
 from mailer.store.tables import PassRun, SendLog, SendStatus
 
 STATS_COLUMNS = ("sent", "deferred", "skipped", "failed", "bounced", "unknown", "queued", "sending")
 RECENT = timedelta(days=1)
+# How many recent runs are read to find where a relay incident began.
+INCIDENT_LOOKBACK = 1000
 # How long after its scheduled time a pass may be missing before status calls it overdue.
 PASS_OVERDUE = timedelta(hours=1)
 # How long past its time a queued row may wait before status says the retry sweep is not running.
@@ -108,22 +111,25 @@ def _last_run(session: Session, kind: str) -> PassRun | None:
 
 
 def _relay_incident(session: Session) -> tuple[PassRun | None, datetime | None]:
-    """The latest finished run if it found the relay unusable, and when the runs that did so began.
+    """The latest run that found the relay unusable, if no run has reached it since; and when the incident began.
 
-    An incident is the unbroken series of ``stopped`` runs (passes and sweeps
-    alike) since the last run that could use the relay.
+    An incident is the series of ``stopped`` runs (passes and sweeps alike) since the last run
+    the relay answered. Runs with nothing to send, and runs that failed before sending, say
+    nothing about the relay either way: they neither end an incident nor start one.
     """
-    finished = select(PassRun).where(col(PassRun.status) != "running").order_by(col(PassRun.started_at).desc())
-    latest = session.execute(finished.limit(1)).scalar_one_or_none()
-    if latest is None or latest.status != "stopped":
-        return None, None
-    last_good = session.execute(
-        select(func.max(col(PassRun.started_at))).where(col(PassRun.status).in_(("done", "failed")))
-    ).scalar_one()
-    first_stopped = select(func.min(col(PassRun.started_at))).where(col(PassRun.status) == "stopped")
-    if last_good is not None:
-        first_stopped = first_stopped.where(col(PassRun.started_at) > last_good)
-    return latest, session.execute(first_stopped).scalar_one()
+    recent = session.execute(
+        select(PassRun).where(col(PassRun.status).in_(("done", "stopped"))).order_by(col(PassRun.started_at).desc())
+        .limit(INCIDENT_LOOKBACK)
+    ).scalars()
+    latest: PassRun | None = None
+    since: datetime | None = None
+    for run in recent:
+        if run.status == "stopped":
+            latest = latest or run
+            since = run.started_at
+        elif relay_answered(run.counts):
+            break
+    return latest, since
 
 
 def _count_since(session: Session, status: str, since: datetime) -> int:

@@ -259,17 +259,24 @@ def test_skip_invalid_rejects_a_future_customer_and_does_not_count_it(engine: En
     assert count(engine, Customer) == 1
 
 
-def test_an_interaction_after_the_import_instant_is_a_bad_row(engine: Engine, tmp_path: Path) -> None:
+def test_an_interaction_after_the_import_instant_is_a_bad_row_a_zoneless_one_may_be_local_time_ahead_of_utc(
+    engine: Engine, tmp_path: Path
+) -> None:
     import_customers(engine, write(tmp_path, "c.csv", [HEADER, *GOOD]))
     lines = [
         "external_id,kind,occurred_at,amount,reference",
         "A1,order,2026-12-04T21:00:00+02:00,1,ON-TIME",  # 19:00 UTC: now, not later
-        "A1,order,2026-12-04T19:00:01,1,EARLY",
+        "A1,order,2026-12-05T09:00:00,1,TOKYO-LOCAL",  # no zone: a shop east of UTC may write its local time
+        "A1,order,2026-12-05T09:00:01,1,TOO-EARLY",  # more than 14 hours ahead even so
+        "A1,order,2026-12-04T19:06:00+00:00,1,LATER",  # with a zone: only the clocks' skew is allowed
     ]
     path = write(tmp_path, "i.csv", lines)
     with pytest.raises(ImportFailed) as caught:
         import_interactions(engine, path, now=NOW)
-    assert [str(e) for e in caught.value.errors] == [f"{path}:3: occurred_at: in the future: '2026-12-04T19:00:01'"]
+    assert [str(e) for e in caught.value.errors] == [
+        f"{path}:4: occurred_at: in the future: '2026-12-05T09:00:01'",
+        f"{path}:5: occurred_at: in the future: '2026-12-04T19:06:00+00:00'",
+    ]
     assert count(engine, Interaction) == 0
 
 

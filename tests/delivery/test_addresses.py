@@ -141,3 +141,25 @@ def test_a_helo_name_that_is_not_a_host_name_is_a_config_error(project: Path) ->
     project.write_text(project.read_text().replace("[transport]\n", '[transport]\nhelo_name = "bad name"\n'))
     with pytest.raises(ConfigError, match=r"\[transport\] helo_name: not a host name: 'bad name'"):
         load_settings(project)
+
+
+def test_a_reply_to_with_a_non_ascii_local_part_makes_the_headers_utf8_and_needs_smtputf8(
+    engine: Engine, settings: Settings
+) -> None:
+    add_customer(engine, "OWNED", since=date(2020, 11, 23), email="ann@example.org",
+                 owner_email="jörg@northwind.example", owner_name="Jörg")
+    campaigns = [settings.campaign("customer-anniversary")]
+    with Session(engine, expire_on_commit=False) as session:
+        planned = planning.plan(session, settings, PassClock.on(DAY, NOW), campaigns)
+        decisions.record(session, planned, {c.name: c for c in campaigns}, NOW)
+    with SmtpServer(smtputf8=False) as ascii_only:
+        smtp = deliver_to(settings, ascii_only)
+        delivery.drain(engine, smtp, lambda: SmtpTransport(smtp.transport), now=lambda: NOW)
+        assert ascii_only.messages == []
+    assert statuses(engine)["ann@example.org"] == ("failed", f"failed: {NO_SMTPUTF8}")
+
+    message = build_message(Rendered("Hi", "<p>Hi</p>", "Hi"),
+                            Envelope("ann@example.org", "Ann", "jörg@northwind.example", "Jörg", "https://x.example/u/t"),
+                            settings.sender)
+    head = message.as_bytes().split(b"\n\n")[0].decode("utf-8")
+    assert "Reply-To: Jörg <jörg@northwind.example>" in head  # the address itself, never an encoded word

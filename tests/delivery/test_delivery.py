@@ -77,7 +77,7 @@ UNKNOWN = {"drop@example.com", "stall@example.com"}
 def test_each_smtp_fault_ends_in_its_status_the_batch_goes_on_and_retries_deliver_exactly_once(
     engine: Engine, smtp_settings: Settings, smtp_server: SmtpServer
 ) -> None:
-    settings = replace(smtp_settings, transport=replace(smtp_settings.transport, timeout=2.0))
+    settings = replace(smtp_settings, transport=replace(smtp_settings.transport, timeout=2.0, final_reply_timeout=2.0))
     addresses = []
     for n, (address, action) in enumerate(FAULTS.items()):
         smtp_server.enqueue(address, action)

@@ -92,7 +92,7 @@ def test_each_fault_ends_in_its_status_is_retried_only_when_nothing_was_accepted
     engine: Engine, settings: Settings, smtp_server: SmtpServer, name: str
 ) -> None:
     fault = FAULTS[name]
-    smtp = deliver_to(settings, smtp_server, timeout=TIMEOUT)
+    smtp = deliver_to(settings, smtp_server, timeout=TIMEOUT, final_reply_timeout=TIMEOUT)
     smtp_server.enqueue("fault@example.com", fault.action)
     queue(engine, smtp, "fault@example.com", "neighbour@example.com")
 
@@ -122,7 +122,7 @@ def test_each_fault_ends_in_its_status_is_retried_only_when_nothing_was_accepted
 def test_an_unknown_row_goes_again_only_when_requeued_and_with_the_message_id_of_its_first_attempt(
     engine: Engine, settings: Settings, smtp_server: SmtpServer, action: str
 ) -> None:
-    smtp = deliver_to(settings, smtp_server, timeout=TIMEOUT)
+    smtp = deliver_to(settings, smtp_server, timeout=TIMEOUT, final_reply_timeout=TIMEOUT)
     smtp_server.enqueue("maybe@example.com", action)
     queue(engine, smtp, "maybe@example.com")
     drain(engine, smtp, NOW)
@@ -195,3 +195,17 @@ def test_a_tls_handshake_failure_stops_the_pass_and_sends_nothing_in_clear(engin
         assert server.messages == []
     assert report.relay_down.startswith("TLS certificate refused")
     assert [row_for(engine, a).status for a in ("a@example.com", "b@example.com")] == ["queued", "queued"]
+
+
+def test_the_reply_to_the_final_dot_may_take_longer_than_the_command_timeout(
+    engine: Engine, settings: Settings, smtp_server: SmtpServer
+) -> None:
+    # RFC 5321 4.5.3.2.6: a relay may take minutes to answer the final dot (filters, antivirus).
+    smtp = deliver_to(settings, smtp_server, timeout=1.0, final_reply_timeout=30.0)
+    smtp_server.enqueue("slow@example.com", "stall:2")
+    queue(engine, smtp, "slow@example.com")
+
+    drain(engine, smtp, NOW)
+
+    assert row_for(engine, "slow@example.com").status == "sent"
+    assert len(copies(smtp_server, "slow@example.com")) == 1

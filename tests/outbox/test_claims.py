@@ -49,3 +49,18 @@ def test_a_row_locked_by_another_worker_is_skipped_not_waited_for_then_claimed_o
             assert row is not None and (row.status, row.claimed_by, row.attempts) == ("sending", 2, 1)
     finally:
         engine.dispose()
+
+
+def test_the_moment_a_customer_was_emailed_never_moves_backwards(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    engine = store.make_engine(f"sqlite:///{tmp_path / 'm.db'}")
+    store.create_schema(engine)
+    customer_id = add_customer(engine, "ANN", since=date(2020, 1, 1), timezone="Europe/Berlin")
+    with Session(engine) as session:
+        claims.mark_emailed(session, customer_id, NOW)
+        # A `--date` pass for an earlier day delivers a retry queued by a real pass: the cap keeps NOW.
+        claims.mark_emailed(session, customer_id, NOW, day=date(2026, 11, 16))
+        session.commit()
+        assert session.execute(text("select last_emailed_at from customer")).scalar_one().startswith("2026-11-23")
+        claims.mark_emailed(session, customer_id, NOW, day=date(2026, 11, 30))
+        session.commit()
+        assert session.execute(text("select last_emailed_at from customer")).scalar_one().startswith("2026-11-30 11:00")

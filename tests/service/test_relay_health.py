@@ -133,3 +133,33 @@ def test_status_names_the_start_of_the_incident_across_passes_and_sweeps(project
     assert status.exit_code == 1
     first = start + timedelta(minutes=30)
     assert f"relay unusable since {first:%Y-%m-%d %H:%M} UTC: 421 4.3.2 closing" in status.output
+
+
+def test_a_run_with_nothing_to_send_neither_ends_a_relay_incident_nor_starts_one(project: Path, engine: Engine) -> None:
+    start = datetime.now(UTC) - timedelta(hours=3)
+    runs = [("pass", "done", {"sent": 2}), ("retry", "stopped", {}), ("pass", "done", {}), ("pass", "done", {})]
+    with Session(engine) as session:
+        for n, (kind, status, counts) in enumerate(runs):
+            session.add(PassRun(kind=kind, started_at=start + timedelta(minutes=30 * n),
+                                finished_at=start + timedelta(minutes=30 * n + 1), status=status, counts=counts,
+                                host="h", pid=1, error="relay unusable: 421 closing" if status == "stopped" else ""))
+        session.commit()
+
+    status = invoke(project, "status")
+
+    assert status.exit_code == 1
+    assert f"relay unusable since {start + timedelta(minutes=30):%Y-%m-%d %H:%M} UTC: 421 closing" in status.output
+
+
+def test_the_daemon_keeps_an_incident_open_through_runs_that_did_not_reach_the_relay(
+    project: Path, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    daemon = Daemon(engine, load_settings(project), sole_sender=True)
+    caplog.set_level(logging.INFO, logger="mailer.daemon")
+    idle = Run(record_id=9, report=PassReport())  # a sweep with nothing due never opens a connection
+
+    daemon._job("pass", lambda: a_run(1, "421 closing"))
+    daemon._job("retry", lambda: idle)
+    assert not any(r.getMessage() == "relay usable again" for r in caplog.records)
+    daemon._job("pass", lambda: a_run(2))
+    assert [r.getMessage() for r in caplog.records].count("relay usable again") == 1
