@@ -79,7 +79,8 @@ def sink(workdir: Path) -> Iterator[int]:
     ready = workdir / "sink.port"
     ready.unlink(missing_ok=True)
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.smtpserver", "--sink", "--port", "0", "--ready-file", str(ready)], cwd=REPO
+        [sys.executable, "-m", "tests.support.smtpserver", "--sink", "--port", "0", "--ready-file", str(ready)],
+        cwd=REPO
     )
     try:
         deadline = time.monotonic() + 30

@@ -111,7 +111,8 @@ def smtp_sink(tmp_path: Path) -> Iterator[Sink]:
     """``python -m tests.support.smtpserver --sink``: logs each accepted message's X-Mailer-Occasion."""
     ready, log_file = tmp_path / "sink.port", tmp_path / "sink.jsonl"
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.smtpserver", "--sink", "--log-file", str(log_file), "--ready-file", str(ready)],
+        [sys.executable, "-m", "tests.support.smtpserver", "--sink", "--log-file", str(log_file),
+         "--ready-file", str(ready)],
         cwd=REPO_ROOT,
     )
     try:

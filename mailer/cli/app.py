@@ -49,7 +49,7 @@ class App:
         return engine
 
     def settings_for(self, needs: preflight.Needs) -> Settings:
-        """The settings, once mailer/preflight.py finds nothing wrong; else MailerError with a line per problem.
+        """The settings, once mailer/service/preflight.py finds nothing wrong; else MailerError with a line per problem.
 
         Call it before ``engine`` or a lock: a refused start writes nothing, not even the store's file.
         """
@@ -74,7 +74,9 @@ class MailerGroup(click.Group):
 
 
 @click.group(cls=MailerGroup)
-@click.option("--config", "config", envvar="MAILER_CONFIG", metavar="FILE", help="mailer.toml to use (default: ./mailer.toml).")
+@click.option(
+    "--config", "config", envvar="MAILER_CONFIG", metavar="FILE", help="mailer.toml to use (default: ./mailer.toml)."
+)
 @click.option("-v", "--verbose", is_flag=True, help="More logging; tracebacks on errors.")
 @click.option("--log-json", is_flag=True, envvar="MAILER_LOG_JSON", help="Log events to stderr as JSON lines.")
 @click.version_option(package_name="mailer")
@@ -100,5 +102,6 @@ def parse_now(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"expected an ISO timestamp such as 2026-11-23T09:30:00+00:00, got {value!r}") from None
+        example = "2026-11-23T09:30:00+00:00"
+        raise click.BadParameter(f"expected an ISO timestamp such as {example}, got {value!r}") from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

@@ -1,4 +1,7 @@
-"""``mailer import``, ``unsubscribe``, ``suppress``, ``unsuppress``, ``suppressions``: who is in the store, and who gets no mail."""
+"""``mailer import``, ``unsubscribe``, ``suppress``, ``unsuppress``, ``suppressions``.
+
+Who is in the store, and who gets no mail.
+"""
 
 from __future__ import annotations
 

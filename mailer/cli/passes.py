@@ -22,14 +22,28 @@ from mailer.service.daemon import Daemon
 
 
 @cli.command()
-@click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="Run as of this calendar day in every customer's zone, window open.")
+@click.option(
+    "--date", "day", type=click.DateTime(["%Y-%m-%d"]),
+    help="Run as of this calendar day in every customer's zone, window open.",
+)
 @click.option("--now", callback=parse_now, help="Run at this exact instant (ISO), send windows applied.")
 @click.option("--dry-run", is_flag=True, help="Show who would get what and why; write and send nothing.")
 @click.option("--campaign", "campaigns", multiple=True, help="Only this campaign (repeatable).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="With --dry-run: write the rendered .eml files here.")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path),
+    help="With --dry-run: write the rendered .eml files here.",
+)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @pass_app
-def run(app: App, day: datetime | None, now: datetime | None, dry_run: bool, campaigns: tuple[str, ...], out: Path | None, fmt: str) -> None:
+def run(
+    app: App,
+    day: datetime | None,
+    now: datetime | None,
+    dry_run: bool,
+    campaigns: tuple[str, ...],
+    out: Path | None,
+    fmt: str,
+) -> None:
     """Run one pass: plan what is due, record it, send it."""
     if day and now:
         raise click.UsageError("use --date or --now, not both")
@@ -83,7 +97,7 @@ def plan_command(app: App, days: int, start: datetime | None, campaigns: tuple[s
     with Session(app.engine) as session:
         rows = forecast(session, settings, first, days, chosen)
     headers = ["day", "weekday", "campaign", "send", "defer", "skip"]
-    table = [(r.day, f"{r.day:%a}", r.campaign, r.send, r.defer, r.skip) for r in rows]
+    table: list[tuple[object, ...]] = [(r.day, f"{r.day:%a}", r.campaign, r.send, r.defer, r.skip) for r in rows]
     if fmt == "table":
         totals = [sum(r.send for r in rows), sum(r.defer for r in rows), sum(r.skip for r in rows)]
         table.append(("total", "", f"{days} days", *totals))

@@ -35,7 +35,9 @@ def init(directory: Path) -> None:
 
 
 @cli.command()
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default="mailer-demo", show_default=True)
+@click.option(
+    "--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default="mailer-demo", show_default=True
+)
 def demo(directory: Path) -> None:
     """The whole job on embedded defaults: project, sample customers, a real pass, .eml files out."""
     day = today()
@@ -48,8 +50,7 @@ def demo(directory: Path) -> None:
     store.create_schema(engine)
     data = directory / "data"
     for kind, run in (("customers", importer.import_customers), ("interactions", importer.import_interactions)):
-        report = run(engine, data / f"{kind}.csv")
-        click.echo(report.summary())
+        click.echo(run(engine, data / f"{kind}.csv").summary())
     # The same recorded, locked pass as `mailer run --date today`, so `mailer status` sees it.
     with runs.exclusive(settings.store.url, "demo"):
         report = runs.scheduled_pass(engine, settings, PassClock.on(day)).report

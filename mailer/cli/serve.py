@@ -14,7 +14,9 @@ from mailer.service import preflight
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8025, show_default=True, type=click.IntRange(0, 65535), help="Port (0 picks a free one).")
+@click.option(
+    "--port", default=8025, show_default=True, type=click.IntRange(0, 65535), help="Port (0 picks a free one)."
+)
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256), help="Worker threads.")
 @click.option("--preview", "with_preview", is_flag=True,
               help="Also serve the template preview at /preview/ (shows customer data: keep it off in production).")
@@ -37,7 +39,7 @@ def serve(app: App, host: str, port: int, threads: int, with_preview: bool) -> N
 
 
 def mount_preview(wsgi: Any, settings: Settings) -> None:
-    """Mount the template preview (mailer/preview.py) under /preview/ of the unsubscribe app."""
+    """Mount the template preview (mailer/web/preview.py) under /preview/ of the unsubscribe app."""
     from mailer.web import preview
 
     preview.configure(wsgi, settings)

@@ -25,7 +25,15 @@ from mailer.store.tables import SendStatus
 @click.option("--limit", type=int, default=200, show_default=True)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @pass_app
-def log_(app: App, status: str | None, campaign: str | None, customer: str | None, since: datetime | None, limit: int, fmt: str) -> None:
+def log_(
+    app: App,
+    status: str | None,
+    campaign: str | None,
+    customer: str | None,
+    since: datetime | None,
+    limit: int,
+    fmt: str,
+) -> None:
     """The send log: every attempt, with its status and reason; with --customer, that customer's timeline."""
     with Session(app.engine) as session:
         headers, rows = history.listing(

@@ -19,7 +19,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from mailer.config import OCCASION_KINDS, Campaign, SenderSettings
-from mailer.store.tables import Customer
+from mailer.store.tables import Customer, month_day
 
 
 @dataclass(frozen=True)
@@ -207,7 +207,7 @@ def _parse_moment(value: str) -> datetime | str:
 
 def _sample(external_id: str, email: str, since: date, **fields: Any) -> Customer:
     return Customer(
-        external_id=external_id, email=email, customer_since=since, since_md=since.month * 100 + since.day, **fields
+        external_id=external_id, email=email, customer_since=since, since_md=month_day(since), **fields
     )
 
 

@@ -12,7 +12,7 @@ The workers get plain values (the row's and the customer's columns), never a
 session, and give back the wire bytes with the subject and Message-ID that
 the send log records. They are started by a forkserver (the sending process
 has threads and open connections, which ``fork`` would copy half-locked), so
-a script that calls :func:`mailer.outbox.drain` needs the usual
+a script that calls :func:`mailer.delivery.drain.drain` needs the usual
 ``if __name__ == "__main__":`` guard of every multiprocessing program.
 """
 

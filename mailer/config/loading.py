@@ -273,5 +273,6 @@ def _follow_up(t: Table) -> dict[str, Any]:
     kind = t.text("interaction_kind", "order").strip().lower()
     # The importer lower-cases kinds and allows only these characters: anything else never matches.
     if not re.fullmatch(r"[a-z0-9_-]+", kind):
-        raise t.error("interaction_kind", f"use letters, digits, '-' or '_' (like the import's kind column), got {kind!r}")
+        rule = "use letters, digits, '-' or '_' (like the import's kind column)"
+        raise t.error("interaction_kind", f"{rule}, got {kind!r}")
     return {"after_days": days, "interaction_kind": kind}

@@ -168,7 +168,8 @@ class Settings:
         for campaign in self.campaigns:
             if campaign.name == name:
                 return campaign
-        raise ConfigError(f"{self.path.name}: no campaign named {name!r}{suggest(name, [c.name for c in self.campaigns])}")
+        hint = suggest(name, [c.name for c in self.campaigns])
+        raise ConfigError(f"{self.path.name}: no campaign named {name!r}{hint}")
 
 def suggest(word: str, choices: Any) -> str:
     close = difflib.get_close_matches(word, list(choices), n=1)

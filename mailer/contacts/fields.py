@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 
-from mailer.store.tables import month_day
+from mailer.store.tables import encode_month_day, month_day
 
 CUSTOMER_COLUMNS = (
     "external_id",
@@ -244,7 +244,7 @@ def customer_record(row: dict[str, str], *, now: datetime, default_zone: str) ->
             birthday_year=year,
             birthday_month=month,
             birthday_day=day,
-            birthday_md=month * 100 + day if month and day else None,
+            birthday_md=encode_month_day(month, day) if month and day else None,
         )
     attributes = {k: v.strip() for k, v in row.items() if k not in CUSTOMER_COLUMNS and k}
     for name, value in attributes.items():

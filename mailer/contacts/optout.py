@@ -139,7 +139,9 @@ def unsuppress_address(engine: Engine, email: str) -> dict[Change, int]:
     return _for_address(
         engine,
         email,
-        lambda customer_id: _change(engine, customer_id, col(Customer.suppressed_at).is_not(None), values, "unsuppressed"),
+        lambda customer_id: _change(
+            engine, customer_id, col(Customer.suppressed_at).is_not(None), values, "unsuppressed"
+        ),
     )
 
 

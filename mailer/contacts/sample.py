@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import csv
 import random
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any, Protocol
 
 from mailer.contacts.fields import CUSTOMER_COLUMNS, INTERACTION_COLUMNS
 
@@ -145,9 +147,15 @@ def write_sample_data(
             reference = _write_orders(interactions, rng, external_id, since, today, n, reference)
 
 
+class CsvWriter(Protocol):
+    """What ``csv.writer`` returns (the csv module names no type for it)."""
+
+    def writerow(self, row: Iterable[Any], /) -> Any: ...
+
+
 def _write_orders(
-    writer: csv.writer, rng: random.Random, external_id: str, since: date, today: date, n: int, reference: int
-) -> int:  # type: ignore[valid-type]
+    writer: CsvWriter, rng: random.Random, external_id: str, since: date, today: date, n: int, reference: int
+) -> int:
     """Orders between ``since`` and ``today``; some customers get a recent order, some go quiet."""
     orders = rng.randint(0, 14)
     span = max((today - since).days, 1)

@@ -52,7 +52,7 @@ def drain(
     session), or one transport instance, which then is the only connection.
     Each row is committed as ``sending`` before its SMTP transaction and with
     its outcome after it, so a crash leaves at most one row per connection
-    in between (see :func:`mailer.store.recover_interrupted`).
+    in between (see :func:`mailer.outbox.recovery.recover_interrupted`).
 
     Stops early, leaving the rest ``queued`` and due: when ``should_stop``
     turns true (the message in flight is finished first), when the relay

@@ -255,7 +255,8 @@ class SmtpTransport:
             if not 200 <= code < 600:
                 # A reply smtplib could not read (-1): only a real 4xx or 5xx proves the relay did not take it.
                 self._drop()
-                return SendResult(Outcome.UNKNOWN, f"unreadable reply {_text(reply)!r}: {MAYBE_DELIVERED}", code, Stage.REPLY)
+                reason = f"unreadable reply {_text(reply)!r}: {MAYBE_DELIVERED}"
+                return SendResult(Outcome.UNKNOWN, reason, code, Stage.REPLY)
             if code == 421:
                 self._drop()
             return _classify(code, _text(reply), Stage.DATA)

@@ -94,7 +94,7 @@ class Lease:
         """Make sure the lease is still held (a PostgreSQL restart drops it); take it back if not.
 
         While it was lost, another process may have turned this process's
-        ``sending`` rows into ``unknown``; :func:`mailer.store.finish` still
+        ``sending`` rows into ``unknown``; :func:`mailer.outbox.claims.finish` still
         records their real outcome, because it matches on ``claimed_by``.
         """
         if not self._postgres:

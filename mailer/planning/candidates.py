@@ -31,7 +31,7 @@ from mailer.planning.dates import earliest_instant, latest_instant, month_days_f
 from mailer.planning.occasions import CustomerFacts, InteractionFact
 from mailer.store.tables import Customer, Interaction, SendLog, SendStatus
 
-_FACT_COLUMNS = (
+_FACT_COLUMNS: tuple[Any, ...] = (
     Customer.id,
     Customer.external_id,
     Customer.email,
@@ -209,8 +209,8 @@ def candidate_query(
         since, until = earliest_instant(first - delay), latest_instant(last - delay)
         key = literal("follow_up:", String) + cast(col(Interaction.id), String)
         who = (
-            select(Interaction.customer_id)
-            .where(Interaction.kind == campaign.interaction_kind)  # type: ignore[arg-type]
+            select(col(Interaction.customer_id))
+            .where(col(Interaction.kind) == campaign.interaction_kind)
             .where(col(Interaction.occurred_at) >= since, col(Interaction.occurred_at) < until)
             .where(~_settled(campaign, col(Interaction.customer_id), key))
         )
@@ -260,17 +260,17 @@ def _recent(
     for start in range(0, len(customer_ids), 900):  # SQLite caps bound parameters
         query = (
             select(
-                Interaction.customer_id, Interaction.id, Interaction.kind, Interaction.occurred_at,
-                Interaction.amount, Interaction.reference,
+                col(Interaction.customer_id), col(Interaction.id), col(Interaction.kind), col(Interaction.occurred_at),
+                col(Interaction.amount), col(Interaction.reference),
             )
             .where(col(Interaction.customer_id).in_(customer_ids[start : start + 900]))
             .where(col(Interaction.occurred_at) >= since)
-            .order_by(Interaction.customer_id, Interaction.occurred_at, Interaction.id)
+            .order_by(col(Interaction.customer_id), col(Interaction.occurred_at), col(Interaction.id))
         )
         if kind is not None:
-            query = query.where(Interaction.kind == kind)  # type: ignore[arg-type]
+            query = query.where(col(Interaction.kind) == kind)
         for cid, iid, ikind, occurred, amount, reference in session.connection().execute(query):
-            found.setdefault(cid, []).append(InteractionFact(iid, ikind, occurred, amount, reference))
+            found.setdefault(cid, []).append(InteractionFact(iid or 0, ikind, occurred, amount, reference))
     return {cid: tuple(items) for cid, items in found.items()}
 
 
@@ -294,12 +294,12 @@ def _recent_from_spell_start(
     for start in range(0, len(customer_ids), 900):  # SQLite caps bound parameters
         query = (
             select(
-                Interaction.customer_id, Interaction.id, Interaction.kind, Interaction.occurred_at,
-                Interaction.amount, Interaction.reference,
+                col(Interaction.customer_id), col(Interaction.id), col(Interaction.kind), col(Interaction.occurred_at),
+                col(Interaction.amount), col(Interaction.reference),
             )
             .join_from(Customer, Interaction, col(Interaction.customer_id) == col(Customer.id))
             .where(col(Customer.id).in_(customer_ids[start : start + 900]), occurred >= start_at)
-            .order_by(Interaction.customer_id, Interaction.occurred_at, Interaction.id)
+            .order_by(col(Interaction.customer_id), col(Interaction.occurred_at), col(Interaction.id))
         )
         for cid, iid, ikind, occurred_at, amount, reference in session.execute(query):
             found.setdefault(cid, []).append(InteractionFact(iid, ikind, occurred_at, amount, reference))
@@ -312,9 +312,8 @@ def logged_statuses(session: Session, customer_ids: Sequence[int]) -> dict[tuple
     for start in range(0, len(customer_ids), 900):  # SQLite caps bound parameters
         chunk = customer_ids[start : start + 900]
         rows = session.connection().execute(
-            select(SendLog.customer_id, SendLog.campaign, SendLog.occasion_key, SendLog.status).where(
-                SendLog.customer_id.in_(chunk), SendLog.is_test.is_(False)  # type: ignore[attr-defined]
-            )
+            select(col(SendLog.customer_id), col(SendLog.campaign), col(SendLog.occasion_key), col(SendLog.status))
+            .where(col(SendLog.customer_id).in_(chunk), col(SendLog.is_test).is_(False))
         ).all()
         for cid, campaign, key, status in rows:
             found[(cid, campaign, key)] = status

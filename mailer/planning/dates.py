@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import calendar
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 
@@ -26,13 +27,9 @@ def month_days_for(dates: Iterable[date]) -> set[int]:
     values = set()
     for day in dates:
         values.add(month_day(day))
-        if day.month == 2 and day.day == 28 and not _is_leap(day.year):
+        if day.month == 2 and day.day == 28 and not calendar.isleap(day.year):
             values.add(229)
     return values
-
-
-def _is_leap(year: int) -> bool:
-    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
 
 def earliest_instant(day: date) -> datetime:

@@ -1,6 +1,6 @@
 """``mailer simulate``: the real passes for a run of days, on a throw-away copy of the store.
 
-Each day runs :func:`mailer.outbox.run_pass` for that day (what ``mailer run
+Each day runs :func:`mailer.service.passes.run_pass` for that day (what ``mailer run
 --date`` does) against a copy, delivering to a maildir folder, so an admin
 can watch a whole year before switching on while the real store is never
 written. The copy lives in simulated time: what it records happens at noon

@@ -21,8 +21,13 @@ def utcnow() -> datetime:
 
 
 def month_day(d: date) -> int:
-    """Encode a month/day as ``MMDD`` so the store can index "whose day is it"."""
-    return d.month * 100 + d.day
+    """Encode a date's month/day as ``MMDD`` so the store can index "whose day is it"."""
+    return encode_month_day(d.month, d.day)
+
+
+def encode_month_day(month: int, day: int) -> int:
+    """``MMDD`` for a month and day (a birthday whose year is unknown has no date to pass)."""
+    return month * 100 + day
 
 
 class Customer(SQLModel, table=True):
@@ -90,7 +95,8 @@ class SendStatus(StrEnum):
     SKIPPED = "skipped"  # decided not to send, with a reason; final
     FAILED = "failed"  # gave up (render error, retries exhausted); final
     BOUNCED = "bounced"  # permanent SMTP refusal; final
-    UNKNOWN = "unknown"  # a crash left it `sending`, or the line dropped after the final dot: maybe delivered; a human decides
+    # A crash left it `sending`, or the line dropped after the final dot: maybe delivered; a human decides.
+    UNKNOWN = "unknown"
 
 
 FINAL_STATUSES = frozenset({SendStatus.SENT, SendStatus.SKIPPED, SendStatus.FAILED, SendStatus.BOUNCED})

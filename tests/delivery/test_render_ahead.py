@@ -143,7 +143,8 @@ def test_what_changes_between_rendering_and_the_claim_decides_each_row(
     clock = PassClock.on(DAY)
     campaign = settings.campaign("customer-anniversary")
     with Session(engine, expire_on_commit=False) as session:
-        decisions.record(session, planning.plan(session, settings, clock, [campaign]), {campaign.name: campaign}, clock.now)
+        planned = planning.plan(session, settings, clock, [campaign])
+        decisions.record(session, planned, {campaign.name: campaign}, clock.now)
         rows = claims.due_rows(session, clock.now, (), 10)
     assert len(rows) == 4
     renderer = Renderer(settings.render.templates, settings.render.inliner)
@@ -177,4 +178,5 @@ def test_what_changes_between_rendering_and_the_claim_decides_each_row(
     assert (kept_row.message_id, kept_row.attempts) == (prepared[3].message_id, 1)
     assert kept_row.first_attempt_at == clock.now
     written = [BytesParser(policy=email.policy.default).parsebytes(p.read_bytes()) for p in (folder / "new").iterdir()]
-    assert sorted(str(m["To"].addresses[0].addr_spec) for m in written) == sorted(["new@example.com", kept_customer["email"]])
+    addressed = sorted(str(m["To"].addresses[0].addr_spec) for m in written)
+    assert addressed == sorted(["new@example.com", kept_customer["email"]])

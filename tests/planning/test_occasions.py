@@ -170,7 +170,8 @@ def test_the_spell_from_joining_counts_only_when_recent_holds_every_interaction(
 
 def test_silence_spell_starts_on_the_local_date_of_the_last_interaction() -> None:
     # 23:30 UTC on Oct 23 is already Oct 24 in Auckland.
-    customer = replace(BASE, timezone="Pacific/Auckland", last_interaction_at=datetime(2026, 10, 23, 23, 30, tzinfo=UTC))
+    last = datetime(2026, 10, 23, 23, 30, tzinfo=UTC)
+    customer = replace(BASE, timezone="Pacific/Auckland", last_interaction_at=last)
     assert [o.key for o in silence(customer, SILENCE, TODAY, 0)] == ["silence:2026-10-24:30"]
 
 

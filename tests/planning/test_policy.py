@@ -77,9 +77,11 @@ def verdicts(customer: CustomerFacts = CUSTOMER, occasions: list[Occasion] | Non
          [("anniversary:2026", Verdict.DEFER, "frequency cap")]),
         ("an unknown outcome counts for the frequency cap", CUSTOMER, None, {("birthday", "birthday:2026"): "unknown"},
          [("anniversary:2026", Verdict.DEFER, "frequency cap")]),
-        ("emailed six days ago: deferred by the cap", replace(CUSTOMER, last_emailed_at=datetime(2026, 11, 17, 12, tzinfo=UTC)),
+        ("emailed six days ago: deferred by the cap",
+         replace(CUSTOMER, last_emailed_at=datetime(2026, 11, 17, 12, tzinfo=UTC)),
          None, None, [("anniversary:2026", Verdict.DEFER, "frequency cap")]),
-        ("emailed seven days ago: the cap has passed", replace(CUSTOMER, last_emailed_at=datetime(2026, 11, 16, 12, tzinfo=UTC)),
+        ("emailed seven days ago: the cap has passed",
+         replace(CUSTOMER, last_emailed_at=datetime(2026, 11, 16, 12, tzinfo=UTC)),
          None, None, [("anniversary:2026", Verdict.SEND, "due")]),
     ],
 )

@@ -10,6 +10,7 @@ has a logged reason, and no customer got two emails within the frequency cap.
 from __future__ import annotations
 
 import csv
+import itertools
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -86,8 +87,9 @@ def write_customers(path: Path, persons: list[Person]) -> None:
         out = csv.writer(handle)
         out.writerow(["external_id", "email", "customer_since", "birthday", "timezone", "tags"])
         for n, p in enumerate(persons):
-            out.writerow([f"P{n}", f"p{n}@example.com", p.since.isoformat(), p.birthday.isoformat() if p.birthday else "",
-                          p.zone, "staff" if p.staff else ""])
+            birthday = p.birthday.isoformat() if p.birthday else ""
+            tags = "staff" if p.staff else ""
+            out.writerow([f"P{n}", f"p{n}@example.com", p.since.isoformat(), birthday, p.zone, tags])
 
 
 def write_orders(path: Path, orders: list[tuple[int, datetime, int, str]]) -> None:
@@ -165,7 +167,8 @@ def test_a_year_of_passes_sends_each_occasion_once_logs_every_other_and_keeps_th
         orders_by_day: dict[int, list[tuple[int, datetime, int, str]]] = {}
         for n, p in enumerate(persons):
             for k, (offset, hour, amount) in enumerate(p.orders):
-                moment = datetime.combine(START + timedelta(days=offset), datetime.min.time(), UTC) + timedelta(hours=hour)
+                midnight = datetime.combine(START + timedelta(days=offset), datetime.min.time(), UTC)
+                moment = midnight + timedelta(hours=hour)
                 orders_by_day.setdefault(offset, []).append((n, moment, amount, f"O{n}-{k}"))
         pending: list[tuple[int, datetime, int, str]] = []
         for offset in range(DAYS):
@@ -199,7 +202,8 @@ def check_properties(
     with Session(engine) as session:
         rows = session.execute(select(SendLog)).scalars().all()
         ids = {c.external_id: c.id for c in session.execute(select(Customer)).scalars()}
-        interactions = session.execute(select(Interaction).order_by(Interaction.occurred_at, Interaction.id)).scalars().all()
+        in_order = select(Interaction).order_by(Interaction.occurred_at, Interaction.id)
+        interactions = session.execute(in_order).scalars().all()
         mark = session.get(PlanMark, PLAN_MARK)
 
     # (1) No occasion is sent twice: one message per sent row, one sent row per key.
@@ -240,4 +244,4 @@ def check_properties(
         by_customer.setdefault(r.customer_id, []).append(r.sent_at.astimezone(zone_of[r.customer_id]).date())
     for days in by_customer.values():
         days.sort()
-        assert all(later - earlier >= cap for earlier, later in zip(days, days[1:], strict=False))
+        assert all(later - earlier >= cap for earlier, later in itertools.pairwise(days))

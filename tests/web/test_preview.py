@@ -221,7 +221,9 @@ def test_send_test_refuses_a_bad_address_and_an_empty_store_in_one_line(project:
     assert stderr.strip().startswith("error: the store has no customers yet")
 
 
-def test_serve_with_preview_mounts_the_preview_beside_the_unsubscribe_endpoint(settings: Settings, engine: Engine) -> None:
+def test_serve_with_preview_mounts_the_preview_beside_the_unsubscribe_endpoint(
+    settings: Settings, engine: Engine
+) -> None:
     from mailer.cli.serve import mount_preview
     from mailer.web.unsubscribe import create_app as create_unsubscribe_app
 
