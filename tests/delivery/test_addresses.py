@@ -17,11 +17,8 @@ from mailer.compose.render import Rendered
 from mailer.config import ConfigError, Settings, load_settings
 from mailer.delivery import drain as delivery
 from mailer.delivery.transport import NO_SMTPUTF8, MaildirTransport, SmtpTransport, default_helo_name
-from mailer.outbox import decisions
-from mailer.planning import plan as planning
-from mailer.planning.clock import PassClock
 from mailer.store.tables import SendLog
-from tests.support.factories import add_customer, deliver_to
+from tests.support.factories import deliver_to, queue_anniversaries
 from tests.support.smtpserver import SmtpServer
 
 DAY = date(2026, 11, 23)
@@ -52,12 +49,7 @@ def test_a_domain_idna_cannot_write_is_refused_with_a_reason() -> None:
 
 
 def queue(engine: Engine, settings: Settings, *addresses: str) -> None:
-    for n, address in enumerate(addresses):
-        add_customer(engine, f"A{n:03d}", since=date(2020, 11, 23), email=address, first_name="Jürgen")
-    campaigns = [settings.campaign("customer-anniversary")]
-    with Session(engine, expire_on_commit=False) as session:
-        planned = planning.plan(session, settings, PassClock.on(DAY, NOW), campaigns)
-        decisions.record(session, planned, {c.name: c for c in campaigns}, NOW)
+    queue_anniversaries(engine, settings, addresses, day=DAY, now=NOW, first_name="Jürgen")
 
 
 def statuses(engine: Engine) -> dict[str, tuple[str, str]]:
@@ -146,12 +138,8 @@ def test_a_helo_name_that_is_not_a_host_name_is_a_config_error(project: Path) ->
 def test_a_reply_to_with_a_non_ascii_local_part_makes_the_headers_utf8_and_needs_smtputf8(
     engine: Engine, settings: Settings
 ) -> None:
-    add_customer(engine, "OWNED", since=date(2020, 11, 23), email="ann@example.org",
-                 owner_email="jörg@northwind.example", owner_name="Jörg")
-    campaigns = [settings.campaign("customer-anniversary")]
-    with Session(engine, expire_on_commit=False) as session:
-        planned = planning.plan(session, settings, PassClock.on(DAY, NOW), campaigns)
-        decisions.record(session, planned, {c.name: c for c in campaigns}, NOW)
+    queue_anniversaries(engine, settings, ["ann@example.org"], day=DAY, now=NOW,
+                        owner_email="jörg@northwind.example", owner_name="Jörg")
     with SmtpServer(smtputf8=False) as ascii_only:
         smtp = deliver_to(settings, ascii_only)
         delivery.drain(engine, smtp, lambda: SmtpTransport(smtp.transport), now=lambda: NOW)

@@ -18,12 +18,10 @@ from mailer.delivery import drain as delivery
 from mailer.delivery.report import PassReport
 from mailer.delivery.throttle import TokenBucket
 from mailer.delivery.transport import Outcome, SmtpTransport
-from mailer.outbox import claims, decisions
+from mailer.outbox import claims
 from mailer.outbox.retry import retry_at
-from mailer.planning import plan as planning
-from mailer.planning.clock import PassClock
 from mailer.store.tables import Customer, SendLog, SendStatus
-from tests.support.factories import add_customer, deliver_to
+from tests.support.factories import deliver_to, queue_anniversaries
 from tests.support.smtpserver import SmtpServer
 
 DAY = date(2026, 11, 23)
@@ -33,12 +31,7 @@ HALF_HOUR = timedelta(minutes=30)
 
 def queue(engine: Engine, settings: Settings, *addresses: str) -> None:
     """One anniversary due on DAY per address, queued in the send log in this order."""
-    for n, address in enumerate(addresses):
-        add_customer(engine, f"C{n:04d}", since=date(2020, 11, 23), email=address)
-    campaigns = [settings.campaign("customer-anniversary")]
-    with Session(engine, expire_on_commit=False) as session:
-        planned = planning.plan(session, settings, PassClock.on(DAY, NOW), campaigns)
-        decisions.record(session, planned, {c.name: c for c in campaigns}, NOW)
+    queue_anniversaries(engine, settings, addresses, day=DAY, now=NOW)
 
 
 def drain(engine: Engine, settings: Settings, at: datetime = NOW) -> PassReport:

@@ -25,11 +25,9 @@ from mailer.config import Settings
 from mailer.delivery import drain as delivery
 from mailer.delivery.report import PassReport
 from mailer.delivery.transport import SmtpTransport
-from mailer.outbox import decisions, recovery
-from mailer.planning import plan as planning
-from mailer.planning.clock import PassClock
+from mailer.outbox import recovery
 from mailer.store.tables import Customer, SendLog
-from tests.support.factories import add_customer, deliver_to
+from tests.support.factories import deliver_to, queue_anniversaries
 from tests.support.smtpserver import SmtpServer
 
 DAY = date(2026, 11, 23)
@@ -65,12 +63,7 @@ FAULTS = {
 
 def queue(engine: Engine, settings: Settings, *addresses: str) -> None:
     """One anniversary due on DAY per address, queued in this order."""
-    for n, address in enumerate(addresses):
-        add_customer(engine, f"F{n:03d}", since=date(2020, 11, 23), email=address)
-    campaigns = [settings.campaign("customer-anniversary")]
-    with Session(engine, expire_on_commit=False) as session:
-        planned = planning.plan(session, settings, PassClock.on(DAY, NOW), campaigns)
-        decisions.record(session, planned, {c.name: c for c in campaigns}, NOW)
+    queue_anniversaries(engine, settings, addresses, day=DAY, now=NOW)
 
 
 def drain(engine: Engine, settings: Settings, at: datetime) -> PassReport:

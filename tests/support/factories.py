@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from mailer.config import Settings
+from mailer.outbox import decisions
+from mailer.planning import plan as planning
+from mailer.planning.clock import PassClock
 from mailer.store.tables import Customer, month_day
 from tests.support.smtpserver import SmtpServer
 
@@ -51,3 +55,21 @@ def deliver_to(settings: Settings, server: SmtpServer, **overrides: Any) -> Sett
         timeout=5.0,
     )
     return replace(settings, transport=replace(transport, **overrides))
+
+
+def queue_anniversaries(
+    engine: Engine,
+    settings: Settings,
+    addresses: Sequence[str],
+    *,
+    day: date = date(2026, 11, 23),
+    now: datetime = datetime(2026, 11, 23, 10, 0, tzinfo=UTC),
+    **fields: Any,
+) -> None:
+    """One anniversary due on ``day`` per address, planned and queued in the send log at ``now``, in this order."""
+    for n, address in enumerate(addresses):
+        add_customer(engine, f"C{n:04d}", since=day.replace(year=day.year - 6), email=address, **fields)
+    campaigns = [settings.campaign("customer-anniversary")]
+    with Session(engine, expire_on_commit=False) as session:
+        planned = planning.plan(session, settings, PassClock.on(day, now), campaigns)
+        decisions.record(session, planned, {c.name: c for c in campaigns}, now)
