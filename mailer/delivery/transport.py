@@ -296,7 +296,7 @@ class SmtpTransport:
         return SendResult(Outcome.TEMPORARY, what, stage=stage)
 
     def _refused(self, stage: Stage, code: int, reply: bytes | str) -> SendResult:
-        """MAIL or RCPT refused: reset the session for the next message (or drop it after a 421)."""
+        """MAIL, RCPT or the DATA command refused: reset the session for the next message (or drop it after a 421)."""
         if code == 421:  # the server closes the connection after a 421 (RFC 5321 3.8)
             self._drop()
         elif self._smtp is not None:
