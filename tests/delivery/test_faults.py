@@ -202,3 +202,87 @@ def test_the_reply_to_the_final_dot_may_take_longer_than_the_command_timeout(
 
     assert row_for(engine, "slow@example.com").status == "sent"
     assert len(copies(smtp_server, "slow@example.com")) == 1
+
+
+@contextmanager
+def scripted_relay(
+    *, data_command: bytes = b"354 go on", final_reply: bytes = b"250 ok"
+) -> Iterator[tuple[int, list[bytes]]]:
+    """A relay on loopback speaking just enough SMTP to answer DATA and the final dot as scripted.
+
+    For what aiosmtpd will not say: a refused DATA command, or a reply to the final dot that is
+    not SMTP at all. Yields its port and the commands it received, in order.
+    """
+    listener = socket.create_server(("127.0.0.1", 0))
+    seen: list[bytes] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn, conn.makefile("rb") as lines:
+                conn.sendall(b"220 relay.test ESMTP\r\n")
+                for line in lines:
+                    command = line.strip().upper()
+                    seen.append(command)
+                    if command.startswith(b"EHLO"):
+                        conn.sendall(b"250-relay.test\r\n250 8BITMIME\r\n")
+                    elif command == b"DATA":
+                        conn.sendall(data_command + b"\r\n")
+                        if data_command.startswith(b"354"):
+                            for body_line in lines:
+                                if body_line == b".\r\n":
+                                    break
+                            conn.sendall(final_reply + b"\r\n")
+                    elif command == b"QUIT":
+                        conn.sendall(b"221 bye\r\n")
+                        break
+                    else:  # MAIL, RCPT, RSET, NOOP
+                        conn.sendall(b"250 ok\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1], seen
+    finally:
+        stop.set()
+        thread.join()
+        listener.close()
+
+
+def scripted_settings(settings: Settings, port: int) -> Settings:
+    transport = replace(settings.transport, kind="smtp", host="127.0.0.1", port=port, security="none", timeout=TIMEOUT)
+    return replace(settings, transport=transport)
+
+
+def test_a_reply_to_the_final_dot_that_is_not_smtp_leaves_the_row_unknown(engine: Engine, settings: Settings) -> None:
+    with scripted_relay(final_reply=b"hello, I am not a mail server") as (port, _):
+        smtp = scripted_settings(settings, port)
+        queue(engine, smtp, "odd@example.com")
+
+        drain(engine, smtp, NOW)
+
+    row = row_for(engine, "odd@example.com")
+    assert row.status == "unknown"  # only a real 4xx or 5xx proves the relay did not take it
+    assert row.reason.startswith("unknown: unreadable reply")
+    assert row.next_attempt_at is None
+
+
+def test_a_refused_data_command_resets_the_session_and_the_next_message_goes_out_on_it(
+    engine: Engine, settings: Settings
+) -> None:
+    with scripted_relay(data_command=b"451 4.3.0 not now") as (port, seen):
+        smtp = scripted_settings(settings, port)
+        queue(engine, smtp, "first@example.com", "second@example.com")
+
+        drain(engine, smtp, NOW)
+
+    assert [row_for(engine, a).reason for a in ("first@example.com", "second@example.com")] == [
+        "retrying: 451 4.3.0 not now", "retrying: 451 4.3.0 not now"
+    ]
+    assert seen.count(b"RSET") == 2  # after each refusal the session was reset, not dropped
+    assert sum(c.startswith(b"EHLO") for c in seen) == 1  # one connection served both messages
