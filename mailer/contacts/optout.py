@@ -18,6 +18,7 @@ from enum import StrEnum
 from sqlalchemy import Engine, func, or_, select, update
 from sqlmodel import Session, col
 
+from mailer.contacts.fields import RowProblem, parse_address
 from mailer.errors import MailerError
 from mailer.store.tables import Customer, utcnow
 
@@ -92,12 +93,22 @@ def _change(
 
 
 def customer_ids_for(engine: Engine, email: str) -> list[int]:
-    """Every customer with this address (case-insensitive); raises UnknownAddress when none."""
+    """Every customer with this mailbox; raises UnknownAddress when none.
+
+    The address matches case-insensitively and in either spelling of its domain
+    (``bücher.example`` or ``xn--bcher-kva.example``), as the import compares them.
+    """
+    given = email.strip()
+    try:
+        address = parse_address("email", given)
+    except RowProblem:
+        address = None
+    forms = {given.lower(), *(form.lower() for form in (address.spellings if address else ()))}
     with Session(engine) as session:
         ids = list(
             session.execute(
                 select(col(Customer.id))
-                .where(func.lower(col(Customer.email)) == email.strip().lower())
+                .where(func.lower(col(Customer.email)).in_(sorted(forms)))
                 .order_by(col(Customer.id))
             ).scalars()
         )

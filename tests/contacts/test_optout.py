@@ -19,6 +19,7 @@ from mailer.outbox import decisions
 from mailer.planning import plan as planning
 from mailer.planning.clock import PassClock
 from mailer.store.tables import Customer, SendLog
+from tests.support.factories import add_customer
 
 DAY = date(2026, 11, 23)
 CSV = """\
@@ -162,3 +163,18 @@ def test_suppress_needs_a_reason_that_is_not_blank(people: Path) -> None:
     result = mailer(people, "suppress", "bob@example.com", "--reason", "  ")
     assert result.exit_code == 2
     assert "--reason" in result.output
+
+
+@pytest.mark.parametrize(
+    ("stored", "given"),
+    [("anna@xn--bcher-kva.example", "anna@bücher.example"), ("anna@bücher.example", "anna@XN--BCHER-KVA.example")],
+)
+def test_an_address_is_found_in_either_spelling_of_its_domain(
+    project: Path, engine: Engine, stored: str, given: str
+) -> None:
+    add_customer(engine, "ANNA", since=date(2020, 1, 1), email=stored)
+
+    result = mailer(project, "suppress", given, "--reason", "complaint")
+
+    assert "1 customer suppressed" in result.output
+    assert customer(engine, "ANNA").suppressed_reason == "complaint"
