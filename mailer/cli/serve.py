@@ -29,7 +29,7 @@ def serve(app: App, host: str, port: int, threads: int, with_preview: bool) -> N
     wsgi = create_app(app.settings, app.engine)
     if with_preview:
         mount_preview(wsgi, app.settings)
-    server = make_server(wsgi, host, port, threads)
+    server = make_server(wsgi, host, port, threads, trusted_proxies=app.settings.web.trusted_proxies)
     click.echo(f"serving on http://{host}:{server.effective_port}/ (links use {app.settings.sender.unsubscribe_url})")
     if with_preview:
         click.echo(f"template preview on http://{host}:{server.effective_port}/preview/")
