@@ -23,14 +23,17 @@ from mailer.service import preflight
 @pass_app
 def serve(app: App, host: str, port: int, threads: int, with_preview: bool) -> None:
     """Serve the unsubscribe endpoint (one-click POST, confirmation page, /healthz)."""
-    from mailer.web.unsubscribe import create_app, make_server  # Flask and waitress load only for this command
+    from mailer.web.unsubscribe import create_app, make_server, mount_path  # Flask and waitress load only here
 
     app.settings_for(preflight.SERVE)
     wsgi = create_app(app.settings, app.engine)
     if with_preview:
         mount_preview(wsgi, app.settings)
-    server = make_server(wsgi, host, port, threads)
+    server = make_server(wsgi, host, port, threads, trusted_proxies=app.settings.web.trusted_proxies)
     click.echo(f"serving on http://{host}:{server.effective_port}/ (links use {app.settings.sender.unsubscribe_url})")
+    prefix = mount_path(app.settings.sender.unsubscribe_url)
+    if prefix:
+        click.echo(f"unsubscribe links answered at {prefix}/u/<token> and /u/<token>")
     if with_preview:
         click.echo(f"template preview on http://{host}:{server.effective_port}/preview/")
     # SIGTERM (systemd stop) ends the loop like Ctrl-C: waitress closes its sockets and threads.

@@ -22,10 +22,11 @@ from mailer.config.settings import (
     Settings,
     StoreSettings,
     TransportSettings,
+    WebSettings,
 )
 
 __all__ = [
     "CONFIG_NAME", "MILESTONE_METRICS", "OCCASION_KINDS", "WEEKDAYS", "Campaign", "ConfigError", "PolicySettings",
     "RenderSettings", "ScheduleSettings", "Secret", "SenderSettings", "Settings", "StoreSettings", "TransportSettings",
-    "find_config", "load_settings", "parse_duration", "parse_settings",
+    "WebSettings", "find_config", "load_settings", "parse_duration", "parse_settings",
 ]

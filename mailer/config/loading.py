@@ -31,6 +31,7 @@ from mailer.config.settings import (
     Settings,
     StoreSettings,
     TransportSettings,
+    WebSettings,
     suggest,
 )
 
@@ -68,6 +69,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
     schedule = _schedule(top.table("schedule"))
     policy = _policy(top.table("policy"))
     render = _render(top.table("render"), base)
+    web = _web(top.table("web"))
     campaigns = tuple(
         _campaign(Table(name, f"campaign {i + 1}", table))
         for i, table in enumerate(top.array_of_tables("campaign"))
@@ -78,7 +80,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
         if campaign.name in seen:
             raise ConfigError(f"{name}: [[campaign]] name: {campaign.name!r} is used twice")
         seen.add(campaign.name)
-    return Settings(path, store, sender, transport, schedule, policy, render, campaigns)
+    return Settings(path, store, sender, transport, schedule, policy, render, campaigns, web)
 
 
 
@@ -201,6 +203,12 @@ def _render(t: Table, base: Path) -> RenderSettings:
         inliner=t.choice("inliner", "premailer", ("premailer", "css-inline")),  # type: ignore[arg-type]
         processes=t.integer("processes", 0) if "processes" in t.data else None,
     )
+    t.done()
+    return settings
+
+
+def _web(t: Table) -> WebSettings:
+    settings = WebSettings(trusted_proxies=t.integer("trusted_proxies", 0))
     t.done()
     return settings
 

@@ -129,6 +129,15 @@ class RenderSettings:
 
 
 @dataclass(frozen=True)
+class WebSettings:
+    """``[web]``: how ``mailer serve`` sits behind a reverse proxy."""
+
+    # Proxy hops whose X-Forwarded-For/-Proto/-Host/-Prefix are believed; 0 believes none, so a
+    # client talking to the port directly cannot pose as another address, scheme or host.
+    trusted_proxies: int = 0
+
+
+@dataclass(frozen=True)
 class Campaign:
     """One ``[[campaign]]`` table: which occasion, for whom, with which template."""
 
@@ -159,6 +168,7 @@ class Settings:
     policy: PolicySettings
     render: RenderSettings
     campaigns: tuple[Campaign, ...]
+    web: WebSettings = field(default_factory=WebSettings)
 
     @property
     def base_dir(self) -> Path:

@@ -1,5 +1,13 @@
 """``mailer serve``: the unsubscribe endpoint (SPEC §7), a small Flask app served by waitress.
 
+Every route answers twice: at the path of ``[sender] unsubscribe_url`` (``/mailer/u/<token>``
+for ``https://northwind.example/mailer``), so the URL in a message's ``List-Unsubscribe`` header
+works verbatim once a proxy forwards it, and bare (``/u/<token>``), so links already sent and a
+proxy that strips the path keep working. Behind ``[web] trusted_proxies`` hops werkzeug's
+ProxyFix believes their ``X-Forwarded-For/-Proto/-Host/-Prefix``; the links on the pages are
+built from the request, so they carry the prefix (and, behind trusted proxies, the scheme and
+host) the visitor used.
+
     POST /u/<token>   with ``List-Unsubscribe=One-Click`` in the body (RFC 8058):
                       unsubscribe at once, 200, no page.
     GET  /u/<token>   a plain page: whose address (masked) and one button. A GET
@@ -19,13 +27,15 @@ import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Flask, Response, render_template_string, request
+from flask import Blueprint, Flask, Response, render_template_string, request, url_for
 from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col
 from waitress.server import create_server
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from mailer.compose.tokens import RESUBSCRIBE, UNSUBSCRIBE, BadToken, make_token, read_token
 from mailer.config import Settings
@@ -89,6 +99,11 @@ def mask(email: str) -> str:
     return f"{local[: 1 if len(local) <= 4 else 2]}•••@{domain}"
 
 
+def mount_path(unsubscribe_url: str) -> str:
+    """The path part of ``unsubscribe_url`` without its trailing slash: ``/mailer``, or ``""``."""
+    return urlsplit(unsubscribe_url).path.rstrip("/")
+
+
 def create_app(
     settings: Settings, engine: Engine, *, now: Callable[[], datetime] = utcnow
 ) -> Flask:
@@ -97,6 +112,13 @@ def create_app(
     sender = settings.sender
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 16 * 1024  # a one-click body is 26 bytes
+    hops = settings.web.trusted_proxies
+    if hops:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_prefix=hops
+        )
+    # Blueprint routes, so the same views can be registered at the bare path and the configured one.
+    routes = Blueprint("unsubscribe", __name__)
 
     def page(
         status: int, title: str, heading: str, *paragraphs: str, button: str = "", action: str = ""
@@ -130,6 +152,13 @@ def create_app(
             ).first()
         return None if row is None else (row[0], row[1] is not None)
 
+    def link(view: str, token: str) -> str:
+        # ".view" is the blueprint the request came in on, so the link keeps its prefix (and the
+        # X-Forwarded-Prefix of a trusted proxy). Scheme and host are spelled out only when a trusted
+        # proxy told us the visitor's: otherwise they may be the proxy's (http://127.0.0.1:8025), and
+        # a path alone keeps whatever scheme and host the visitor used.
+        return url_for(f".{view}", token=token, _external=bool(hops))
+
     def unsubscribed_page(customer_id: int, email: str, *, just_now: bool) -> Response:
         undo = make_token(secret, customer_id, RESUBSCRIBE, issued=now())
         heading = "You are unsubscribed" if just_now else "You are already unsubscribed"
@@ -140,7 +169,7 @@ def create_app(
             f"{mask(email)} will get no more emails like this from {sender.company}.",
             "Changed your mind? You can undo this.",
             button="Resubscribe",
-            action=f"../r/{undo}",
+            action=link("resubscribe", undo),
         )
 
     @app.after_request
@@ -178,13 +207,13 @@ def create_app(
         code = exc.code or 500
         return page(code, exc.name, exc.name, "There is nothing here.")
 
-    @app.get("/healthz")
+    @routes.get("/healthz")
     def healthz() -> Response:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         return Response("ok\n", mimetype="text/plain")
 
-    @app.get("/u/<token>")
+    @routes.get("/u/<token>")
     def confirm(token: str) -> Response:
         customer_id = read_token(secret, token, UNSUBSCRIBE)
         found = address_of(customer_id)
@@ -199,9 +228,10 @@ def create_app(
             "Unsubscribe?",
             f"Stop the emails {sender.company} sends to {mask(email)}?",
             button="Unsubscribe",
+            action=link("unsubscribe", token),
         )
 
-    @app.post("/u/<token>")
+    @routes.post("/u/<token>")
     def unsubscribe(token: str) -> Response:
         customer_id = read_token(secret, token, UNSUBSCRIBE)
         one_click = _is_one_click()
@@ -216,7 +246,7 @@ def create_app(
             return not_found()
         return unsubscribed_page(customer_id, found[0], just_now=change is optout.Change.CHANGED)
 
-    @app.post("/r/<token>")
+    @routes.post("/r/<token>")
     def resubscribe(token: str) -> Response:
         customer_id = read_token(secret, token, RESUBSCRIBE, max_age=UNDO_WINDOW, now=now())
         change = optout.resubscribe(engine, customer_id, now())
@@ -229,9 +259,13 @@ def create_app(
             "You are subscribed again",
             f"Thank you for staying with {sender.company}.",
             button="Unsubscribe after all",
-            action=f"../u/{again}",
+            action=link("unsubscribe", again),
         )
 
+    app.register_blueprint(routes)
+    prefix = mount_path(sender.unsubscribe_url)
+    if prefix:
+        app.register_blueprint(routes, name="unsubscribe_at_path", url_prefix=prefix)
     return app
 
 
@@ -243,6 +277,17 @@ def _is_one_click() -> bool:
     return request.get_data(as_text=True).strip() == f"List-Unsubscribe={_ONE_CLICK}"
 
 
-def make_server(app: Flask, host: str, port: int, threads: int = 8) -> Any:
-    """A waitress server bound to ``host:port`` (0 picks a free port: see ``.effective_port``)."""
-    return create_server(app, host=host, port=port, threads=threads, ident="mailer")
+def make_server(app: Flask, host: str, port: int, threads: int = 8, *, trusted_proxies: int = 0) -> Any:
+    """A waitress server bound to ``host:port`` (0 picks a free port: see ``.effective_port``).
+
+    Waitress drops X-Forwarded-For/-Proto/-Host itself unless told otherwise; with trusted proxies it
+    must pass them on, for the app's ProxyFix (which also reads X-Forwarded-Prefix) to weigh them.
+    """
+    return create_server(
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        ident="mailer",
+        clear_untrusted_proxy_headers=trusted_proxies == 0,
+    )

@@ -115,3 +115,24 @@ def test_a_missing_config_points_to_mailer_init(tmp_path: Path, monkeypatch: pyt
     result = CliRunner().invoke(cli, ["log"])
     assert result.exit_code == 2
     assert "mailer.toml: no such configuration file; run `mailer init`" in result.stderr
+
+
+def test_web_trusts_no_proxy_unless_told_how_many_hops(project: Path) -> None:
+    assert load_settings(project).web.trusted_proxies == 0
+    project.write_text(project.read_text(encoding="utf-8") + "\n[web]\ntrusted_proxies = 2\n", encoding="utf-8")
+    assert load_settings(project).web.trusted_proxies == 2
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("trusted_proxy = 1", "mailer.toml: [web] trusted_proxy: unknown key (did you mean 'trusted_proxies'?)"),
+        ("trusted_proxies = -1", "mailer.toml: [web] trusted_proxies: must be at least 0, got -1"),
+        ("trusted_proxies = true", "mailer.toml: [web] trusted_proxies: expected an integer, got True"),
+    ],
+)
+def test_a_bad_web_setting_is_one_line_naming_the_key(project: Path, line: str, message: str) -> None:
+    project.write_text(project.read_text(encoding="utf-8") + f"\n[web]\n{line}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(project)
+    assert str(caught.value) == message

@@ -74,8 +74,17 @@ class Served:
         self.log.close()
         return self.proc.returncode
 
-    def request(self, method: str, path: str, data: bytes | None = None, content_type: str | None = None) -> Reply:
-        req = urllib.request.Request(self.base + urllib.parse.quote(path, safe="/"), data=data, method=method)
+    def request(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None = None,
+        content_type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        req = urllib.request.Request(
+            self.base + urllib.parse.quote(path, safe="/"), data=data, method=method, headers=headers or {}
+        )
         if content_type:
             req.add_header("Content-Type", content_type)
         try:
