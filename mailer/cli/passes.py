@@ -122,7 +122,7 @@ def simulate_command(
     """
     from mailer.service.simulate import simulate
 
-    settings = app.settings
+    settings = app.settings_for(preflight.DRY_RUN)  # the same templates and secret a dry run needs
     for name in campaigns:
         settings.campaign(name)  # an unknown name is an error before anything runs
     first = start.date() if start else today()

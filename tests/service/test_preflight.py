@@ -158,6 +158,13 @@ def test_a_dry_run_checks_templates_too(imported: Path) -> None:
     assert "templates/email/birthday/subject.txt:1: unknown variable 'customer.nope'" in result.stderr
 
 
+def test_simulate_checks_templates_before_copying_the_store(imported: Path) -> None:
+    prepend(imported.parent / "templates/email/birthday/subject.txt", "{{ customer.nope }}")
+    result = invoke(imported, "simulate", "--from", "2026-11-23", "--days", "2")
+    assert result.exit_code == 2, result.output
+    assert "templates/email/birthday/subject.txt:1: unknown variable 'customer.nope'" in result.stderr
+
+
 def _smtp_with_login(config: Path, password_env: str) -> None:
     edit(
         config,
