@@ -24,6 +24,7 @@ from mailer.config.settings import (
     WEEKDAYS,
     Campaign,
     ConfigError,
+    InboxSettings,
     PolicySettings,
     RenderSettings,
     ScheduleSettings,
@@ -70,6 +71,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
     policy = _policy(top.table("policy"))
     render = _render(top.table("render"), base)
     web = _web(top.table("web"))
+    inbox = _inbox(top.table("inbox"), base) if "inbox" in top.data else None
     campaigns = tuple(
         _campaign(Table(name, f"campaign {i + 1}", table))
         for i, table in enumerate(top.array_of_tables("campaign"))
@@ -80,7 +82,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
         if campaign.name in seen:
             raise ConfigError(f"{name}: [[campaign]] name: {campaign.name!r} is used twice")
         seen.add(campaign.name)
-    return Settings(path, store, sender, transport, schedule, policy, render, campaigns, web)
+    return Settings(path, store, sender, transport, schedule, policy, render, campaigns, web, inbox)
 
 
 
@@ -211,6 +213,21 @@ def _web(t: Table) -> WebSettings:
     settings = WebSettings(trusted_proxies=t.integer("trusted_proxies", 0))
     t.done()
     return settings
+
+
+def _inbox(t: Table, base: Path) -> InboxSettings:
+    if "kind" not in t.data:
+        raise t.error("kind", 'is required ("maildir")')
+    kind = t.choice("kind", "maildir", ("maildir",))
+    if "path" not in t.data:
+        raise t.error("path", "is required: the Maildir folder the mail server delivers to")
+    path = t.path("path", None, base)
+    assert path is not None
+    processed = t.path("processed", None, base) or path / ".processed"
+    if processed == path:
+        raise t.error("processed", "must be another folder than path, or handled mail would be read again")
+    t.done()
+    return InboxSettings(kind=kind, path=path, processed=processed)  # type: ignore[arg-type]
 
 
 def _campaign(t: Table) -> Campaign:

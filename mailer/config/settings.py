@@ -138,6 +138,15 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class InboxSettings:
+    """``[inbox]``: the mailbox where bounces, complaints and mail to the unsubscribe address arrive."""
+
+    kind: Literal["maildir"]
+    path: Path  # a Maildir folder (new/, cur/, tmp/) that the mail server delivers to
+    processed: Path  # a Maildir folder for handled mail; default ``<path>/.processed`` (a Maildir++ subfolder)
+
+
+@dataclass(frozen=True)
 class Campaign:
     """One ``[[campaign]]`` table: which occasion, for whom, with which template."""
 
@@ -169,6 +178,7 @@ class Settings:
     render: RenderSettings
     campaigns: tuple[Campaign, ...]
     web: WebSettings = field(default_factory=WebSettings)
+    inbox: InboxSettings | None = None  # no [inbox] section: nothing reads returned mail
 
     @property
     def base_dir(self) -> Path:

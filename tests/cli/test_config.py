@@ -136,3 +136,32 @@ def test_a_bad_web_setting_is_one_line_naming_the_key(project: Path, line: str, 
     with pytest.raises(ConfigError) as caught:
         load_settings(project)
     assert str(caught.value) == message
+
+
+def test_no_inbox_section_means_no_inbox_and_processed_defaults_to_a_maildir_subfolder(project: Path) -> None:
+    assert load_settings(project).inbox is None
+    section = '\n[inbox]\nkind = "maildir"\npath = "in"\n'
+    project.write_text(project.read_text(encoding="utf-8") + section, encoding="utf-8")
+    inbox = load_settings(project).inbox
+    assert inbox is not None
+    base = project.parent
+    assert (inbox.kind, inbox.path, inbox.processed) == ("maildir", base / "in", base / "in" / ".processed")
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ('path = "in"', """mailer.toml: [inbox] kind: is required ("maildir")"""),
+        ('kind = "imap"\npath = "in"', "mailer.toml: [inbox] kind: must be one of maildir, got 'imap'"),
+        ('kind = "maildir"', "mailer.toml: [inbox] path: is required: the Maildir folder the mail server delivers to"),
+        ('kind = "maildir"\npath = "in"\nprocesed = "done"',
+         "mailer.toml: [inbox] procesed: unknown key (did you mean 'processed'?)"),
+        ('kind = "maildir"\npath = "in"\nprocessed = "in"',
+         "mailer.toml: [inbox] processed: must be another folder than path, or handled mail would be read again"),
+    ],
+)
+def test_a_bad_inbox_setting_is_one_line_naming_the_key(project: Path, lines: str, message: str) -> None:
+    project.write_text(project.read_text(encoding="utf-8") + f"\n[inbox]\n{lines}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(project)
+    assert str(caught.value) == message
