@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from mailer.cli.app import App, cli, pass_app
-from mailer.contacts import inbox as reading
 from mailer.errors import MailerError
+from mailer.service import inbox as reading
 
 
 @cli.command()

@@ -1,7 +1,7 @@
 """What came back: a bounce, a complaint, an unsubscribe, an automatic reply, or mail for a human.
 
 Pure: :func:`classify` takes a parsed message and returns a :class:`Verdict`; it reads no
-files and no database (mailer/contacts/inbox.py does that). Bounces are read from RFC 3464
+files and no database (mailer/service/inbox.py does that). Bounces are read from RFC 3464
 delivery status notifications and complaints from RFC 5965 feedback reports, the two formats
 Postfix, Exim, Gmail, Outlook and Yahoo send; anything in another shape is left for a human.
 """

@@ -1,10 +1,10 @@
 """Reading the inbox: bounces, complaints and unsubscribe requests end in the opt-out columns.
 
 One pass over the ``[inbox]`` Maildir (``new/`` and ``cur/``): each message is classified by
-mailer/contacts/reports.py and acted on with mailer/contacts/optout.py; handled messages move
-to the ``processed`` Maildir (never deleted), the rest stay where they are, untouched. Every
-change is conditional, so a second pass over the same mail (a crash between acting and
-moving) changes nothing.
+mailer/contacts/reports.py and acted on with mailer/contacts/optout.py (a bounced send-log row
+with mailer/outbox/returns.py); handled messages move to the ``processed`` Maildir (never
+deleted), the rest stay where they are, untouched. Every change is conditional, so a second pass
+over the same mail (a crash between acting and moving) changes nothing.
 """
 
 from __future__ import annotations
@@ -17,14 +17,14 @@ from datetime import datetime
 from email import message_from_bytes, policy
 from pathlib import Path
 
-from sqlalchemy import Engine, update
-from sqlmodel import Session, col, select
+from sqlalchemy import Engine
 
 from mailer.config import InboxSettings
 from mailer.contacts import optout
 from mailer.contacts.reports import Failure, Kind, Verdict, classify
 from mailer.errors import MailerError
-from mailer.store.tables import SendLog, SendStatus, utcnow
+from mailer.outbox import returns
+from mailer.store.tables import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -114,19 +114,7 @@ def _failed(engine: Engine, failure: Failure, message_id: str, name: str, now: d
     if not message_id:
         log.info("inbox %s: the bounce for %s names no Message-ID; no send-log row marked", name, failure.address)
         return
-    # A DSN arrives after the relay accepted the message, so only a row that went out can bounce.
-    # contacts comes before outbox, so this is the one conditional UPDATE here rather than an outbox call.
-    with Session(engine) as session:
-        result = session.execute(
-            update(SendLog)
-            .where(
-                col(SendLog.message_id).in_([message_id, f"<{message_id}>"]),
-                col(SendLog.status).in_([SendStatus.SENT, SendStatus.UNKNOWN]),
-            )
-            .values(status=SendStatus.BOUNCED, reason=f"bounced: {what}", last_reply=what, updated_at=now)
-        )
-        session.commit()
-    if result.rowcount:  # type: ignore[attr-defined]
+    if returns.bounce_later(engine, message_id, what, now):
         log.info("inbox %s: send-log row of <%s> bounced: %s", name, message_id, what)
 
 
@@ -139,13 +127,7 @@ def _suppress(engine: Engine, address: str, reason: str, name: str, now: datetim
 
 def _row_address(engine: Engine, message_id: str) -> str:
     """The address a message went to, found by its Message-ID (providers may redact a complaint's recipient)."""
-    if not message_id:
-        return ""
-    with Session(engine) as session:
-        found = session.exec(
-            select(SendLog.to_address).where(col(SendLog.message_id).in_([message_id, f"<{message_id}>"]))
-        ).first()
-    return found or ""
+    return returns.address_of(engine, message_id) if message_id else ""
 
 
 def _move(file: Path, processed: Path) -> None:
