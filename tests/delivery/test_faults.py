@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -136,8 +137,8 @@ def test_an_unknown_row_goes_again_only_when_requeued_and_with_the_message_id_of
 
 
 @contextmanager
-def greeting_refused(reply: bytes = b"421 4.3.2 Service not available, closing channel\r\n") -> Iterator[int]:
-    """A relay on loopback that answers every connection with ``reply`` and hangs up; yields its port."""
+def loopback_relay(talk: Callable[[socket.socket], None]) -> Iterator[int]:
+    """A relay on loopback that lets ``talk`` speak on each connection it accepts; yields its port."""
     listener = socket.create_server(("127.0.0.1", 0))
     stop = threading.Event()
 
@@ -149,7 +150,7 @@ def greeting_refused(reply: bytes = b"421 4.3.2 Service not available, closing c
             except TimeoutError:
                 continue
             with conn:
-                conn.sendall(reply)
+                talk(conn)
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -159,6 +160,11 @@ def greeting_refused(reply: bytes = b"421 4.3.2 Service not available, closing c
         stop.set()
         thread.join()
         listener.close()
+
+
+def greeting_refused(reply: bytes = b"421 4.3.2 Service not available, closing channel\r\n") -> ContextManager[int]:
+    """A relay that answers every connection with ``reply`` and hangs up."""
+    return loopback_relay(lambda conn: conn.sendall(reply))
 
 
 def test_a_421_greeting_stops_the_pass_as_relay_unusable_and_leaves_every_row_queued_untried(
@@ -208,50 +214,36 @@ def test_the_reply_to_the_final_dot_may_take_longer_than_the_command_timeout(
 def scripted_relay(
     *, data_command: bytes = b"354 go on", final_reply: bytes = b"250 ok"
 ) -> Iterator[tuple[int, list[bytes]]]:
-    """A relay on loopback speaking just enough SMTP to answer DATA and the final dot as scripted.
+    """A relay speaking just enough SMTP to answer DATA and the final dot as scripted.
 
     For what aiosmtpd will not say: a refused DATA command, or a reply to the final dot that is
     not SMTP at all. Yields its port and the commands it received, in order.
     """
-    listener = socket.create_server(("127.0.0.1", 0))
     seen: list[bytes] = []
-    stop = threading.Event()
 
-    def serve() -> None:
-        listener.settimeout(0.1)
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn, conn.makefile("rb") as lines:
-                conn.sendall(b"220 relay.test ESMTP\r\n")
-                for line in lines:
-                    command = line.strip().upper()
-                    seen.append(command)
-                    if command.startswith(b"EHLO"):
-                        conn.sendall(b"250-relay.test\r\n250 8BITMIME\r\n")
-                    elif command == b"DATA":
-                        conn.sendall(data_command + b"\r\n")
-                        if data_command.startswith(b"354"):
-                            for body_line in lines:
-                                if body_line == b".\r\n":
-                                    break
-                            conn.sendall(final_reply + b"\r\n")
-                    elif command == b"QUIT":
-                        conn.sendall(b"221 bye\r\n")
-                        break
-                    else:  # MAIL, RCPT, RSET, NOOP
-                        conn.sendall(b"250 ok\r\n")
+    def talk(conn: socket.socket) -> None:
+        with conn.makefile("rb") as lines:
+            conn.sendall(b"220 relay.test ESMTP\r\n")
+            for line in lines:
+                command = line.strip().upper()
+                seen.append(command)
+                if command.startswith(b"EHLO"):
+                    conn.sendall(b"250-relay.test\r\n250 8BITMIME\r\n")
+                elif command == b"DATA":
+                    conn.sendall(data_command + b"\r\n")
+                    if data_command.startswith(b"354"):
+                        for body_line in lines:
+                            if body_line == b".\r\n":
+                                break
+                        conn.sendall(final_reply + b"\r\n")
+                elif command == b"QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    break
+                else:  # MAIL, RCPT, RSET, NOOP
+                    conn.sendall(b"250 ok\r\n")
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        yield listener.getsockname()[1], seen
-    finally:
-        stop.set()
-        thread.join()
-        listener.close()
+    with loopback_relay(talk) as port:
+        yield port, seen
 
 
 def scripted_settings(settings: Settings, port: int) -> Settings:
