@@ -13,8 +13,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager as ContextManager
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -162,7 +161,9 @@ def loopback_relay(talk: Callable[[socket.socket], None]) -> Iterator[int]:
         listener.close()
 
 
-def greeting_refused(reply: bytes = b"421 4.3.2 Service not available, closing channel\r\n") -> ContextManager[int]:
+def greeting_refused(
+    reply: bytes = b"421 4.3.2 Service not available, closing channel\r\n",
+) -> AbstractContextManager[int]:
     """A relay that answers every connection with ``reply`` and hangs up."""
     return loopback_relay(lambda conn: conn.sendall(reply))
 
