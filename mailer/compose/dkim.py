@@ -16,6 +16,7 @@ from collections.abc import Callable
 import dkim
 from dkim.crypto import UnparsableKeyError, parse_pem_private_key
 
+from mailer.addresses import ascii_domain
 from mailer.config import ConfigError, SenderSettings
 
 Sign = Callable[[bytes], bytes]
@@ -45,7 +46,7 @@ class DkimSigner:
         except UnparsableKeyError as exc:
             raise ValueError(f"not a PEM RSA private key: {exc}") from None
         self.selector = selector.encode("ascii")
-        self.domain = domain.encode("idna")
+        self.domain = ascii_domain(domain).encode("ascii")  # the d= domain as the From header spells it
         self._key = private_key
         self._headers = [h.encode() for h in (*SIGNED, *OVERSIGNED)]
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 
+from mailer.addresses import wire_address
 from mailer.store.tables import encode_month_day, month_day
 
 CUSTOMER_COLUMNS = (
@@ -98,7 +99,7 @@ def parse_address(column: str, value: str) -> Address | None:
     # email-validator's `domain` turns an A-label into Unicode; keep an ASCII domain as given.
     # A Unicode domain is taken from it, since its case mapping is IDNA's, not str.lower's.
     domain = given_domain.lower() if given_domain.isascii() else valid.domain
-    mailbox = f"{valid.local_part}@{valid.ascii_domain.lower()}"
+    mailbox = wire_address(f"{valid.local_part}@{domain}")  # the form the wire carries: one per mailbox
     return Address(f"{valid.local_part}@{domain}", mailbox, (mailbox, f"{valid.local_part}@{valid.domain}"))
 
 
