@@ -13,7 +13,6 @@ the page), so it needs the secret only.
 
 from __future__ import annotations
 
-import difflib
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from mailer.compose import dkim
 from mailer.compose.checker import Problem, check_templates
 from mailer.compose.render import Renderer
 from mailer.config import ConfigError, Secret, Settings
+from mailer.config.settings import suggest
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def template_problems(settings: Settings, shown_from: Path | None = None) -> lis
     missing = [c for c in campaigns if c.template not in names]
     lines = [
         f"{config}: [[campaign]] {c.name}: template {c.template!r} not found in {_shown(folder, shown_from)}/"
-        f"{_did_you_mean(c.template, names)}"
+        f"{suggest(c.template, names)}"
         for c in missing
     ]
     used = {c.template for c in campaigns} - {c.template for c in missing}
@@ -120,8 +120,3 @@ def _ca_file_problems(config: str, ca_file: Path, shown_from: Path | None) -> li
 
 def _shown(path: Path, base: Path | None) -> str:
     return str(path.relative_to(base)) if base is not None and path.is_relative_to(base) else str(path)
-
-
-def _did_you_mean(word: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
