@@ -12,9 +12,8 @@ requires the unsubscribe link and the postal address in both parts.
 
 from __future__ import annotations
 
-import difflib
 import re
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date
 from html import unescape
@@ -32,6 +31,7 @@ from mailer.compose.spamscore import SPAM_ABOVE, WARN_ABOVE, score_messages
 from mailer.compose.text import html_to_text
 from mailer.compose.wire import serialize
 from mailer.config import OCCASION_KINDS, Campaign, Secret, SenderSettings
+from mailer.config.settings import suggest
 
 CHECK_UNSUBSCRIBE_URL = "https://unsubscribe.example/u/CHECK-TOKEN"
 CHECK_DAY = date(2026, 6, 15)
@@ -97,7 +97,7 @@ def check_templates(
         problems.update(check_email(renderer, name, template_kinds(name, campaigns), campaigns, sender, inliner))
     for campaign in campaigns:
         if campaign.template not in names:
-            hint = _did_you_mean(campaign.template, names)
+            hint = suggest(campaign.template, names)
             problems.add(
                 Problem(
                     templates_dir / campaign.template,
@@ -162,14 +162,14 @@ def unknown_variables(
         name = name_node.name
         if name_node.ctx != "load" or name not in top_level or name in VARIABLES or name in env.globals:
             continue
-        hint = _did_you_mean(name, [*VARIABLES, *env.globals])
+        hint = suggest(name, [*VARIABLES, *env.globals])
         found.append((name_node.lineno, f"unknown variable '{name}'{hint}"))
     for used in tree.find_all((nodes.Filter, nodes.Test)):
         known = env.filters if isinstance(used, nodes.Filter) else env.tests
         if used.name not in known:
             what = "filter" if isinstance(used, nodes.Filter) else "test"
             public = [n for n in known if not n.startswith("_")]
-            found.append((used.lineno, f"unknown {what} '{used.name}'{_did_you_mean(used.name, public)}"))
+            found.append((used.lineno, f"unknown {what} '{used.name}'{suggest(used.name, public)}"))
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
         path = _chain(node)
         if path is None or path[0] not in top_level:
@@ -207,18 +207,13 @@ def _check_path(path: tuple[str, ...], kinds: tuple[str, ...]) -> str | None:
         child = variable.fields.get(part)
         if child is None:
             return (
-                f"unknown variable '{parent}.{part}'{_did_you_mean(part, list(variable.fields), prefix=parent + '.')}"
+                f"unknown variable '{parent}.{part}'{suggest(part, list(variable.fields), prefix=parent + '.')}"
             )
         if kinds and child.occasions and not set(kinds) & set(child.occasions):
             only = " or ".join(child.occasions)
             return f"'{parent}.{part}' exists only in {only} emails; this template is sent for {', '.join(kinds)}"
         variable = child
     return None
-
-
-def _did_you_mean(word: str, choices: Iterable[str], prefix: str = "") -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean '{prefix}{close[0]}'?)" if close else ""
 
 
 def _images_without_alt(path: Path, source: str) -> list[Problem]:

@@ -191,6 +191,7 @@ class Settings:
         hint = suggest(name, [c.name for c in self.campaigns])
         raise ConfigError(f"{self.path.name}: no campaign named {name!r}{hint}")
 
-def suggest(word: str, choices: Any) -> str:
+def suggest(word: str, choices: Any, prefix: str = "") -> str:
+    """A " (did you mean 'x'?)" hint naming the choice closest to ``word`` (after ``prefix``), or ""."""
     close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return f" (did you mean {prefix + close[0]!r}?)" if close else ""

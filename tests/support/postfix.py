@@ -23,8 +23,10 @@ dependency; the fixture lives in the test module.
 from __future__ import annotations
 
 import collections
+import email.parser
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -345,6 +347,17 @@ class Postfix:
         """How many messages each address received, for every address that received any."""
         return dict(collections.Counter(to for to, _ in self.delivered()))
 
+    def handed_over(self) -> dict[str, int]:
+        """How many distinct messages each address was handed, counted by Postfix's queue id.
+
+        A power cut (:meth:`crash`) can catch virtual(8) after it wrote a message into the Maildir but
+        before the queue file was removed; Postfix then delivers that queue file again after
+        :meth:`start` (its delivery is at-least-once). Both files carry the same queue id, so this
+        counts what a client submitted, not how often Postfix wrote it down.
+        """
+        seen = {(to, _queue_id(path)) for to, path in self.delivered()}
+        return dict(collections.Counter(to for to, _ in seen))
+
     def queued(self) -> int:
         """How many messages are still in Postfix's queue (not yet delivered nor bounced)."""
         queue = self.root / "queue"
@@ -437,6 +450,16 @@ def _delivered_to(path: Path) -> str:
             if not line.strip():
                 break
     raise AssertionError(f"{path}: no Delivered-To header; was it delivered by this relay's virtual(8)?")
+
+
+def _queue_id(path: Path) -> str:
+    """The queue id in the Received header this relay's smtpd put on top of the message."""
+    with path.open("rb") as handle:
+        received = email.parser.BytesHeaderParser().parse(handle).get("Received", "")
+    found = re.search(r"\(Postfix\)\s+with\s+\S+\s+id\s+(\w+)", str(received))
+    if found is None:
+        raise AssertionError(f"{path}: no Postfix queue id in its Received header {received!r}")
+    return found.group(1)
 
 
 def _free_port() -> int:
