@@ -23,6 +23,7 @@ from sqlalchemy import (
     or_,
     select,
 )
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
@@ -361,3 +362,23 @@ def try_plan_lock(session: Session) -> bool:
     if session.get_bind().dialect.name != "postgresql":
         return True
     return bool(session.execute(select(func.pg_try_advisory_xact_lock(PLAN_LOCK))).scalar())
+
+
+def wait_for_plan_lock(session: Session, timeout: timedelta) -> bool:
+    """Wait, at most ``timeout``, for the process planning now to finish; then hold the plan lock.
+
+    True once this session's transaction holds the lock (the other planner committed its plan or
+    gave up); False if the wait ran out, with the session rolled back. SQLite: always True at once.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    milliseconds = max(1, int(timeout.total_seconds() * 1000))
+    # lock_timeout bounds the wait of this one transaction only (set_config's "local" flag).
+    session.execute(select(func.set_config("lock_timeout", str(milliseconds), True)))
+    try:
+        session.execute(select(func.pg_advisory_xact_lock(PLAN_LOCK)))
+    except OperationalError:  # psycopg's LockNotAvailable: the wait ran out
+        session.rollback()
+        return False
+    return True
+

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -25,6 +27,10 @@ from mailer.store.tables import Customer, SendLog, SendStatus, utcnow
 
 log = logging.getLogger(__name__)
 
+# How long a worker waits for another one's plan before it delivers what is already queued.
+# Planning a million customers takes seconds; a wait this long means the planner is stuck.
+PLAN_WAIT = timedelta(minutes=10)
+
 def run_pass(
     engine: Engine,
     settings: Settings,
@@ -39,7 +45,7 @@ def run_pass(
 
     On PostgreSQL only one process plans at a time (an advisory lock held by
     the planning transaction); a process that finds another one planning
-    goes straight to delivering what is already queued.
+    waits for that plan and then delivers alongside (:func:`_join_planner`).
     """
     campaigns = [settings.campaign(n) for n in campaign_names] if campaign_names else list(settings.campaigns)
     renderer = Renderer(settings.render.templates, settings.render.inliner)
@@ -56,8 +62,7 @@ def run_pass(
             # record() committed, which released the lock: settle under it again, or leave it to its holder.
             expired = settle(session, settings, clock) if candidates.try_plan_lock(session) else Counter()
         else:
-            log.info("another process is planning this pass; delivering what is queued")
-            planned, expired = [], Counter()
+            planned, expired = [], _join_planner(session, settings, clock)
     interrupted = recovery.recover_interrupted(engine)
     if interrupted:
         log.warning("%d messages were interrupted while sending, now `unknown`: %s", len(interrupted), interrupted)
@@ -77,6 +82,23 @@ def run_pass(
             report.counts[_planned_name(item.decision)] += 1
     log.info("pass done: %s", report.summary())
     return report
+
+
+def _join_planner(session: Session, settings: Settings, clock: PassClock) -> Counter[str]:
+    """Another worker is planning this pass: wait for its plan, then deliver alongside it.
+
+    Workers started at the same instant (a systemd timer, a CronJob on several hosts) would
+    otherwise find nothing queued yet and exit at once, leaving the whole day to the planner.
+    Once the lock is ours the plan is recorded; settling again is cheap and covers the moment
+    between the planner's commit and its own settle. Returns the deferrals expired here.
+    """
+    log.info("another process is planning this pass; waiting for its plan (at most %s)", PLAN_WAIT)
+    started = time.monotonic()
+    if candidates.wait_for_plan_lock(session, PLAN_WAIT):
+        log.info("the plan is recorded after %.1fs of waiting; delivering alongside", time.monotonic() - started)
+        return settle(session, settings, clock)
+    log.warning("the other process was still planning after %s; delivering what is queued", PLAN_WAIT)
+    return Counter()
 
 
 def render_planned(engine: Engine, settings: Settings, planned: Iterable[Planned], transport: Transport) -> int:

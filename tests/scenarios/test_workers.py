@@ -13,6 +13,7 @@ from sqlmodel import Session, col
 from mailer import store
 from mailer.config import load_settings
 from mailer.outbox import decisions
+from mailer.planning import candidates
 from mailer.planning import plan as planning
 from mailer.planning.clock import PassClock
 from mailer.store.tables import SendLog
@@ -63,4 +64,40 @@ def test_three_workers_on_postgresql_send_5000_due_messages_each_exactly_once_an
     assert statuses == {"sent": 5000}
     assert set(accepted) == ids and set(accepted.values()) == {1}  # every occasion exactly once, per the sink
     assert len(shares) == 3 and min(shares.values()) > 0  # all three workers did some of the work
+    engine.dispose()
+
+
+@pytest.mark.postgres
+def test_a_worker_that_finds_another_planning_waits_for_that_plan_and_delivers_alongside(
+    tmp_path: Path, pg_url: str, smtp_sink: Sink
+) -> None:
+    config = sink_project(tmp_path / "proj", pg_url, smtp_sink.port)
+    settings = load_settings(config)
+    engine = store.make_engine(pg_url)
+    store.create_schema(engine)
+    add_anniversaries(engine, 20)
+    campaigns = [settings.campaign("customer-anniversary")]
+    clock = PassClock.on(DAY)
+
+    with engine.connect() as planner:  # another worker, in the middle of planning this pass
+        planner.execute(select(func.pg_advisory_lock(candidates.PLAN_LOCK)))
+        worker = mailer(config, "-v", "run", "--date", DAY.isoformat())
+        deadline = time.monotonic() + GUARD
+        waiting = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        while not planner.execute(waiting).scalar():
+            assert worker.poll() is None, worker.communicate()  # it must wait, not give up and exit
+            assert time.monotonic() < deadline, "the worker never asked for the plan lock"
+            time.sleep(0.05)
+        # Only now, with the worker waiting, does the plan reach the send log.
+        with Session(engine, expire_on_commit=False) as session:
+            decisions.record(
+                session, planning.plan(session, settings, clock, campaigns), {c.name: c for c in campaigns}, clock.now
+            )
+        planner.execute(select(func.pg_advisory_unlock(candidates.PLAN_LOCK)))
+        out, err = worker.communicate(timeout=GUARD)
+
+    assert worker.returncode == 0, err.decode()
+    assert "waiting for its plan" in err.decode()
+    assert "sent 20" in out.decode(), out.decode()  # before, it found nothing queued and sent nothing
+    assert len({d.message_id for d in smtp_sink.deliveries()}) == len(smtp_sink.deliveries()) == 20
     engine.dispose()
