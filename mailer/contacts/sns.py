@@ -122,8 +122,10 @@ def url_allowed(url: str, hosts: re.Pattern[str]) -> bool:
 
 def certificate_url_allowed(url: str, hosts: re.Pattern[str]) -> bool:
     """Where SNS keeps signing certificates: an allowed https host and a ``.pem`` file, no query."""
-    parts = urlsplit(url)
-    return url_allowed(url, hosts) and parts.path.endswith(".pem") and not parts.query and not parts.fragment
+    if not url_allowed(url, hosts):
+        return False
+    parts = urlsplit(url)  # url_allowed has parsed it once already, so this does not raise
+    return parts.path.endswith(".pem") and not parts.query and not parts.fragment
 
 
 def public_key(pem: bytes, now: datetime) -> rsa.RSAPublicKey:
