@@ -38,7 +38,7 @@ from flask import Flask, Response, request
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from mailer.config import MailgunHookSettings, SesHookSettings, Settings
+from mailer.config import ConfigError, MailgunHookSettings, SesHookSettings, Settings
 from mailer.contacts import feedback, sns
 from mailer.errors import MailerError
 from mailer.service import webhooks
@@ -64,8 +64,14 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 
 
 def https_fetcher(ca_file: Path | None = None, timeout: float = 10.0) -> Fetch:
-    """GET an https URL with certificate and host name verified (``ca_file``: else the system's CAs)."""
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    """GET an https URL with certificate and host name verified (``ca_file``: else the system's CAs).
+
+    Raises ConfigError when ``ca_file`` cannot be read as CA certificates.
+    """
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"[webhooks.ses] ca_file: cannot use {ca_file}: {exc.strerror or exc}") from None
     opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoRedirects())
 
     def fetch(url: str) -> bytes:
@@ -128,7 +134,11 @@ def mount(
     lines = []
     ses, mailgun = settings.webhooks.ses, settings.webhooks.mailgun
     if ses is not None:
-        _mount_ses(app, ses, engine, fetch or https_fetcher(ses.ca_file), now)
+        try:
+            fetcher = fetch or https_fetcher(ses.ca_file)
+        except ConfigError as exc:
+            raise ConfigError(f"{settings.path.name}: {exc}") from None
+        _mount_ses(app, ses, engine, fetcher, now)
         lines.append(f"Amazon SES (SNS) webhook at {ses.path}")
     if mailgun is not None:
         _mount_mailgun(app, mailgun, engine, now)

@@ -82,3 +82,15 @@ def test_mailer_serve_without_the_mailgun_key_says_so_in_one_line_and_never_show
         "error: mailer.toml: [webhooks.mailgun] signing_key_env: "
         "environment variable MAILGUN_TEST_SIGNING_KEY is not set"
     )
+
+
+def test_mailer_serve_with_an_unreadable_sns_ca_file_says_so_in_one_line(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project.parent / "not-a-ca.pem").write_text("not a certificate\n", encoding="utf-8")
+    with_lines(project, f'[webhooks.ses]\ntopics = ["{TOPIC}"]\nca_file = "not-a-ca.pem"')
+    result = CliRunner().invoke(cli, ["--config", str(project), "serve", "--port", "0"])
+    assert result.exit_code == 2, result.output
+    last = result.output.strip().splitlines()[-1]
+    expected = f"error: mailer.toml: [webhooks.ses] ca_file: cannot use {project.parent / 'not-a-ca.pem'}: "
+    assert last.startswith(expected), last
