@@ -199,6 +199,11 @@ def test_a_subscription_is_confirmed_only_when_signed_and_for_an_allowed_topic(h
     assert (reply.status, reply.body) == (200, f"subscription to {request['TopicArn']} confirmed\n")
     assert hooked.certs.fetched[-1] == request["SubscribeURL"].removeprefix(base)
 
+    # When someone unsubscribes this endpoint, SNS says so; it is noted and nothing is fetched.
+    fetched = len(hooked.certs.fetched)
+    goodbye = {**sns_subscription(base, certs), "Type": "UnsubscribeConfirmation"}
+    assert (hooked.sns(goodbye).status, len(hooked.certs.fetched)) == (200, fetched)
+
 
 def test_forged_tampered_unsigned_stale_or_foreign_sns_messages_are_refused_and_change_nothing(
     hooked: Hooked,
