@@ -71,7 +71,7 @@ def https_fetcher(ca_file: Path | None = None, timeout: float = 10.0) -> Fetch:
     try:
         context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"[webhooks.ses] ca_file: cannot use {ca_file}: {exc.strerror or exc}") from None
+        raise ConfigError(f"[webhooks.ses] ca_file: {ca_file}: {exc.strerror or exc}") from None
     opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), _NoRedirects())
 
     def fetch(url: str) -> bytes:
