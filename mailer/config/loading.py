@@ -87,7 +87,8 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
         if campaign.name in seen:
             raise ConfigError(f"{name}: [[campaign]] name: {campaign.name!r} is used twice")
         seen.add(campaign.name)
-    return Settings(path, store, sender, transport, schedule, policy, render, campaigns, web, inbox, webhooks)
+    return Settings(path, store, sender, transport, schedule, policy, render, campaigns, web, inbox,
+                    webhooks=webhooks)
 
 
 
