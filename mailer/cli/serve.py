@@ -29,11 +29,14 @@ def serve(app: App, host: str, port: int, threads: int, with_preview: bool) -> N
     wsgi = create_app(app.settings, app.engine)
     if with_preview:
         mount_preview(wsgi, app.settings)
+    hooks = mount_webhooks(wsgi, app.settings, app.engine)
     server = make_server(wsgi, host, port, threads, trusted_proxies=app.settings.web.trusted_proxies)
     click.echo(f"serving on http://{host}:{server.effective_port}/ (links use {app.settings.sender.unsubscribe_url})")
     prefix = mount_path(app.settings.sender.unsubscribe_url)
     if prefix:
         click.echo(f"unsubscribe links answered at {prefix}/u/<token> and /u/<token>")
+    for line in hooks:
+        click.echo(line)
     if with_preview:
         click.echo(f"template preview on http://{host}:{server.effective_port}/preview/")
     # SIGTERM (systemd stop) ends the loop like Ctrl-C: waitress closes its sockets and threads.
@@ -47,6 +50,13 @@ def mount_preview(wsgi: Any, settings: Settings) -> None:
 
     preview.configure(wsgi, settings)
     wsgi.register_blueprint(preview.blueprint, url_prefix="/preview")
+
+
+def mount_webhooks(wsgi: Any, settings: Settings, engine: Any) -> list[str]:
+    """Mount the configured provider webhooks ([webhooks.ses], [webhooks.mailgun]); a line for each."""
+    from mailer.web import webhooks
+
+    return webhooks.mount(wsgi, settings, engine)
 
 
 def _exit_quietly(_signum: int, _frame: object) -> None:

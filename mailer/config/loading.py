@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
 
@@ -25,13 +26,16 @@ from mailer.config.settings import (
     Campaign,
     ConfigError,
     InboxSettings,
+    MailgunHookSettings,
     PolicySettings,
     RenderSettings,
     ScheduleSettings,
     SenderSettings,
+    SesHookSettings,
     Settings,
     StoreSettings,
     TransportSettings,
+    WebhookSettings,
     WebSettings,
     suggest,
 )
@@ -72,6 +76,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
     render = _render(top.table("render"), base)
     web = _web(top.table("web"))
     inbox = _inbox(top.table("inbox"), base) if "inbox" in top.data else None
+    webhooks = _webhooks(top.table("webhooks"), base, urlsplit(sender.unsubscribe_url).path.rstrip("/"))
     campaigns = tuple(
         _campaign(Table(name, f"campaign {i + 1}", table))
         for i, table in enumerate(top.array_of_tables("campaign"))
@@ -82,7 +87,8 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
         if campaign.name in seen:
             raise ConfigError(f"{name}: [[campaign]] name: {campaign.name!r} is used twice")
         seen.add(campaign.name)
-    return Settings(path, store, sender, transport, schedule, policy, render, campaigns, web, inbox)
+    return Settings(path, store, sender, transport, schedule, policy, render, campaigns, web, inbox,
+                    webhooks=webhooks)
 
 
 
@@ -228,6 +234,74 @@ def _inbox(t: Table, base: Path) -> InboxSettings:
         raise t.error("processed", "must be another folder than path, or handled mail would be read again")
     t.done()
     return InboxSettings(kind=kind, path=path, processed=processed)  # type: ignore[arg-type]
+
+
+# ---- [webhooks] ---------------------------------------------------------------------------------
+
+_TOPIC_ARN = re.compile(r"arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}")
+# A host the SNS certificate may come from: DNS labels or ``*`` (one label), an optional :port or :*.
+_HOST_PATTERN = re.compile(r"(?:\*|[A-Za-z0-9-]+)(?:\.(?:\*|[A-Za-z0-9-]+))*(?::(?:\*|\d{1,5}))?")
+_URL_PATH = re.compile(r"(?:/[A-Za-z0-9._~-]+)+")
+
+
+def _webhooks(t: Table, base: Path, prefix: str) -> WebhookSettings:
+    """``[webhooks.ses]`` and ``[webhooks.mailgun]``; paths default to ``<unsubscribe_url path>/hooks/<provider>``."""
+    ses = _ses_hook(Table(t.file, "webhooks.ses", t.data.pop("ses")), base, prefix) if "ses" in t.data else None
+    mailgun = (
+        _mailgun_hook(Table(t.file, "webhooks.mailgun", t.data.pop("mailgun")), base, prefix)
+        if "mailgun" in t.data
+        else None
+    )
+    t.known += ["ses", "mailgun"]
+    t.done()
+    if ses and mailgun and ses.path == mailgun.path:
+        raise ConfigError(f"{t.file}: [webhooks.mailgun] path: {mailgun.path} is already the SES path")
+    return WebhookSettings(ses=ses, mailgun=mailgun)
+
+
+def _hook_path(t: Table, default: str) -> str:
+    path: str = t.text("path", default)
+    if not _URL_PATH.fullmatch(path):
+        raise t.error("path", f"expected a URL path such as {default!r}, got {path!r}")
+    if path.split("/")[-2:-1] == ["u"] or path.endswith("/healthz"):
+        raise t.error("path", f"{path} is taken by the unsubscribe endpoint")
+    return path
+
+
+def _ses_hook(t: Table, base: Path, prefix: str) -> SesHookSettings:
+    path = _hook_path(t, f"{prefix}/hooks/ses")
+    topics = t.items("topics", str, "SNS topic ARNs")
+    if not topics:
+        raise t.error("topics", 'is required: the SNS topic ARNs SES publishes to, e.g. ["arn:aws:sns:eu-west-1:…"]')
+    for topic in topics:
+        if not _TOPIC_ARN.fullmatch(topic):
+            raise t.error("topics", f"not an SNS topic ARN: {topic!r}")
+    defaults = SesHookSettings(path=path, topics=())
+    hosts = t.items("cert_hosts", str, "host names") if "cert_hosts" in t.data else list(defaults.cert_hosts)
+    if not hosts:
+        raise t.error("cert_hosts", "must name at least one host")
+    for host in hosts:
+        if not _HOST_PATTERN.fullmatch(host) or host.startswith("*"):
+            raise t.error("cert_hosts", f"expected a host such as 'sns.*.amazonaws.com', got {host!r}")
+    settings = SesHookSettings(
+        path=path,
+        topics=tuple(topics),
+        cert_hosts=tuple(h.lower() for h in hosts),
+        ca_file=t.path("ca_file", None, base),
+        max_age=t.duration("max_age", defaults.max_age),
+    )
+    t.done()
+    return settings
+
+
+def _mailgun_hook(t: Table, base: Path, prefix: str) -> MailgunHookSettings:
+    path = _hook_path(t, f"{prefix}/hooks/mailgun")
+    key = t.secret("signing_key", base)
+    if not key.is_set:
+        raise t.error("signing_key_env", "set signing_key_env or signing_key_file (Mailgun's HTTP webhook signing key)")
+    settings = MailgunHookSettings(path=path, signing_key=key, max_age=t.duration("max_age", timedelta(minutes=5)))
+    t.done()
+    return settings
 
 
 def _campaign(t: Table) -> Campaign:

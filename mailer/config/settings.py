@@ -147,6 +147,35 @@ class InboxSettings:
 
 
 @dataclass(frozen=True)
+class SesHookSettings:
+    """``[webhooks.ses]``: Amazon SES feedback delivered by SNS to ``mailer serve``."""
+
+    path: str  # where SNS POSTs, e.g. /mailer/hooks/ses
+    topics: tuple[str, ...]  # the topic ARNs whose messages (and subscription requests) are accepted
+    # Hosts the signing certificate and the subscription link may come from; each ``*`` is one DNS label.
+    cert_hosts: tuple[str, ...] = ("sns.*.amazonaws.com", "sns.*.amazonaws.com.cn")
+    ca_file: Path | None = None  # CA bundle for fetching them; None: the system's
+    max_age: timedelta = timedelta(days=1)  # older messages are refused (a replay, not SNS retrying)
+
+
+@dataclass(frozen=True)
+class MailgunHookSettings:
+    """``[webhooks.mailgun]``: Mailgun's signed event webhooks."""
+
+    path: str  # e.g. /mailer/hooks/mailgun
+    signing_key: Secret  # the HTTP webhook signing key, from env or file
+    max_age: timedelta = timedelta(minutes=5)  # a signature older than this is refused as stale
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """``[webhooks]``: relays that report bounces, complaints and unsubscribes over HTTP."""
+
+    ses: SesHookSettings | None = None
+    mailgun: MailgunHookSettings | None = None
+
+
+@dataclass(frozen=True)
 class Campaign:
     """One ``[[campaign]]`` table: which occasion, for whom, with which template."""
 
@@ -179,6 +208,7 @@ class Settings:
     campaigns: tuple[Campaign, ...]
     web: WebSettings = field(default_factory=WebSettings)
     inbox: InboxSettings | None = None  # no [inbox] section: nothing reads returned mail
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)  # none configured: no webhook routes
 
     @property
     def base_dir(self) -> Path:

@@ -32,6 +32,8 @@ class Source(StrEnum):
     PAGE = "page"  # the button on the unsubscribe page
     CLI = "cli"  # an admin ran `mailer unsubscribe`
     MAILTO = "mailto"  # a request that arrived at the List-Unsubscribe mailto address
+    WEBHOOK_SES = "webhook:ses"  # Amazon SES list management, reported over SNS
+    WEBHOOK_MAILGUN = "webhook:mailgun"  # Mailgun's unsubscribed event
 
 
 class Change(StrEnum):

@@ -31,11 +31,12 @@ class Needs:
     templates: bool = True  # every enabled campaign's template, and the DKIM key that signs what they render
     secret: bool = True  # [sender] secret: unsubscribe links
     smtp: bool = True  # [transport] password (with a username) and ca_file, when kind = "smtp"
+    webhooks: bool = False  # [webhooks.mailgun] signing key and [webhooks.ses] ca_file, when configured
 
 
 SEND = Needs()
 DRY_RUN = Needs(smtp=False)
-SERVE = Needs(templates=False, smtp=False)
+SERVE = Needs(templates=False, smtp=False, webhooks=True)
 
 
 def check(settings: Settings, needs: Needs = SEND, *, shown_from: Path | None = None) -> list[str]:
@@ -56,6 +57,16 @@ def check(settings: Settings, needs: Needs = SEND, *, shown_from: Path | None = 
             problems += _unreadable(transport.password)
         if transport.ca_file is not None:
             problems += _ca_file_problems(settings.path.name, transport.ca_file, shown_from)
+    if needs.webhooks:
+        problems += _webhook_problems(settings, shown_from)
+    return problems
+
+
+def _webhook_problems(settings: Settings, shown_from: Path | None) -> list[str]:
+    ses, mailgun = settings.webhooks.ses, settings.webhooks.mailgun
+    problems = _unreadable(mailgun.signing_key) if mailgun is not None else []
+    if ses is not None and ses.ca_file is not None:
+        problems += _ca_file_problems(settings.path.name, ses.ca_file, shown_from, "[webhooks.ses]")
     return problems
 
 
@@ -108,13 +119,13 @@ def _unreadable(secret: Secret) -> list[str]:
     return []
 
 
-def _ca_file_problems(config: str, ca_file: Path, shown_from: Path | None) -> list[str]:
+def _ca_file_problems(config: str, ca_file: Path, shown_from: Path | None, section: str = "[transport]") -> list[str]:
     # The same call the SMTP transport makes for every connection, where a bad file would fail each row.
     try:
         ssl.create_default_context(cafile=str(ca_file))
     except OSError as exc:  # ssl.SSLError included: a file that holds no certificate
         reason = exc.strerror or str(exc)
-        return [f"{config}: [transport] ca_file: {_shown(ca_file, shown_from)}: {reason}"]
+        return [f"{config}: {section} ca_file: {_shown(ca_file, shown_from)}: {reason}"]
     return []
 
 

@@ -166,3 +166,19 @@ class PlanMark(SQLModel, table=True):
     name: str = Field(primary_key=True, max_length=50)
     planned_through: date
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class WebhookReceipt(SQLModel, table=True):
+    """One row per provider call already acted on, so a replayed or repeated call changes nothing.
+
+    ``key`` is what the provider makes unique per call: Mailgun's signed token, SNS's MessageId.
+    Rows older than the provider's accepted age are deleted: a call that old is refused anyway.
+    """
+
+    __tablename__ = "webhook_receipt"
+    __table_args__ = (UniqueConstraint("provider", "key", name="uq_webhook_receipt"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(max_length=20)  # "ses" or "mailgun"
+    key: str = Field(max_length=200)
+    received_at: datetime = Field(index=True)
