@@ -14,6 +14,7 @@ from mailer.config.settings import (
     WEEKDAYS,
     Campaign,
     ConfigError,
+    ImapSettings,
     InboxSettings,
     PolicySettings,
     RenderSettings,
@@ -21,13 +22,15 @@ from mailer.config.settings import (
     Secret,
     SenderSettings,
     Settings,
+    SoftBounces,
     StoreSettings,
     TransportSettings,
     WebSettings,
 )
 
 __all__ = [
-    "CONFIG_NAME", "MILESTONE_METRICS", "OCCASION_KINDS", "WEEKDAYS", "Campaign", "ConfigError", "InboxSettings",
-    "PolicySettings", "RenderSettings", "ScheduleSettings", "Secret", "SenderSettings", "Settings", "StoreSettings",
+    "CONFIG_NAME", "MILESTONE_METRICS", "OCCASION_KINDS", "WEEKDAYS", "Campaign", "ConfigError", "ImapSettings",
+    "InboxSettings", "PolicySettings", "RenderSettings", "ScheduleSettings", "Secret", "SenderSettings", "Settings",
+    "SoftBounces", "StoreSettings",
     "TransportSettings", "WebSettings", "find_config", "load_settings", "parse_duration", "parse_settings",
 ]

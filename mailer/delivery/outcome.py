@@ -18,6 +18,7 @@ from sqlmodel import Session, col
 from mailer.compose.maker import MessageMaker
 from mailer.compose.message import HeaderError
 from mailer.compose.render import RenderError
+from mailer.compose.returnpath import envelope_sender
 from mailer.config import Settings
 from mailer.delivery.transport import Outcome, SendResult, Transport
 from mailer.outbox import claims
@@ -79,7 +80,7 @@ class Deliverer:
             session.rollback()
             return Delivery("lost", None)
         session.commit()
-        result = self.transport.send(self.settings.sender.from_address, customer.email, msg)
+        result = self.transport.send(envelope_sender(self.settings.sender, noted["message_id"]), customer.email, msg)
         assert row.id is not None and customer.id is not None and row.first_attempt_at is not None
         attempt = Attempt(row.id, customer.id, row.attempts, row.first_attempt_at)
         return self.record_result(session, attempt, claimer, result, now())
