@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import Engine, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from mailer.config import SoftBounces
@@ -26,39 +27,50 @@ def verdict(count: int, rule: SoftBounces, last: str) -> str | None:
     """The suppression reason once ``count`` failures within the rule's span reach its limit; else None."""
     if count < rule.limit:
         return None
-    return f"bounce: {count} transient failures in {rule.days} days (last: {last})"
+    failures = "1 transient failure" if count == 1 else f"{count} transient failures"
+    return f"bounce: {failures} in {rule.days} days (last: {last})"
+
+
+def count(
+    session: Session, address: str, message_key: str, status: str, detail: str, now: datetime, rule: SoftBounces
+) -> str | None:
+    """Note one temporary failure of ``message_key`` to ``address`` in the session's transaction (not committed);
+    the suppression reason when the address has reached the limit, else None. Suppressing is the caller's.
+    """
+    email = address.strip().lower()
+    table = cast(Table, TransientFailure.__table__)  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    # A failure of this message noted before (the same report read again) counts once.
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table).on_conflict_do_nothing(
+        index_elements=["email", "message_key"]
+    )
+    session.execute(
+        insert.values(email=email, message_key=message_key[:300], status=status[:20], detail=detail[:1000],
+                      occurred_at=now)
+    )
+    found = session.execute(
+        select(func.count())
+        .select_from(TransientFailure)
+        .where(col(TransientFailure.email) == email,
+               col(TransientFailure.occurred_at) > now - timedelta(days=rule.days),
+               col(TransientFailure.occurred_at) <= now)
+    ).scalar_one()
+    return verdict(found, rule, f"{status} {detail}".strip()[:200])
 
 
 def note(
     engine: Engine, address: str, message_key: str, status: str, detail: str, now: datetime, rule: SoftBounces
 ) -> str | None:
-    """Record one temporary failure of ``message_key`` to ``address``; the suppression reason if it reached the limit.
-
-    The address is suppressed here when it did (every customer with it; an earlier suppression stays).
+    """:func:`count` in a transaction of its own; an address that reached the limit is suppressed (every
+    customer with it; an earlier suppression stays). Returns the reason it was suppressed with, else None.
     """
-    email = address.strip().lower()
-    last = f"{status} {detail}".strip()[:200]
     with Session(engine) as session:
-        session.add(
-            TransientFailure(email=email, message_key=message_key[:300], status=status[:20], detail=detail[:1000],
-                             occurred_at=now)
-        )
-        try:
-            session.commit()
-        except IntegrityError:
-            session.rollback()  # this message's failure was noted before: it counts once
-        count = session.execute(
-            select(func.count())
-            .select_from(TransientFailure)
-            .where(col(TransientFailure.email) == email,
-                   col(TransientFailure.occurred_at) > now - timedelta(days=rule.days),
-                   col(TransientFailure.occurred_at) <= now)
-        ).scalar_one()
-    reason = verdict(count, rule, last)
+        reason = count(session, address, message_key, status, detail, now, rule)
+        session.commit()
     if reason is None:
         return None
     try:
-        optout.suppress_address(engine, email, reason, now)
+        optout.suppress_address(engine, address, reason, now)
     except optout.UnknownAddress:
-        log.info("%s for %s, whom no customer has", reason, email)
+        log.info("%s for %s, whom no customer has", reason, address)
     return reason

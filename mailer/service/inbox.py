@@ -136,7 +136,8 @@ class _Reader:
             log.info("inbox %s: %s for %s: %s", name, failure.action, failure.address, what)
             # One message counts once however many warnings come about it; a report we cannot tie to
             # a message counts as itself (its digest is the same when it is read again).
-            key = f"msg:{message_id}" if message_id else f"report:{hashlib.sha256(letter.data).hexdigest()[:40]}"
+            digest = hashlib.sha256(letter.data).hexdigest()[:40]
+            key = f"msg:{message_id.strip('<>')}" if message_id else f"report:{digest}"
             rule = self.settings.soft_bounces
             reason = softbounces.note(
                 self.engine, failure.address, key, failure.status, failure.diagnostic, self.now, rule
