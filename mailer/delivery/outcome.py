@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlmodel import Session, col
 
 from mailer.compose.maker import MessageMaker
@@ -128,18 +128,23 @@ class Deliverer:
         return finish(session, attempt.row_id, claimer, SendStatus.QUEUED, reason, now, extra, result)
 
     def _soft_bounce(self, session: Session, attempt: Attempt, result: SendResult, now: datetime) -> None:
-        """A recipient refused with 4xx at RCPT until the retries ran out: one transient failure of this message;
-        enough of them in the span suppress the customer (in the caller's transaction)."""
+        """A recipient refused with 4xx at RCPT until the retries ran out: one transient failure of this message.
+
+        Enough of them within the span suppress every customer with the address (in the caller's transaction).
+        """
         message_id, to_address = session.execute(
             select(col(SendLog.message_id), col(SendLog.to_address)).where(col(SendLog.id) == attempt.row_id)
         ).one()
+        if not to_address:
+            return  # never claimed with an address: nothing was refused
         key = f"msg:{(message_id or '').strip('<>') or f'row {attempt.row_id}'}"
-        reply = result.reply[:200]
-        why = softbounces.count(session, to_address, key, str(result.code), reply, now, self.settings.soft_bounces)
+        detail = result.reply.removeprefix(str(result.code)).strip()[:200]
+        rule = self.settings.soft_bounces
+        why = softbounces.count(session, to_address, key, str(result.code), detail, now, rule)
         if why is not None:
             session.execute(
                 update(Customer)
-                .where(col(Customer.id) == attempt.customer_id, col(Customer.suppressed_at).is_(None))
+                .where(func.lower(col(Customer.email)) == to_address.lower(), col(Customer.suppressed_at).is_(None))
                 .values(suppressed_at=now, suppressed_reason=why, updated_at=now)
             )
             log.info("%s suppressed: %s", to_address, why)
