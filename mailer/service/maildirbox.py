@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
 
-from mailer.errors import MailerError
+from mailer.errors import MailerError, Unreachable
 from mailer.service.letters import Letter
 
 
@@ -29,15 +29,32 @@ class MaildirBox:
         return None
 
     def letters(self) -> Iterator[Letter]:
-        # Dot files are not messages (Maildir++ keeps subfolders, like the default processed one, as .Name).
+        """Raises Unreachable when a folder or a message cannot be read (permissions, a failing disk)."""
         for sub in ("new", "cur"):
-            for file in sorted((self.path / sub).iterdir()):
-                if file.is_file() and not file.name.startswith("."):
-                    yield Letter(name=file.name, data=file.read_bytes(), key=str(file))
+            try:
+                files = sorted((self.path / sub).iterdir())
+            except OSError as exc:
+                raise Unreachable(f"[inbox] path: cannot list {self.path / sub}: {exc.strerror}") from None
+            # Dot files are not messages (Maildir++ keeps subfolders, like the default processed one, as .Name).
+            for file in (f for f in files if not f.name.startswith(".")):
+                try:
+                    data = file.read_bytes()
+                except FileNotFoundError:
+                    continue  # moved meanwhile (another reader, the user's mail client): not ours any more
+                except IsADirectoryError:
+                    continue
+                except OSError as exc:
+                    raise Unreachable(f"[inbox] path: cannot read {file}: {exc.strerror}") from None
+                yield Letter(name=file.name, data=data, key=str(file))
 
     def file_away(self, letter: Letter) -> None:
-        for sub in ("new", "cur", "tmp"):
-            (self.processed / sub).mkdir(parents=True, exist_ok=True)
         file = Path(letter.key)
         name = file.name if ":2," in file.name else f"{file.name}:2,S"
-        shutil.move(file, self.processed / "cur" / name)
+        try:
+            for sub in ("new", "cur", "tmp"):
+                (self.processed / sub).mkdir(parents=True, exist_ok=True)
+            shutil.move(file, self.processed / "cur" / name)  # a rename, unless processed is on another disk
+        except FileNotFoundError:
+            return  # another reader moved it first: it is handled either way
+        except OSError as exc:
+            raise Unreachable(f"[inbox] processed: cannot move {file.name} there: {exc.strerror}") from None
