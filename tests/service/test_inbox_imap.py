@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from imapclient import SEEN, IMAPClient
+from imapclient import DELETED, SEEN, IMAPClient
 from sqlalchemy import Engine
 
 from mailer.cli import cli
@@ -187,3 +187,36 @@ def test_a_missing_password_variable_is_a_configuration_error_with_exit_status_2
     assert result.stderr.strip() == (
         f"error: mailer.toml: [inbox] password_env: environment variable {PASSWORD_ENV} is not set"
     )
+
+
+def test_without_move_a_handled_message_is_copied_then_expunged_by_its_uid_and_nothing_else_is(
+    sent: Path, engine: Engine
+) -> None:
+    try:
+        server = Dovecot.create(capabilities="IMAP4rev1 LITERAL+ UIDPLUS")  # an older server: no RFC 6851 MOVE
+    except DovecotUnavailable as exc:
+        pytest.skip(f"no private Dovecot IMAP server: {exc}")
+    with server:
+        with sent.open("a", encoding="utf-8") as config:
+            config.write(imap_section(server))
+        unsubscribe = crlf(sample_bytes("mailto-unsubscribe", PEOPLE["mailto-unsubscribe"]))
+        reply = crlf(sample_bytes("human-reply", PEOPLE["human-reply"]))
+        with client(server) as imap:
+            imap.append("INBOX", unsubscribe)
+            imap.append("INBOX", reply, flags=[b"\\Deleted"])  # someone's own deletion, not yet expunged
+            imap.append("INBOX", reply)
+            imap.logout()
+
+        result = mailer(sent, "inbox")
+
+        assert result.exit_code == 0, result.output
+        assert result.stdout.strip() == "bounces 0, complaints 0, unsubscribes 1, auto-replies 0, left for a human 1"
+        [(moved, flags)] = folder(server, "Processed/mailer").items()
+        assert moved == unsubscribe and SEEN in flags
+        # The reply left for a human and the message someone else deleted are both still there, as they were.
+        with client(server) as imap:
+            imap.select_folder("INBOX", readonly=True)
+            left = imap.fetch(imap.search(["ALL"]), ["BODY.PEEK[]", "FLAGS"])
+            imap.logout()
+        assert sorted((data[b"BODY[]"] == reply, DELETED in data[b"FLAGS"], SEEN in data[b"FLAGS"])
+                      for data in left.values()) == [(True, False, False), (True, True, False)]

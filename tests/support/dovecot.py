@@ -101,10 +101,11 @@ class Dovecot:
     tls_port: int
     ca_path: Path
     host: str = "127.0.0.1"
+    capabilities: str = ""  # the IMAP capabilities announced after login; "" = Dovecot's own (MOVE, UIDPLUS, …)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @classmethod
-    def create(cls) -> Dovecot:
+    def create(cls, capabilities: str = "") -> Dovecot:
         """Configure and start an instance; the caller owns it (:meth:`close` stops it, removes its files).
 
         Raises :class:`DovecotUnavailable` when Dovecot cannot be had here (not installed, not root, no
@@ -124,7 +125,9 @@ class Dovecot:
         # Not under pytest's tmp_path: that sits below a 0700 directory the mail user cannot reach.
         root = Path(tempfile.mkdtemp(prefix="mailer-dovecot-"))
         root.chmod(0o755)
-        server = cls(root=root, port=_free_port(), tls_port=_free_port(), ca_path=root / "ca.pem")
+        server = cls(
+            root=root, port=_free_port(), tls_port=_free_port(), ca_path=root / "ca.pem", capabilities=capabilities
+        )
         try:
             server._configure()
             server.start()
@@ -182,6 +185,9 @@ class Dovecot:
             ),
             encoding="utf-8",
         )
+        if self.capabilities:
+            with self.config.open("a", encoding="utf-8") as config:
+                config.write(f"imap_capability = {self.capabilities}\n")
 
     def start(self) -> None:
         """Start the instance in the foreground of a child process and wait until both ports answer."""
