@@ -31,6 +31,12 @@ class UserError(click.ClickException):
             click.echo(f"error: {line}" if not line.startswith(("error:",)) else line, err=True)
 
 
+class UnreachableError(UserError):
+    """A server mailer needs could not be used (mailer.errors.Unreachable): exit status 1."""
+
+    exit_code = 1
+
+
 class App:
     """What every command needs, built lazily so `mailer init` works without a config."""
 
@@ -70,7 +76,7 @@ class MailerGroup(click.Group):
             app = ctx.find_object(App)
             if app is not None and app.verbose:
                 traceback.print_exc()
-            raise UserError(str(exc)) from None
+            raise (UnreachableError if exc.exit_status == 1 else UserError)(str(exc)) from None
 
 
 @click.group(cls=MailerGroup)

@@ -12,9 +12,13 @@ from mailer.service import inbox as reading
 @cli.command()
 @pass_app
 def inbox(app: App) -> None:
-    """Read the [inbox] Maildir once: bounces, complaints and unsubscribes become opt-outs."""
+    """Read the [inbox] (Maildir or IMAP) once: bounces, complaints and unsubscribes become opt-outs.
+
+    Prints what it found, "left for a human N" included. Exit status 0 when every message was
+    handled or left for a human, 1 when the inbox could not be read, 2 for a configuration problem.
+    """
     settings = app.settings
     if settings.inbox is None:
         raise MailerError(f"{settings.path.name}: no [inbox] section; add one to read bounces and complaints")
-    report = reading.process(app.engine, settings.inbox, settings.sender.unsubscribe_mailto)
+    report = reading.process(app.engine, reading.mailbox_for(settings.inbox), settings)
     click.echo(report.summary())

@@ -147,7 +147,7 @@ def simulate_command(
 @pass_app
 def daemon(app: App) -> None:
     """Run passes on the [schedule] crontab and retry sweeps until SIGTERM (then finish the message in flight)."""
-    settings = app.settings_for(preflight.SEND)
+    settings = app.settings_for(preflight.DAEMON)
     with runs.exclusive(settings.store.url, "daemon") as sole:
         Daemon(app.engine, settings, sole_sender=sole).run()
 

@@ -14,6 +14,7 @@ from mailer.addresses import ascii_domain
 from mailer.compose.context import occasion_view, template_context
 from mailer.compose.message import Envelope, build_message
 from mailer.compose.render import Rendered, Renderer
+from mailer.compose.returnpath import unsubscribe_mailto
 from mailer.compose.tokens import make_token, occasion_ref
 from mailer.compose.wire import WireMessage, serialize
 from mailer.config import SenderSettings, Settings
@@ -21,7 +22,13 @@ from mailer.store.tables import Customer, SendLog
 
 
 def envelope_for(
-    customer: Customer, sender: SenderSettings, unsubscribe_url: str, *, to_address: str = "", reference: str = ""
+    customer: Customer,
+    sender: SenderSettings,
+    unsubscribe_url: str,
+    *,
+    to_address: str = "",
+    reference: str = "",
+    unsubscribe_mailto: str = "",
 ) -> Envelope:
     """Who a message to ``customer`` is for and whom they can answer: their account owner, else the sender."""
     return Envelope(
@@ -31,6 +38,7 @@ def envelope_for(
         reply_to_name=(customer.owner_name or "") if customer.owner_email else sender.from_name,
         unsubscribe_url=unsubscribe_url,
         reference=reference,
+        unsubscribe_mailto=unsubscribe_mailto,
     )
 
 
@@ -66,7 +74,8 @@ class MessageMaker:
         context = template_context(customer, details, sender, unsubscribe_url)
         rendered = self.renderer.render(row.template, context)
         reference = occasion_ref(self.secret, customer.id or 0, row.campaign, row.occasion_key)
-        envelope = envelope_for(customer, sender, unsubscribe_url, reference=reference)
+        mailto = unsubscribe_mailto(sender, self.secret, customer.id or 0)
+        envelope = envelope_for(customer, sender, unsubscribe_url, reference=reference, unsubscribe_mailto=mailto)
         # Every attempt of a row carries the Message-ID its first attempt went out with.
         message_id = row.message_id or f"<{reference}@{ascii_domain(sender.domain)}>"
         return rendered, envelope, message_id

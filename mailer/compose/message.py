@@ -111,6 +111,7 @@ class Envelope:
     reply_to_name: str
     unsubscribe_url: str
     reference: str = ""
+    unsubscribe_mailto: str = ""  # this customer's tagged mailto: address; "" = [sender] unsubscribe_mailto
 
 
 HeaderValue = str | Address
@@ -131,7 +132,8 @@ def header_fields(
     ]
     if envelope.reply_to:
         fields.append(("Reply-To", address(envelope.reply_to_name, envelope.reply_to)))
-    unsubscribe = f"<{header_safe(envelope.unsubscribe_url)}>, <mailto:{sender.unsubscribe_mailto}?subject=unsubscribe>"
+    mailto = header_safe(envelope.unsubscribe_mailto or sender.unsubscribe_mailto)
+    unsubscribe = f"<{header_safe(envelope.unsubscribe_url)}>, <mailto:{mailto}?subject=unsubscribe>"
     fields += [
         ("Subject", header_safe(rendered.subject)),
         ("Date", format_datetime(now)),

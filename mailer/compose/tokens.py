@@ -82,3 +82,31 @@ def occasion_ref(secret: str, customer_id: int, campaign: str, occasion_key: str
 def _is_number(text: str) -> bool:
     # str.isdigit() alone accepts "²" and other non-ASCII digits that int() refuses.
     return text.isascii() and text.isdigit() and 0 < len(text) <= _MAX_DIGITS
+
+
+MAILTO = "unsubscribe-mailto"
+
+
+def mailto_token(secret: str, customer_id: int) -> str:
+    """A token for the +tag of the unsubscribe address: ``<id>-<signature>``, lower-case base32.
+
+    An address's local part may be lower-cased by the mail servers on the way, so, unlike
+    :func:`make_token`, this signature survives any change of case.
+    """
+    return f"{customer_id}-{_address_signature(secret, customer_id)}"
+
+
+def read_mailto_token(secret: str, token: str) -> int:
+    """The customer id of a :func:`mailto_token` (any case); raises BadToken otherwise."""
+    head, dash, signature = token.strip().lower().partition("-")
+    if not dash or not _is_number(head):
+        raise BadToken("malformed token")
+    customer_id = int(head)
+    if not hmac.compare_digest(_address_signature(secret, customer_id).encode(), signature.encode("utf-8", "replace")):
+        raise BadToken("bad signature")
+    return customer_id
+
+
+def _address_signature(secret: str, customer_id: int) -> str:
+    digest = hmac.new(secret.encode(), f"{MAILTO}:{customer_id}".encode(), hashlib.sha256).digest()[:20]
+    return base64.b32encode(digest).decode("ascii").lower()  # 160 bits in 32 characters

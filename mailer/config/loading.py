@@ -25,6 +25,7 @@ from mailer.config.settings import (
     WEEKDAYS,
     Campaign,
     ConfigError,
+    ImapSettings,
     InboxSettings,
     MailgunHookSettings,
     PolicySettings,
@@ -33,6 +34,7 @@ from mailer.config.settings import (
     SenderSettings,
     SesHookSettings,
     Settings,
+    SoftBounces,
     StoreSettings,
     TransportSettings,
     WebhookSettings,
@@ -116,6 +118,12 @@ def _sender(t: Table, base: Path) -> SenderSettings:
     if not unsubscribe_url.startswith("https://") and not unsubscribe_url.startswith("http://127.0.0.1"):
         raise t.error("unsubscribe_url", "must be an https:// URL")
     mailto = email_value(t, "unsubscribe_mailto", t.text("unsubscribe_mailto"))
+    bounce_address = email_value(t, "bounce_address", t.text("bounce_address")) or ""
+    verp = t.flag("verp", False)
+    if verp and not bounce_address:
+        raise t.error("verp", "needs bounce_address: the address whose +tag names each message")
+    if verp and "+" in bounce_address.rpartition("@")[0]:
+        raise t.error("bounce_address", "must have no +tag of its own when verp = true (mailer adds one)")
     domain = from_address.rpartition("@")[2]
     settings = SenderSettings(
         company=company,
@@ -130,6 +138,8 @@ def _sender(t: Table, base: Path) -> SenderSettings:
         timezone=zone_value(t, "timezone", t.text("timezone", "UTC")),
         dkim_selector=t.text("dkim_selector"),
         dkim_key_file=t.path("dkim_key_file", None, base),
+        bounce_address=bounce_address,
+        verp=verp,
     )
     for key, value in (("company", company), ("from_name", settings.from_name)):
         if any(ch in value for ch in "\r\n\0"):
@@ -182,7 +192,13 @@ def _schedule(t: Table) -> ScheduleSettings:
             CronTrigger.from_crontab(expression)
         except ValueError as exc:
             raise t.error("passes", f"{expression!r}: {exc}") from None
-    settings = ScheduleSettings(passes=tuple(passes), retry_every=t.duration("retry_every", timedelta(minutes=5)))
+    settings = ScheduleSettings(
+        passes=tuple(passes),
+        retry_every=t.duration("retry_every", timedelta(minutes=5)),
+        inbox_every=t.duration("inbox_every", timedelta(minutes=15)),
+    )
+    if settings.inbox_every <= timedelta(0):
+        raise t.error("inbox_every", "must be a positive duration, e.g. \"15m\"")
     t.done()
     return settings
 
@@ -223,8 +239,15 @@ def _web(t: Table) -> WebSettings:
 
 def _inbox(t: Table, base: Path) -> InboxSettings:
     if "kind" not in t.data:
-        raise t.error("kind", 'is required ("maildir")')
-    kind = t.choice("kind", "maildir", ("maildir",))
+        raise t.error("kind", 'is required ("maildir" or "imap")')
+    kind = t.choice("kind", "maildir", ("maildir", "imap"))
+    soft_bounces = SoftBounces(
+        limit=t.integer("soft_bounce_limit", 3, minimum=1), days=t.integer("soft_bounce_days", 14, minimum=1)
+    )
+    if kind == "imap":
+        imap = _imap(t, base)
+        t.done()
+        return InboxSettings(kind="imap", imap=imap, soft_bounces=soft_bounces)
     if "path" not in t.data:
         raise t.error("path", "is required: the Maildir folder the mail server delivers to")
     path = t.path("path", None, base)
@@ -233,7 +256,32 @@ def _inbox(t: Table, base: Path) -> InboxSettings:
     if processed == path:
         raise t.error("processed", "must be another folder than path, or handled mail would be read again")
     t.done()
-    return InboxSettings(kind=kind, path=path, processed=processed)  # type: ignore[arg-type]
+    return InboxSettings(kind="maildir", path=path, processed=processed, soft_bounces=soft_bounces)
+
+
+def _imap(t: Table, base: Path) -> ImapSettings:
+    security = t.choice("security", "tls", ("tls", "starttls"))
+    settings = ImapSettings(
+        host=t.text("host", required=True),
+        port=t.integer("port", 993 if security == "tls" else 143, minimum=1),
+        security=security,  # type: ignore[arg-type]
+        username=t.text("username", required=True),
+        password=t.secret("password", base),
+        ca_file=t.path("ca_file", None, base),
+        folder=t.text("folder", "INBOX"),
+        processed_folder=t.text("processed_folder", "Processed"),
+        timeout=t.number("timeout", 60.0, minimum=0.1),
+    )
+    if not settings.password.is_set:
+        raise t.error("password_env", "set password_env or password_file (the password never lives in the file)")
+    if settings.ca_file is not None and not settings.ca_file.is_file():
+        raise t.error("ca_file", f"no such file: {settings.ca_file}")
+    if settings.processed_folder == settings.folder:
+        raise t.error("processed_folder", "must be another folder than folder, or handled mail would be read again")
+    for key, value in (("folder", settings.folder), ("processed_folder", settings.processed_folder)):
+        if not value.strip() or any(ch in value for ch in "\r\n\0"):
+            raise t.error(key, f"not a folder name: {value!r}")
+    return settings
 
 
 # ---- [webhooks] ---------------------------------------------------------------------------------

@@ -80,6 +80,10 @@ class SenderSettings:
     timezone: str = "UTC"
     dkim_selector: str | None = None
     dkim_key_file: Path | None = None
+    # The envelope sender (MAIL FROM): where bounces go. "" = from_address. With verp, each message's
+    # envelope is bounce+<its Message-ID's left part>@domain, so a bounce names the message it is for.
+    bounce_address: str = ""
+    verp: bool = False
 
     @property
     def domain(self) -> str:
@@ -110,6 +114,7 @@ class TransportSettings:
 class ScheduleSettings:
     passes: tuple[str, ...] = ("5 * * * *",)
     retry_every: timedelta = timedelta(minutes=5)
+    inbox_every: timedelta = timedelta(minutes=15)  # how often the daemon reads the [inbox]; only with one
 
 
 @dataclass(frozen=True)
@@ -138,12 +143,37 @@ class WebSettings:
 
 
 @dataclass(frozen=True)
+class ImapSettings:
+    """``[inbox] kind = "imap"``: the IMAP mailbox, read over verified TLS."""
+
+    host: str
+    username: str
+    password: Secret
+    port: int = 993
+    security: Literal["tls", "starttls"] = "tls"  # implicit TLS (993) or STARTTLS (143); never plain text
+    ca_file: Path | None = None  # a private CA to trust instead of the system's
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"  # created when missing
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class SoftBounces:
+    """Transient failures (4.x.x, "delayed", 4xx at RCPT after every retry) that suppress an address."""
+
+    limit: int = 3  # this many, for different messages, ...
+    days: int = 14  # ... within this many days
+
+
+@dataclass(frozen=True)
 class InboxSettings:
     """``[inbox]``: the mailbox where bounces, complaints and mail to the unsubscribe address arrive."""
 
-    kind: Literal["maildir"]
-    path: Path  # a Maildir folder (new/, cur/, tmp/) that the mail server delivers to
-    processed: Path  # a Maildir folder for handled mail; default ``<path>/.processed`` (a Maildir++ subfolder)
+    kind: Literal["maildir", "imap"]
+    path: Path | None = None  # maildir: a Maildir folder (new/, cur/, tmp/) that the mail server delivers to
+    processed: Path | None = None  # maildir: for handled mail; default ``<path>/.processed`` (Maildir++)
+    imap: ImapSettings | None = None  # imap: where and how to log in
+    soft_bounces: SoftBounces = field(default_factory=SoftBounces)
 
 
 @dataclass(frozen=True)
@@ -213,6 +243,11 @@ class Settings:
     @property
     def base_dir(self) -> Path:
         return self.path.parent
+
+    @property
+    def soft_bounces(self) -> SoftBounces:
+        """The soft-bounce rule of ``[inbox]``; the defaults when there is none (4xx at RCPT still count)."""
+        return self.inbox.soft_bounces if self.inbox else SoftBounces()
 
     def campaign(self, name: str) -> Campaign:
         for campaign in self.campaigns:

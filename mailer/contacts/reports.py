@@ -9,7 +9,7 @@ Postfix, Exim, Gmail, Outlook and Yahoo send; anything in another shape is left 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email import message_from_string, policy
 from email.message import Message
 from email.utils import getaddresses, parseaddr
@@ -47,6 +47,9 @@ class Verdict:
     failures: tuple[Failure, ...] = ()  # BOUNCE and DELAY
     address: str = ""  # COMPLAINT: the complaining recipient (may be "" when redacted); UNSUBSCRIBE: the sender
     original_message_id: str = ""  # BOUNCE, DELAY, COMPLAINT: the Message-ID of the message we sent, without <>
+    # The +tag of our address the message came to: for a report to the VERP bounce address, the left part
+    # of the sent message's Message-ID; for an UNSUBSCRIBE, the signed token of the mailto: link.
+    tag: str = ""
 
 
 _OUT_OF_OFFICE = re.compile(
@@ -57,25 +60,31 @@ _OUT_OF_OFFICE = re.compile(
 _STATUS = re.compile(r"^[245]\.\d{1,3}\.\d{1,3}$")
 
 
-def classify(msg: Message, unsubscribe_address: str) -> Verdict:
+def classify(msg: Message, unsubscribe_address: str, bounce_address: str = "") -> Verdict:
     """Say what ``msg`` is; ``unsubscribe_address`` is the ``mailto:`` of List-Unsubscribe.
 
     Reports come first (a DSN is also an automatic message), then automatic replies (a
     machine answering never unsubscribes anyone), then mail to the unsubscribe address.
+    A report sent to ``bounce_address`` with a +tag (VERP) carries that tag.
     """
     if msg.get_content_type() == "multipart/report":
         report_type = str(msg.get_param("report-type", "") or "").lower()
+        verdict = None
         if report_type == "delivery-status":
-            return _delivery_status(msg)
+            verdict = _delivery_status(msg)
         if report_type == "feedback-report":
-            return _feedback_report(msg)
+            verdict = _feedback_report(msg)
+        if verdict is not None:
+            tag = _tag(msg, bounce_address) if bounce_address else ""
+            return replace(verdict, tag=tag) if tag and verdict.kind is not Kind.MALFORMED else verdict
     if _is_automatic(msg):
         return Verdict(Kind.AUTO_REPLY, why=str(msg.get("Subject", "")))
     if _sent_to(msg, unsubscribe_address):
         sender = parseaddr(str(msg.get("From", "")))[1]
-        if "@" not in sender:
+        tag = _tag(msg, unsubscribe_address)
+        if "@" not in sender and not tag:
             return Verdict(Kind.HUMAN, why="mail to the unsubscribe address without a From address")
-        return Verdict(Kind.UNSUBSCRIBE, address=sender, why=f"from {sender}")
+        return Verdict(Kind.UNSUBSCRIBE, address=sender if "@" in sender else "", why=f"from {sender}", tag=tag)
     return Verdict(Kind.HUMAN)
 
 
@@ -91,12 +100,33 @@ def _is_automatic(msg: Message) -> bool:
     )
 
 
+# The headers that may name the address a message came to; the delivering server's first.
+_RECIPIENT_FIELDS = ("Delivered-To", "X-Original-To", "Envelope-To", "To", "Cc")
+
+
+def _recipients(msg: Message) -> list[str]:
+    found = getaddresses([str(value) for name in _RECIPIENT_FIELDS for value in msg.get_all(name, [])])
+    return [addr.lower() for _, addr in found if "@" in addr]
+
+
 def _sent_to(msg: Message, address: str) -> bool:
-    wanted = address.lower()
-    fields = ("To", "Cc", "Delivered-To", "X-Original-To", "Envelope-To")
-    found = getaddresses([str(value) for name in fields for value in msg.get_all(name, [])])
-    # The mailto: link may carry a tag (unsubscribe+x@…); the mailbox is what matters.
-    return any(_without_tag(addr.lower()) == _without_tag(wanted) for _, addr in found)
+    # The mailto: link carries a tag (unsubscribe+<token>@…); the mailbox is what matters.
+    wanted = _without_tag(address.lower())
+    return any(_without_tag(addr) == wanted for addr in _recipients(msg))
+
+
+def _tag(msg: Message, address: str) -> str:
+    """The +tag on ``address`` that the message was sent to ("" when it came to the bare address).
+
+    The tag is what follows the last "+", so a configured address with a tag of its own still works.
+    """
+    wanted = _without_tag(address.lower())
+    configured = address.lower().rpartition("@")[0]
+    for addr in _recipients(msg):
+        local = addr.rpartition("@")[0]
+        if _without_tag(addr) == wanted and local != configured and "+" in local:
+            return local.rpartition("+")[2]
+    return ""
 
 
 def _without_tag(address: str) -> str:

@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from mailer.compose.pool import Composer, Prepared
 from mailer.compose.render import Renderer
+from mailer.compose.returnpath import envelope_sender
 from mailer.config import Settings
 from mailer.delivery.feed import Feed
 from mailer.delivery.outcome import Attempt, Deliverer, Delivery
@@ -223,7 +224,9 @@ def _deliver_prepared(
         reachable = (prepared.customer_id, prepared.to_address)
         if claims.claim(session, prepared.row_id, moment, claimer, cap, noted, reachable=reachable):
             turn.commit()  # `sending` is durable before the SMTP transaction starts
-            result = transport.send_wire(deliverer.settings.sender.from_address, prepared.to_address, prepared.data)
+            result = transport.send_wire(
+                envelope_sender(deliverer.settings.sender, prepared.message_id), prepared.to_address, prepared.data
+            )
             # What the claim made of the row: one attempt more, the first one's time kept.
             attempt = Attempt(
                 prepared.row_id, prepared.customer_id, prepared.attempts + 1, prepared.first_attempt_at or moment

@@ -12,14 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from sqlmodel import Session, col
 
 from mailer.compose.maker import MessageMaker
 from mailer.compose.message import HeaderError
 from mailer.compose.render import RenderError
+from mailer.compose.returnpath import envelope_sender
 from mailer.config import Settings
-from mailer.delivery.transport import Outcome, SendResult, Transport
+from mailer.contacts import softbounces
+from mailer.delivery.transport import Outcome, SendResult, Stage, Transport
 from mailer.outbox import claims
 from mailer.outbox.retry import retry_at, span
 from mailer.store.tables import Customer, SendLog, SendStatus
@@ -79,7 +81,7 @@ class Deliverer:
             session.rollback()
             return Delivery("lost", None)
         session.commit()
-        result = self.transport.send(self.settings.sender.from_address, customer.email, msg)
+        result = self.transport.send(envelope_sender(self.settings.sender, noted["message_id"]), customer.email, msg)
         assert row.id is not None and customer.id is not None and row.first_attempt_at is not None
         attempt = Attempt(row.id, customer.id, row.attempts, row.first_attempt_at)
         return self.record_result(session, attempt, claimer, result, now())
@@ -117,11 +119,35 @@ class Deliverer:
         first = attempt.first_attempt_at
         again = retry_at(first, attempt.attempts, now, transport.retry_initial, transport.retry_max_age)
         if again is None:
+            if result.stage is Stage.RCPT and result.code is not None and 400 <= result.code < 500:
+                self._soft_bounce(session, attempt, result, now)
             reason = f"gave up after {attempt.attempts} attempts in {span(now - first)}: {result.reply}"
             return finish(session, attempt.row_id, claimer, SendStatus.FAILED, reason, now, extra, result)
         extra["next_attempt_at"] = again
         reason = f"retrying: {result.reply}"
         return finish(session, attempt.row_id, claimer, SendStatus.QUEUED, reason, now, extra, result)
+
+    def _soft_bounce(self, session: Session, attempt: Attempt, result: SendResult, now: datetime) -> None:
+        """A recipient refused with 4xx at RCPT until the retries ran out: one transient failure of this message.
+
+        Enough of them within the span suppress every customer with the address (in the caller's transaction).
+        """
+        message_id, to_address = session.execute(
+            select(col(SendLog.message_id), col(SendLog.to_address)).where(col(SendLog.id) == attempt.row_id)
+        ).one()
+        if not to_address:
+            return  # never claimed with an address: nothing was refused
+        key = f"msg:{(message_id or '').strip('<>') or f'row {attempt.row_id}'}"
+        detail = result.reply.removeprefix(str(result.code)).strip()[:200]
+        rule = self.settings.soft_bounces
+        why = softbounces.count(session, to_address, key, str(result.code), detail, now, rule)
+        if why is not None:
+            session.execute(
+                update(Customer)
+                .where(func.lower(col(Customer.email)) == to_address.lower(), col(Customer.suppressed_at).is_(None))
+                .values(suppressed_at=now, suppressed_reason=why, updated_at=now)
+            )
+            log.info("%s suppressed: %s", to_address, why)
 
     def _finish(
         self,

@@ -40,3 +40,17 @@ def address_of(engine: Engine, message_id: str) -> str:
             select(col(SendLog.to_address)).where(col(SendLog.message_id).in_(_ids(message_id)))
         ).first()
     return found[0] if found else ""
+
+
+def message_id_by_tag(engine: Engine, tag: str) -> str:
+    """The Message-ID whose left part is ``tag`` (a VERP bounce address's +tag), or "" when none is.
+
+    The tag is compared as sent: the refs in mailer's Message-IDs are lower-case, as servers may fold the tag.
+    """
+    with Session(engine) as session:
+        found = session.execute(
+            select(col(SendLog.message_id))
+            .where(col(SendLog.message_id).startswith(f"<{tag.strip()}@", autoescape=True))
+            .limit(1)
+        ).first()
+    return found[0] if found and found[0] else ""

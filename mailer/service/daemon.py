@@ -6,7 +6,8 @@ in the morning there all year); each pass applies every recipient's own send
 window, so the default hourly pass reaches every zone at a sensible hour. A
 retry sweep every ``[schedule] retry_every`` delivers what is due again. At
 start-up a catch-up pass runs at once (rows a crash left ``sending`` become
-``unknown`` first, never resent on their own).
+``unknown`` first, never resent on their own). With an ``[inbox]``, returned mail is read
+at start-up and every ``[schedule] inbox_every``.
 
 APScheduler 3.x keeps its jobs in memory: it only wakes this process. Who
 sends what is decided by the store (conditional claims; on SQLite a lock file
@@ -32,6 +33,7 @@ from mailer import logs
 from mailer.config import Settings
 from mailer.delivery.report import relay_answered
 from mailer.planning.clock import PassClock
+from mailer.service import inbox as reading
 from mailer.service import runs
 
 # A run that starts late (the machine was suspended, the previous pass ran long) still runs
@@ -82,11 +84,17 @@ class Daemon:
             id="retry", name="retry sweep",
         )
         self.scheduler.add_job(self.pass_job, DateTrigger(), id="catch-up", name="catch-up pass at start-up")
+        if self.settings.inbox is not None:
+            self.scheduler.add_job(
+                self.inbox_job, IntervalTrigger(seconds=self.settings.schedule.inbox_every.total_seconds()),
+                id="inbox", name="inbox", next_run_time=datetime.now(UTC),
+            )
         with self.stop.on_signals(self._stopping):
             log.info(
-                "daemon started: passes %s (%s), retry sweep every %s, %s",
+                "daemon started: passes %s (%s), retry sweep every %s, %s, %s",
                 ", ".join(repr(e) for e in self.settings.schedule.passes), self.settings.sender.timezone,
                 self.settings.schedule.retry_every,
+                f"inbox every {self.settings.schedule.inbox_every}" if self.settings.inbox else "no [inbox]",
                 "sole sender (SQLite lock held)" if self.sole_sender else "sharing the store with other workers",
                 extra={"fields": {"event": "daemon_started", "passes": list(self.settings.schedule.passes),
                                   "timezone": self.settings.sender.timezone}},
@@ -110,6 +118,26 @@ class Daemon:
 
     def sweep_job(self) -> None:
         self._job("retry", lambda: runs.retry_sweep(self.engine, self.settings, should_stop=self.stop))
+
+    def inbox_job(self) -> None:
+        """Read the [inbox] once (mailer/service/inbox.py); a failure is logged and the next run tries again."""
+        inbox = self.settings.inbox
+        assert inbox is not None  # the job is only scheduled with an [inbox]
+        with self._busy:
+            if self.stop():
+                return
+            try:
+                report = reading.process(self.engine, reading.mailbox_for(inbox), self.settings)
+            except Exception as exc:  # the daemon outlives an unreadable inbox: logged, tried again on schedule
+                log.error(
+                    "inbox failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG),
+                    extra={"fields": {"event": "inbox_failed", "error": str(exc)}},
+                )
+                return
+        log.info(
+            "inbox read: %s", report.summary(),
+            extra={"fields": {"event": "inbox_done", "counts": {str(k): n for k, n in report.counts.items()}}},
+        )
 
     def _relay_incident(self, run: runs.Run) -> bool:
         """Say once that the relay cannot take mail, and once that it can again; True while it cannot.

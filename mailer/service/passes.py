@@ -13,6 +13,7 @@ from sqlmodel import Session
 
 from mailer.compose.maker import MessageMaker
 from mailer.compose.render import Renderer
+from mailer.compose.returnpath import envelope_sender
 from mailer.config import Settings
 from mailer.delivery.drain import TransportFactory, drain
 from mailer.delivery.report import PassReport
@@ -124,9 +125,10 @@ def render_planned(engine: Engine, settings: Settings, planned: Iterable[Planned
             )
             if isinstance(transport, WireTransport):
                 wire = maker.compose_wire(row, customer)
-                transport.send_wire(settings.sender.from_address, customer.email, wire.data)
+                transport.send_wire(envelope_sender(settings.sender, wire.message_id), customer.email, wire.data)
             else:
-                transport.send(settings.sender.from_address, customer.email, maker.compose(row, customer))
+                msg = maker.compose(row, customer)
+                transport.send(envelope_sender(settings.sender, str(msg["Message-ID"])), customer.email, msg)
             written += 1
     return written
 

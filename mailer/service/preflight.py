@@ -8,7 +8,8 @@ check``, the unsubscribe-signing secret, the DKIM key when configured, and for S
 (with ``[transport] username``) the password. A dry run renders and signs the same messages but
 connects to nothing: no SMTP password or CA file. ``mailer serve`` signs and reads unsubscribe
 links and renders no email (its pages are its own, and ``--preview`` shows template problems on
-the page), so it needs the secret only.
+the page), so it needs the secret only. ``mailer daemon`` also reads the ``[inbox]``, so an IMAP
+inbox's password must be readable too.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ class Needs:
     secret: bool = True  # [sender] secret: unsubscribe links
     smtp: bool = True  # [transport] password (with a username) and ca_file, when kind = "smtp"
     webhooks: bool = False  # [webhooks.mailgun] signing key and [webhooks.ses] ca_file, when configured
+    inbox: bool = False  # [inbox] password, when kind = "imap": the daemon reads the inbox on its own
 
 
 SEND = Needs()
+DAEMON = Needs(inbox=True)
 DRY_RUN = Needs(smtp=False)
 SERVE = Needs(templates=False, smtp=False, webhooks=True)
 
@@ -57,6 +60,8 @@ def check(settings: Settings, needs: Needs = SEND, *, shown_from: Path | None = 
             problems += _unreadable(transport.password)
         if transport.ca_file is not None:
             problems += _ca_file_problems(settings.path.name, transport.ca_file, shown_from)
+    if needs.inbox and settings.inbox is not None and settings.inbox.imap is not None:
+        problems += _unreadable(settings.inbox.imap.password)
     if needs.webhooks:
         problems += _webhook_problems(settings, shown_from)
     return problems

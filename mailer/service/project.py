@@ -46,6 +46,8 @@ website = "https://northwind.example"
 unsubscribe_url = "https://northwind.example/mailer"   # where `mailer serve` is reachable
 secret_file = "{secret_file}"          # signs unsubscribe links; or secret_env = "MAILER_SECRET"
 timezone = "Europe/London"             # for customers without a time zone of their own
+# bounce_address = "bounces@northwind.example"   # MAIL FROM, where bounces go (default: from_address)
+# verp = true                          # MAIL FROM bounces+<message ref>@…, so every bounce names its message
 
 [transport]
 kind = "maildir"                       # "smtp" for real delivery

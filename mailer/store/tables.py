@@ -182,3 +182,20 @@ class WebhookReceipt(SQLModel, table=True):
     provider: str = Field(max_length=20)  # "ses" or "mailgun"
     key: str = Field(max_length=200)
     received_at: datetime = Field(index=True)
+class TransientFailure(SQLModel, table=True):
+    """A temporary delivery failure of one message to one address: a "delayed" or 4.x.x DSN, or a 4xx
+    answer at RCPT that outlasted every retry. Enough of them within a span suppress the address.
+
+    ``message_key`` names the message (its Message-ID, else the report's digest): several warnings
+    about one message count once, and reading the same report twice adds nothing.
+    """
+
+    __tablename__ = "transient_failure"
+    __table_args__ = (UniqueConstraint("email", "message_key", name="uq_transient_failure_email_message"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(max_length=320)  # lower-cased
+    message_key: str = Field(max_length=300)
+    status: str = Field(max_length=20)  # "4.2.2", or the SMTP code "452"
+    detail: str = ""
+    occurred_at: datetime = Field(default_factory=utcnow, index=True)

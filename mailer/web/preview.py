@@ -40,6 +40,7 @@ from mailer.compose.context import sample_customers, sample_occasion, template_c
 from mailer.compose.maker import envelope_for
 from mailer.compose.message import build_message
 from mailer.compose.render import Rendered, Renderer, RenderError
+from mailer.compose.returnpath import envelope_sender
 from mailer.compose.tokens import make_token
 from mailer.config import OCCASION_KINDS, Campaign, Settings
 from mailer.delivery.outcome import final_status
@@ -219,7 +220,7 @@ def send_test(
         session.add(row)
         session.commit()
         with transport:
-            result = transport.send(settings.sender.from_address, to_address, msg)
+            result = transport.send(envelope_sender(settings.sender, row.message_id or ""), to_address, msg)
         row.last_reply = result.reply[:1000]
         row.updated_at = utcnow()
         # The same outcome mapping as real sends; what would be retried there has failed here.

@@ -148,11 +148,52 @@ def test_no_inbox_section_means_no_inbox_and_processed_defaults_to_a_maildir_sub
     assert (inbox.kind, inbox.path, inbox.processed) == ("maildir", base / "in", base / "in" / ".processed")
 
 
+def test_an_imap_inbox_defaults_to_verified_implicit_tls_on_993_and_a_processed_folder(project: Path) -> None:
+    section = '\n[inbox]\nkind = "imap"\nhost = "imap.example.com"\nusername = "bounces"\npassword_env = "IMAP_PW"\n'
+    project.write_text(project.read_text(encoding="utf-8") + section, encoding="utf-8")
+    inbox = load_settings(project).inbox
+    assert inbox is not None and inbox.imap is not None
+    imap = inbox.imap
+    assert (imap.host, imap.port, imap.security, imap.folder, imap.processed_folder, imap.ca_file) == (
+        "imap.example.com", 993, "tls", "INBOX", "Processed", None
+    )
+    assert "IMAP_PW" in repr(imap.password) and (inbox.soft_bounces.limit, inbox.soft_bounces.days) == (3, 14)
+    starttls = section.replace('password_env = "IMAP_PW"', 'password_env = "IMAP_PW"\nsecurity = "starttls"')
+    project.write_text(project.read_text(encoding="utf-8").replace(section, starttls), encoding="utf-8")
+    imap = load_settings(project).inbox.imap  # type: ignore[union-attr]
+    assert imap is not None and (imap.security, imap.port) == ("starttls", 143)
+
+
+def test_verp_needs_a_bounce_address_without_a_tag_of_its_own(project: Path) -> None:
+    text = project.read_text(encoding="utf-8")
+    for extra, message in (
+        ("verp = true", "mailer.toml: [sender] verp: needs bounce_address: the address whose +tag names each message"),
+        ('bounce_address = "bounce+x@northwind.example"\nverp = true',
+         "mailer.toml: [sender] bounce_address: must have no +tag of its own when verp = true (mailer adds one)"),
+    ):
+        project.write_text(text.replace("[sender]\n", f"[sender]\n{extra}\n"), encoding="utf-8")
+        with pytest.raises(ConfigError) as caught:
+            load_settings(project)
+        assert str(caught.value) == message
+
+
 @pytest.mark.parametrize(
     ("lines", "message"),
     [
-        ('path = "in"', """mailer.toml: [inbox] kind: is required ("maildir")"""),
-        ('kind = "imap"\npath = "in"', "mailer.toml: [inbox] kind: must be one of maildir, got 'imap'"),
+        ('path = "in"', """mailer.toml: [inbox] kind: is required ("maildir" or "imap")"""),
+        ('kind = "pop3"\npath = "in"', "mailer.toml: [inbox] kind: must be one of maildir, imap, got 'pop3'"),
+        ('kind = "imap"\nusername = "bounces"', "mailer.toml: [inbox] host: is required"),
+        ('kind = "imap"\nhost = "imap.example.com"\nusername = "bounces"',
+         "mailer.toml: [inbox] password_env: set password_env or password_file (the password never lives in the file)"),
+        ('kind = "imap"\nhost = "imap.example.com"\nusername = "b"\npassword = "hunter2"',
+         "mailer.toml: [inbox] password: secrets never live in the file; use password_env or password_file"),
+        ('kind = "imap"\nhost = "h"\nusername = "b"\npassword_env = "P"\nsecurity = "none"',
+         "mailer.toml: [inbox] security: must be one of tls, starttls, got 'none'"),
+        ('kind = "imap"\nhost = "h"\nusername = "b"\npassword_env = "P"\nprocessed_folder = "INBOX"',
+         "mailer.toml: [inbox] processed_folder: must be another folder than folder, or handled mail would be read "
+         "again"),
+        ('kind = "imap"\nhost = "h"\nusername = "b"\npassword_env = "P"\nsoft_bounce_limit = 0',
+         "mailer.toml: [inbox] soft_bounce_limit: must be at least 1, got 0"),
         ('kind = "maildir"', "mailer.toml: [inbox] path: is required: the Maildir folder the mail server delivers to"),
         ('kind = "maildir"\npath = "in"\nprocesed = "done"',
          "mailer.toml: [inbox] procesed: unknown key (did you mean 'processed'?)"),

@@ -28,7 +28,7 @@ from sqlmodel import Session
 from mailer import store
 from mailer.compose.render import Renderer
 from mailer.compose.spamscore import WARN_ABOVE, score_messages
-from mailer.compose.tokens import read_token
+from mailer.compose.tokens import read_mailto_token, read_token
 from mailer.config import Settings, load_settings
 from mailer.contacts import importer
 from mailer.delivery.transport import MaildirTransport
@@ -117,7 +117,10 @@ def test_one_click_headers_are_present_unfolded_and_point_at_the_recipient(sent:
         https, mailto = re.fullmatch(r"<([^>]+)>, <([^>]+)>", str(m.msg["List-Unsubscribe"])).groups()  # type: ignore[union-attr]
         assert https.startswith(f"{base}/u/")
         assert read_token(secret, https.rsplit("/", 1)[1]) == m.customer_id
-        assert mailto == f"mailto:{settings.sender.unsubscribe_mailto}?subject=unsubscribe"
+        local, domain = settings.sender.unsubscribe_mailto.split("@")
+        tagged = re.fullmatch(rf"mailto:{local}\+([0-9a-z-]+)@{re.escape(domain)}\?subject=unsubscribe", mailto)
+        assert tagged is not None, mailto
+        assert read_mailto_token(secret, tagged.group(1)) == m.customer_id
         assert str(m.msg["List-Unsubscribe-Post"]) == "List-Unsubscribe=One-Click"
 
 

@@ -6,7 +6,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailer.compose.tokens import RESUBSCRIBE, UNSUBSCRIBE, BadToken, make_token, read_token
+from mailer.compose.returnpath import envelope_sender
+from mailer.compose.tokens import (
+    RESUBSCRIBE,
+    UNSUBSCRIBE,
+    BadToken,
+    mailto_token,
+    make_token,
+    read_mailto_token,
+    read_token,
+)
+from mailer.config import Secret, SenderSettings
 
 SECRET = "s3cret-for-tests"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -85,3 +95,36 @@ def test_an_undo_token_from_the_future_is_refused() -> None:
     undo = make_token(SECRET, 42, RESUBSCRIBE, issued=NOW + timedelta(days=1))
     with pytest.raises(BadToken, match="expired"):
         read_token(SECRET, undo, RESUBSCRIBE, max_age=timedelta(days=30), now=NOW)
+
+
+def test_a_mailto_token_reads_back_to_its_customer_in_any_case_and_only_for_that_purpose() -> None:
+    token = mailto_token(SECRET, 42)
+    assert token == token.lower() and token.startswith("42-")
+    assert read_mailto_token(SECRET, token) == read_mailto_token(SECRET, token.upper()) == 42
+    with pytest.raises(BadToken):
+        read_mailto_token(SECRET, token.replace("42-", "43-"))
+    with pytest.raises(BadToken):
+        read_mailto_token("another secret", token)
+    with pytest.raises(BadToken):
+        read_token(SECRET, token)  # not an unsubscribe link's token either
+
+
+@pytest.mark.parametrize(
+    ("bounce", "verp", "message_id", "expected"),
+    [
+        ("", False, "<ref234@northwind.example>", "hello@northwind.example"),
+        ("bounces@northwind.example", False, "<ref234@northwind.example>", "bounces@northwind.example"),
+        ("bounces@northwind.example", True, "<ref234@northwind.example>", "bounces+ref234@northwind.example"),
+        # Python's make_msgid (test sends): digits and dots are a fine tag.
+        ("bounces@northwind.example", True, "<176.12.34@northwind.example>", "bounces+176.12.34@northwind.example"),
+        # Nothing that is not a plain tag goes into an address: the bare bounce address.
+        ("bounces@northwind.example", True, '<"odd id"@northwind.example>', "bounces@northwind.example"),
+        ("bounces@northwind.example", True, "", "bounces@northwind.example"),
+    ],
+)
+def test_the_envelope_sender(bounce: str, verp: bool, message_id: str, expected: str) -> None:
+    sender = SenderSettings(
+        company="N", from_address="hello@northwind.example", postal_address="x", unsubscribe_url="https://n.example",
+        secret=Secret(env="X"), bounce_address=bounce, verp=verp,
+    )
+    assert envelope_sender(sender, message_id) == expected

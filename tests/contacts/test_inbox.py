@@ -14,22 +14,11 @@ from sqlmodel import Session
 from mailer.cli import cli
 from mailer.store.tables import Customer, SendLog
 from tests.support.factories import add_customer
-from tests.support.inbox import sample_bytes
+from tests.support.inbox import PEOPLE, sample_bytes, sent_ids
+from tests.support.inbox import anniversary_rows as rows
 
 DAY = date(2026, 11, 23)  # a Monday: the anniversary of everyone below goes out
 LATER = date(2026, 12, 1)  # everyone's birthday, past the 7-day frequency cap
-# Who sends what back, and the address the mail went to.
-PEOPLE = {
-    "postfix-bounce": "bea@example.com",
-    "exim-bounce": "eli@example.org",
-    "gmail-bounce": "gus@example.net",
-    "postfix-delayed": "dan@example.info",
-    "yahoo-complaint": "yan@yahoo.example",
-    "outlook-complaint": "ola@outlook.example",
-    "mailto-unsubscribe": "ann@example.com",
-    "out-of-office": "hugo@example.com",
-    "human-reply": "ida@example.org",
-}
 
 
 def mailer(config: Path, *args: str) -> Result:
@@ -50,14 +39,6 @@ def inbox_project(project: Path, engine: Engine) -> Path:
     return project
 
 
-def sent_ids(engine: Engine) -> dict[str, str]:
-    with Session(engine) as session:
-        rows = session.execute(
-            select(SendLog.to_address, SendLog.message_id).where(SendLog.status == "sent")  # type: ignore[arg-type]
-        ).all()
-    return dict(rows)  # type: ignore[arg-type]
-
-
 def drop_samples(project: Path, engine: Engine) -> None:
     ids = sent_ids(engine)
     for name, address in PEOPLE.items():
@@ -65,16 +46,6 @@ def drop_samples(project: Path, engine: Engine) -> None:
         (project.parent / "inbox" / "new" / f"1795428312.{name}.mx1").write_bytes(
             sample_bytes(name, address, ids[address])
         )
-
-
-def rows(engine: Engine) -> dict[str, tuple[str, str]]:
-    with Session(engine) as session:
-        found = session.execute(
-            select(SendLog.to_address, SendLog.status, SendLog.reason).where(
-                SendLog.campaign == "customer-anniversary"  # type: ignore[arg-type]
-            )
-        ).all()
-    return {address: (status, reason) for address, status, reason in found}
 
 
 def test_bounces_complaints_and_unsubscribes_become_opt_outs_once_and_the_next_pass_mails_none_of_them(

@@ -169,3 +169,37 @@ def test_a_feedback_report_without_its_fields_is_malformed() -> None:
     )
     verdict = classify(message_from_string(text, policy=policy.compat32), UNSUBSCRIBE)
     assert verdict == Verdict(Kind.MALFORMED, why="a feedback report without a message/feedback-report part")
+
+
+BOUNCES = "bounces@northwind.example"
+
+
+@pytest.mark.parametrize(
+    ("to", "tag"),
+    [
+        ("bounces+abc234@northwind.example", "abc234"),
+        ("Bounces+ABC234@Northwind.Example", "abc234"),  # servers may fold the case: refs are lower-case anyway
+        ("bounces@northwind.example", ""),  # the bare address names no message
+        ("hello@northwind.example", ""),
+    ],
+)
+def test_a_report_to_the_verp_bounce_address_carries_its_tag(to: str, tag: str) -> None:
+    text = sample_text_without_original("ann@example.com").replace("To: hello@northwind.example", f"To: {to}", 1)
+    verdict = classify(message_from_string(text, policy=policy.compat32), UNSUBSCRIBE, BOUNCES)
+    assert (verdict.kind, verdict.tag, verdict.original_message_id) == (Kind.BOUNCE, tag, "")
+
+
+def test_without_a_verp_bounce_address_no_tag_is_read() -> None:
+    text = sample_text_without_original("ann@example.com").replace("To: hello@", "To: bounces+abc234@", 1)
+    assert classify(message_from_string(text, policy=policy.compat32), UNSUBSCRIBE).tag == ""
+
+
+def sample_text_without_original(recipient: str) -> str:
+    return REPORT.format(recipients=f"Final-Recipient: rfc822; {recipient}\nAction: failed\nStatus: 5.1.1\n")
+
+
+def test_mail_to_the_tagged_unsubscribe_address_carries_the_token_even_without_a_from_address() -> None:
+    verdict = _mail("To: unsubscribe+42-abcdef@northwind.example\nSubject: unsubscribe")
+    assert (verdict.kind, verdict.tag, verdict.address) == (Kind.UNSUBSCRIBE, "42-abcdef", "")
+    tagged = _mail("From: a@example.com\nTo: unsubscribe+42-abcdef@northwind.example")
+    assert (tagged.kind, tagged.tag, tagged.address) == (Kind.UNSUBSCRIBE, "42-abcdef", "a@example.com")

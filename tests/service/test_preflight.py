@@ -151,6 +151,22 @@ def test_the_daemon_refuses_a_broken_template_before_its_catch_up_pass(imported:
     assert rows(imported) == (0, 0)
 
 
+def test_the_daemon_refuses_an_imap_inbox_whose_password_is_not_set_but_a_pass_does_not_need_it(
+    imported: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MAILER_TEST_NO_SUCH_PASSWORD", raising=False)
+    with imported.open("a", encoding="utf-8") as config:
+        config.write('\n[inbox]\nkind = "imap"\nhost = "127.0.0.1"\nusername = "bounces"\n'
+                     'password_env = "MAILER_TEST_NO_SUCH_PASSWORD"\n')
+    result = invoke(imported, "daemon")
+    assert result.exit_code == 2, result.output
+    assert error_lines(result) == [
+        "error: mailer.toml: [inbox] password_env: environment variable MAILER_TEST_NO_SUCH_PASSWORD is not set"
+    ]
+    assert rows(imported) == (0, 0)
+    assert invoke(imported, *RUN, "--dry-run").exit_code == 0
+
+
 def test_a_dry_run_checks_templates_too(imported: Path) -> None:
     prepend(imported.parent / "templates/email/birthday/subject.txt", "{{ customer.nope }}")
     result = invoke(imported, *RUN, "--dry-run")
