@@ -45,14 +45,22 @@ class UnknownAddress(MailerError):
 
 
 def unsubscribe(
-    engine: Engine, customer_id: int, source: Source, now: datetime | None = None
+    engine: Engine,
+    customer_id: int,
+    source: Source,
+    now: datetime | None = None,
+    send_log_id: int | None = None,
 ) -> Change:
-    """Mark the customer unsubscribed; the first unsubscribe's time and source are kept."""
+    """Mark the customer unsubscribed; the first unsubscribe's time and source are kept.
+
+    ``send_log_id`` is the message whose link was used, so ``mailer stats`` can say which
+    campaign people leave from.
+    """
     return _change(
         engine,
         customer_id,
         col(Customer.unsubscribed_at).is_(None),
-        {"unsubscribed_at": now or utcnow(), "unsubscribe_source": str(source)},
+        {"unsubscribed_at": now or utcnow(), "unsubscribe_source": str(source), "unsubscribe_send_log_id": send_log_id},
         f"unsubscribed ({source})",
     )
 
@@ -63,7 +71,7 @@ def resubscribe(engine: Engine, customer_id: int, now: datetime | None = None) -
         engine,
         customer_id,
         col(Customer.unsubscribed_at).is_not(None),
-        {"unsubscribed_at": None, "unsubscribe_source": None},
+        {"unsubscribed_at": None, "unsubscribe_source": None, "unsubscribe_send_log_id": None},
         "resubscribed",
         now,
     )

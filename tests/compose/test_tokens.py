@@ -6,7 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailer.compose.tokens import RESUBSCRIBE, UNSUBSCRIBE, BadToken, make_token, read_token
+from mailer.compose.tokens import (
+    RESUBSCRIBE,
+    UNSUBSCRIBE,
+    BadToken,
+    Link,
+    make_message_token,
+    make_token,
+    read_link,
+    read_token,
+)
 
 SECRET = "s3cret-for-tests"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -85,3 +94,30 @@ def test_an_undo_token_from_the_future_is_refused() -> None:
     undo = make_token(SECRET, 42, RESUBSCRIBE, issued=NOW + timedelta(days=1))
     with pytest.raises(BadToken, match="expired"):
         read_token(SECRET, undo, RESUBSCRIBE, max_age=timedelta(days=30), now=NOW)
+
+
+def test_a_message_token_names_its_customer_and_send_log_row() -> None:
+    token = make_message_token(SECRET, 42, 7001)
+    assert read_link(SECRET, token) == Link(42, 7001)
+    assert read_link(SECRET, make_token(SECRET, 42)) == Link(42, None)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda t: t.replace("42.", "43.", 1),  # another customer
+        lambda t: t.replace(".7001.", ".7002."),  # another message
+        lambda t: t[:-1],
+        lambda t: "x" + t,
+    ],
+)
+def test_an_altered_message_token_is_refused(damage: object) -> None:
+    with pytest.raises(BadToken):
+        read_link(SECRET, damage(make_message_token(SECRET, 42, 7001)))  # type: ignore[operator]
+
+
+def test_a_message_token_is_not_an_undo_token_and_an_undo_token_is_not_a_message_token() -> None:
+    with pytest.raises(BadToken):
+        read_token(SECRET, make_message_token(SECRET, 42, 1_700_000_000), RESUBSCRIBE, max_age=timedelta(days=30), now=NOW)
+    with pytest.raises(BadToken):
+        read_link(SECRET, make_token(SECRET, 42, RESUBSCRIBE, issued=NOW))
