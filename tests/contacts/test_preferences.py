@@ -1,0 +1,88 @@
+"""The preference page's store: campaign opt-outs and pauses, honoured by planning and just before sending."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from mailer.config import Settings
+from mailer.contacts import importer, preferences
+from mailer.contacts.optout import Change
+from mailer.delivery import drain as delivery
+from mailer.delivery.transport import MaildirTransport
+from mailer.outbox import decisions
+from mailer.planning import plan as planning
+from mailer.planning.clock import PassClock
+from tests.contacts.test_optout import CSV, DAY, customer, statuses
+
+NOW = datetime(2026, 11, 20, 9, tzinfo=UTC)
+
+
+def people(project: Path, engine: Engine) -> None:
+    path = project.parent / "people.csv"
+    path.write_text(CSV, encoding="utf-8")
+    importer.import_customers(engine, path)
+
+
+def test_add_months_keeps_the_day_or_takes_the_months_last() -> None:
+    assert preferences.add_months(date(2026, 11, 23), 3) == date(2027, 2, 23)
+    assert preferences.add_months(date(2026, 11, 30), 3) == date(2027, 2, 28)
+    assert preferences.add_months(date(2027, 11, 30), 3) == date(2028, 2, 29)
+    assert preferences.add_months(date(2026, 6, 15), 6) == date(2026, 12, 15)
+
+
+def test_opting_out_twice_keeps_the_first_time_and_source(project: Path, engine: Engine) -> None:
+    people(project, engine)
+    who = customer(engine, "B1").id or 0
+    assert preferences.opt_out_of_campaign(engine, who, "birthday", "page", NOW) is Change.CHANGED
+    assert preferences.opt_out_of_campaign(engine, who, "birthday", "cli") is Change.UNCHANGED
+    assert preferences.preferences_of(engine, who).opted_out == {"birthday": "page"}
+    assert preferences.opt_out_of_campaign(engine, 999, "birthday", "page") is Change.UNKNOWN
+    assert preferences.rejoin_campaign(engine, who, "birthday") is Change.CHANGED
+    assert preferences.rejoin_campaign(engine, who, "birthday") is Change.UNCHANGED
+    assert preferences.rejoin_campaign(engine, 999, "birthday") is Change.UNKNOWN
+
+
+def test_a_new_pause_replaces_the_last_and_resume_lifts_it(project: Path, engine: Engine) -> None:
+    people(project, engine)
+    who = customer(engine, "B1").id or 0
+    assert preferences.pause(engine, who, date(2027, 1, 1), "page", NOW) is Change.CHANGED
+    assert preferences.pause(engine, who, date(2027, 6, 1), "page", NOW) is Change.CHANGED
+    assert preferences.preferences_of(engine, who).paused_until == date(2027, 6, 1)
+    assert preferences.resume(engine, who) is Change.CHANGED
+    assert preferences.resume(engine, who) is Change.UNCHANGED
+    assert preferences.pause(engine, 999, date(2027, 1, 1), "page") is Change.UNKNOWN
+
+
+def test_the_planner_reads_every_customers_wishes_and_logs_the_policy_reasons(
+    project: Path, engine: Engine, settings: Settings
+) -> None:
+    people(project, engine)
+    preferences.opt_out_of_campaign(engine, customer(engine, "B1").id or 0, "birthday", "page", NOW)
+    preferences.pause(engine, customer(engine, "B3").id or 0, date(2027, 2, 23), "page", NOW)
+    clock = PassClock.on(DAY)
+    campaigns = [settings.campaign("birthday")]
+    with Session(engine, expire_on_commit=False) as session:
+        decisions.record(session, planning.plan(session, settings, clock, campaigns), {"birthday": campaigns[0]}, NOW)
+    assert statuses(engine) == {
+        "B1": ("skipped", "opted out of campaign"),
+        "B2": ("queued", "due"),
+        "B3": ("deferred", "paused until 2027-02-23"),
+    }
+
+
+def test_leaving_a_campaign_after_planning_stops_its_delivery(
+    project: Path, engine: Engine, settings: Settings
+) -> None:
+    people(project, engine)
+    clock = PassClock.on(DAY)
+    campaigns = [settings.campaign("birthday")]
+    with Session(engine, expire_on_commit=False) as session:
+        decisions.record(session, planning.plan(session, settings, clock, campaigns), {"birthday": campaigns[0]}, NOW)
+    preferences.opt_out_of_campaign(engine, customer(engine, "B2").id or 0, "birthday", "page", NOW)
+    delivery.drain(engine, settings, MaildirTransport(settings.transport.path))
+    assert statuses(engine)["B2"] == ("skipped", "opted out of campaign before delivery")
+    assert statuses(engine)["B1"] == ("sent", "delivered")
