@@ -14,7 +14,7 @@ import click
 
 from mailer.cli.app import App, cli, pass_app
 from mailer.cli.tabular import FORMATS, format_rows
-from mailer.contacts import importer, optout
+from mailer.contacts import importer, optout, optout_stats
 
 
 @cli.group("import")
@@ -104,9 +104,12 @@ def unsuppress(app: App, emails: tuple[str, ...]) -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @pass_app
 def suppressions(app: App, limit: int | None, fmt: str) -> None:
-    """Everyone who gets no mail: unsubscribed (with the source) and suppressed (with the reason)."""
-    rows = [(r.external_id, r.email, r.state, r.since, r.why) for r in optout.opted_out(app.engine, limit)]
-    click.echo(format_rows(["customer", "email", "state", "since", "source/reason"], rows, fmt))
+    """Everyone who gets less mail: unsubscribed, suppressed, opted out of a campaign or paused; with the source."""
+    rows = [
+        (r.external_id, r.email, r.state, r.since, r.source, r.detail)
+        for r in optout_stats.listing(app.engine, limit)
+    ]
+    click.echo(format_rows(["customer", "email", "state", "since", "source", "source/reason"], rows, fmt))
 
 
 _import_command("customers", importer.import_customers)

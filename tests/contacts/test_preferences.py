@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 from sqlmodel import Session
 
 from mailer.config import Settings
-from mailer.contacts import importer, preferences
+from mailer.contacts import importer, optout, preferences
 from mailer.contacts.optout import Change
+from mailer.contacts.optout_stats import suppression_source
 from mailer.delivery import drain as delivery
 from mailer.delivery.transport import MaildirTransport
 from mailer.outbox import decisions
 from mailer.planning import plan as planning
 from mailer.planning.clock import PassClock
-from tests.contacts.test_optout import CSV, DAY, customer, statuses
+from mailer.store.tables import SendLog
+from tests.contacts.test_optout import CSV, DAY, customer, mailer, statuses
 
 NOW = datetime(2026, 11, 20, 9, tzinfo=UTC)
 
@@ -86,3 +89,49 @@ def test_leaving_a_campaign_after_planning_stops_its_delivery(
     delivery.drain(engine, settings, MaildirTransport(settings.transport.path))
     assert statuses(engine)["B2"] == ("skipped", "opted out of campaign before delivery")
     assert statuses(engine)["B1"] == ("sent", "delivered")
+
+
+def test_suppressions_lists_every_source_and_stats_counts_them_per_campaign(
+    project: Path, engine: Engine, settings: Settings
+) -> None:
+    people(project, engine)
+    clock = PassClock.on(DAY)
+    campaigns = [settings.campaign("birthday")]
+    with Session(engine, expire_on_commit=False) as session:
+        decisions.record(session, planning.plan(session, settings, clock, campaigns), {"birthday": campaigns[0]}, NOW)
+        rows = {cid: rid for cid, rid in session.execute(select(SendLog.customer_id, SendLog.id))}
+    ann, bob, annie = (customer(engine, x).id or 0 for x in ("B1", "B2", "B3"))
+    optout.unsubscribe(engine, ann, optout.Source.ONE_CLICK, NOW, send_log_id=rows[ann])
+    preferences.opt_out_of_campaign(engine, bob, "we-miss-you", "page", NOW, send_log_id=rows[bob])
+    preferences.pause(engine, bob, date(2027, 2, 23), "page", NOW, send_log_id=rows[bob])
+    assert mailer(project, "suppress", "Ann@Example.com", "--reason", "complaint").exit_code == 0
+    assert mailer(project, "suppress", "bob@example.com").exit_code == 0
+
+    listed = json.loads(mailer(project, "suppressions", "--format", "json").output)
+    assert sorted((r["customer"], r["state"], r["source"]) for r in listed) == [
+        ("B1", "suppressed", "complaint"),
+        ("B1", "unsubscribed", "one-click"),
+        ("B2", "opted out of we-miss-you", "page"),
+        ("B2", "paused until 2027-02-23", "page"),
+        ("B2", "suppressed", "admin"),
+        ("B3", "suppressed", "complaint"),
+    ]
+    assert annie  # B3 shares Ann's address: `mailer suppress` reaches both
+
+    counted = json.loads(mailer(project, "stats", "--opt-outs", "--format", "json").output)
+    assert [(r["campaign"], r["kind"], r["source"], r["count"]) for r in counted] == [
+        ("birthday", "paused", "page", 1),  # paused from the link in a birthday email
+        ("birthday", "unsubscribed", "one-click", 1),
+        ("we-miss-you", "opted out", "page", 1),
+        ("(any)", "suppressed", "admin", 1),
+        ("(any)", "suppressed", "complaint", 2),
+    ]
+    table = mailer(project, "stats").output
+    assert "opt-outs and suppressions:" in table and "we-miss-you" in table
+
+
+def test_suppression_sources_are_read_off_their_reasons() -> None:
+    assert [suppression_source(r) for r in (
+        "hard bounce: 550 5.1.1 unknown", "bounce: 5.1.1 550 no such user", "complaint",
+        "webhook:mailgun bounce", "manual", "left the company",
+    )] == ["bounce", "bounce", "complaint", "webhook:mailgun", "admin", "admin"]
