@@ -15,8 +15,7 @@ import base64
 import hashlib
 import hmac
 import logging
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -24,18 +23,15 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
+from mailer.compose.page import ACTIONS, PAGE, Visitor
 from mailer.compose.render import Renderer, RenderError
 from mailer.compose.tokens import Link
 from mailer.config import Campaign, Settings
 from mailer.contacts import optout, preferences
-from mailer.planning.policy import in_segment
 from mailer.service.project import SHIPPED_TEMPLATES
 
 log = logging.getLogger(__name__)
 
-PAGE = "_preferences.html"
-# What each button of the page does (the form's ``do`` field).
-ACTIONS = ("unsubscribe", "resubscribe", "leave", "rejoin", "pause", "resume", "everything")
 _CSRF_CHARS = 32
 
 
@@ -57,66 +53,6 @@ def check_csrf(secret: str, token: str, given: str | None) -> None:
     """Raise ForgedForm unless ``given`` is the CSRF value of this link (compared in constant time)."""
     if not given or not hmac.compare_digest(csrf_value(secret, token).encode(), given.encode("utf-8", "replace")):
         raise ForgedForm("the form's CSRF value is missing or wrong")
-
-
-@dataclass(frozen=True, slots=True)
-class Visitor:
-    """The customer a link is for, as the page needs them."""
-
-    id: int
-    email: str
-    unsubscribed: bool
-    timezone: str
-    tags: frozenset[str] = frozenset()
-
-
-def page_context(
-    settings: Settings,
-    visitor: Visitor,
-    wishes: preferences.Preferences,
-    *,
-    action: str,
-    csrf: str,
-    notice: str = "",
-) -> dict[str, Any]:
-    """The variables ``_preferences.html`` sees (README: "The preference page")."""
-    sender = settings.sender
-    campaigns = [
-        {"name": c.name, "label": c.title, "opted_out": c.name in wishes.opted_out}
-        for c in listed_campaigns(settings.campaigns, visitor, wishes)
-    ]
-    return {
-        "company": sender.company,
-        "postal_address": sender.postal_address,
-        "website": sender.website or "",
-        "email": mask(visitor.email),
-        "notice": notice,
-        "unsubscribed": visitor.unsubscribed,
-        "paused_until": f"{wishes.paused_until:%-d %B %Y}" if wishes.paused_until else "",
-        "campaigns": campaigns,
-        "pause_months": list(preferences.PAUSE_MONTHS),
-        "restricted": visitor.unsubscribed or bool(wishes.paused_until) or bool(wishes.opted_out),
-        "action": action,
-        "csrf": csrf,
-    }
-
-
-def listed_campaigns(
-    campaigns: Sequence[Campaign], visitor: Visitor, wishes: preferences.Preferences
-) -> list[Campaign]:
-    """The campaigns the page offers: the enabled ones that address this customer, and any they left (to rejoin)."""
-    return [
-        c for c in campaigns
-        if (c.enabled and in_segment(visitor.tags, c)) or c.name in wishes.opted_out
-    ]
-
-
-def mask(email: str) -> str:
-    """Enough of an address for its owner to know it, not to harvest it: ``al•••@example.com``."""
-    local, at, domain = email.rpartition("@")
-    if not at:
-        return "•••"
-    return f"{local[: 1 if len(local) <= 4 else 2]}•••@{domain}"
 
 
 def apply(

@@ -40,6 +40,7 @@ from waitress.server import create_server
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from mailer.compose.page import Visitor, page_context
 from mailer.compose.tokens import RESUBSCRIBE, BadToken, make_token, read_link, read_token
 from mailer.config import Settings
 from mailer.contacts import optout, preferences
@@ -48,11 +49,9 @@ from mailer.web.preferences import (
     BadForm,
     ForgedForm,
     PageTemplate,
-    Visitor,
     apply,
     check_csrf,
     csrf_value,
-    page_context,
 )
 
 log = logging.getLogger(__name__)
@@ -170,7 +169,8 @@ def create_app(
 
     def preference_page(found: Visitor, token: str, notice: str = "") -> Response:
         context = page_context(
-            settings,
+            sender,
+            settings.campaigns,
             found,
             preferences.preferences_of(engine, found.id),
             action=link("preferences_view", token),
