@@ -78,6 +78,7 @@ inliner = "premailer"
 
 [[campaign]]
 name = "customer-anniversary"
+label = "Anniversary thank-yous"        # what customers read on the preference page (default: from the name)
 occasion = "anniversary"
 template = "anniversary"
 priority = 30
@@ -92,6 +93,7 @@ tags_any = ["staff"]
 
 [[campaign]]
 name = "birthday"
+label = "Birthday wishes"
 occasion = "birthday"
 template = "birthday"
 priority = 40
