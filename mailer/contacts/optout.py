@@ -125,7 +125,7 @@ def customer_ids_for(engine: Engine, email: str) -> list[int]:
     return [i for i in ids if i is not None]
 
 
-def _for_address(engine: Engine, email: str, change_one: Callable[[int], Change]) -> dict[Change, int]:
+def for_address(engine: Engine, email: str, change_one: Callable[[int], Change]) -> dict[Change, int]:
     """Apply ``change_one`` to every customer with this address; how many changed and how many already were."""
     counts = dict.fromkeys(Change, 0)
     for customer_id in customer_ids_for(engine, email):
@@ -135,7 +135,7 @@ def _for_address(engine: Engine, email: str, change_one: Callable[[int], Change]
 
 def unsubscribe_address(engine: Engine, email: str, source: Source) -> dict[Change, int]:
     """Unsubscribe every customer with this address; counts of changed and already-unsubscribed."""
-    return _for_address(engine, email, lambda customer_id: unsubscribe(engine, customer_id, source))
+    return for_address(engine, email, lambda customer_id: unsubscribe(engine, customer_id, source))
 
 
 def suppress_address(
@@ -143,7 +143,7 @@ def suppress_address(
 ) -> dict[Change, int]:
     """Suppress every customer with this address (an earlier suppression keeps its reason)."""
     values: dict[str, object] = {"suppressed_at": now or utcnow(), "suppressed_reason": reason}
-    return _for_address(
+    return for_address(
         engine,
         email,
         lambda customer_id: _change(
@@ -155,7 +155,7 @@ def suppress_address(
 def unsuppress_address(engine: Engine, email: str) -> dict[Change, int]:
     """Lift the suppression of every customer with this address (an unsubscribe stays)."""
     values: dict[str, object] = {"suppressed_at": None, "suppressed_reason": None}
-    return _for_address(
+    return for_address(
         engine,
         email,
         lambda customer_id: _change(

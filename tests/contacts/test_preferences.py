@@ -6,9 +6,11 @@ import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+from click.testing import CliRunner
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
+from mailer.cli import cli
 from mailer.config import Settings
 from mailer.contacts import importer, optout, preferences
 from mailer.contacts.optout import Change
@@ -135,3 +137,18 @@ def test_suppression_sources_are_read_off_their_reasons() -> None:
         "hard bounce: 550 5.1.1 unknown", "bounce: 5.1.1 550 no such user", "complaint",
         "webhook:mailgun bounce", "manual", "left the company",
     )] == ["bounce", "bounce", "complaint", "webhook:mailgun", "admin", "admin"]
+
+
+def test_an_admin_takes_an_address_off_one_campaign_from_the_cli(project: Path, engine: Engine) -> None:
+    people(project, engine)
+    result = mailer(project, "unsubscribe", "ann@example.com", "--campaign", "birthday")
+    assert result.output.strip() == "ann@example.com: 2 customers opted out of birthday"
+    again = mailer(project, "unsubscribe", "ann@example.com", "--campaign", "birthday")
+    assert again.output.strip() == "ann@example.com: 2 already opted out of birthday"
+    for external_id in ("B1", "B3"):
+        wishes = preferences.preferences_of(engine, customer(engine, external_id).id or 0)
+        assert wishes.opted_out == {"birthday": "cli"}
+    assert customer(engine, "B1").unsubscribed_at is None
+    args = ["--config", str(project), "unsubscribe", "ann@example.com", "--campaign", "brthday"]
+    wrong = CliRunner().invoke(cli, args)
+    assert wrong.exit_code == 2 and "did you mean 'birthday'" in wrong.output
