@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from mailer.compose.tokens import read_token
+from mailer.compose.tokens import Link, read_link
 from mailer.config import Secret, Settings
 from mailer.delivery.transport import MaildirTransport, SmtpTransport
 from mailer.planning.clock import PassClock
@@ -172,7 +172,8 @@ def test_maildir_messages_are_complete_multipart_emails(engine: Engine, settings
     https, mailto = (part.strip().strip("<>") for part in message["List-Unsubscribe"].split(","))
     assert mailto == "mailto:unsubscribe@northwind.example?subject=unsubscribe"
     token = https.rsplit("/u/", 1)[1]
-    assert read_token(settings.sender.secret.reveal(), token) == rows(engine)[0].customer_id
+    [row] = rows(engine)  # the link names the customer and this message's send-log row
+    assert read_link(settings.sender.secret.reveal(), token) == Link(row.customer_id, row.id)
     assert message.get_content_type() == "multipart/alternative"
     text = message.get_body(("plain",))
     html = message.get_body(("html",))
