@@ -78,11 +78,11 @@ inliner = "premailer"
 
 [[campaign]]
 name = "customer-anniversary"
-label = "Anniversary thank-yous"        # what customers read on the preference page (default: from the name)
 occasion = "anniversary"
 template = "anniversary"
 priority = 30
 tags_none = ["staff"]
+label = "Anniversary thank-yous"        # what customers read on the preference page (default: from the name)
 
 [[campaign]]
 name = "staff-work-anniversary"        # staff are "internal customers": same occasion, own segment and words
@@ -93,10 +93,10 @@ tags_any = ["staff"]
 
 [[campaign]]
 name = "birthday"
-label = "Birthday wishes"
 occasion = "birthday"
 template = "birthday"
 priority = 40
+label = "Birthday wishes"
 
 [[campaign]]
 name = "tenth-order"
