@@ -1,6 +1,6 @@
 """``mailer import``, ``unsubscribe``, ``suppress``, ``unsuppress``, ``suppressions``.
 
-Who is in the store, and who gets no mail.
+Who is in the store, and who gets no mail (or less of it).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import click
 
 from mailer.cli.app import App, cli, pass_app
 from mailer.cli.tabular import FORMATS, format_rows
-from mailer.contacts import importer, optout
+from mailer.contacts import importer, optout, optout_stats, preferences
 
 
 @cli.group("import")
@@ -69,9 +69,18 @@ def _report(email: str, counts: dict[optout.Change, int], done: str, already: st
 @click.argument("emails", nargs=-1, required=True, metavar="EMAIL...")
 @click.option("--source", type=click.Choice(["cli", "mailto"]), default="cli",
               show_default=True, help="Record where the request came from (mailto: it came by email).")
+@click.option("--campaign", help="Only from this campaign (as the preference page's \"No more of these\").")
 @pass_app
-def unsubscribe(app: App, emails: tuple[str, ...], source: str) -> None:
-    """Unsubscribe every customer with each EMAIL; later passes send them nothing."""
+def unsubscribe(app: App, emails: tuple[str, ...], source: str, campaign: str | None) -> None:
+    """Unsubscribe every customer with each EMAIL; later passes send them nothing (or nothing of --campaign)."""
+    if campaign is not None:
+        name = app.settings.campaign(campaign).name
+        for email in emails:
+            counts = optout.for_address(
+                app.engine, email, lambda who: preferences.opt_out_of_campaign(app.engine, who, name, source)
+            )
+            _report(email, counts, f"opted out of {name}", f"already opted out of {name}")
+        return
     for email in emails:
         counts = optout.unsubscribe_address(app.engine, email, optout.Source(source))
         _report(email, counts, "unsubscribed", "already unsubscribed")
@@ -104,9 +113,12 @@ def unsuppress(app: App, emails: tuple[str, ...]) -> None:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @pass_app
 def suppressions(app: App, limit: int | None, fmt: str) -> None:
-    """Everyone who gets no mail: unsubscribed (with the source) and suppressed (with the reason)."""
-    rows = [(r.external_id, r.email, r.state, r.since, r.why) for r in optout.opted_out(app.engine, limit)]
-    click.echo(format_rows(["customer", "email", "state", "since", "source/reason"], rows, fmt))
+    """Everyone who gets less mail: unsubscribed, suppressed, opted out of a campaign or paused; with the source."""
+    rows = [
+        (r.external_id, r.email, r.state, r.since, r.source, r.detail)
+        for r in optout_stats.listing(app.engine, limit)
+    ]
+    click.echo(format_rows(["customer", "email", "state", "since", "source", "source/reason"], rows, fmt))
 
 
 _import_command("customers", importer.import_customers)

@@ -96,10 +96,13 @@ def plan_command(app: App, days: int, start: datetime | None, campaigns: tuple[s
     first = start.date() if start else today()
     with Session(app.engine) as session:
         rows = forecast(session, settings, first, days, chosen)
-    headers = ["day", "weekday", "campaign", "send", "defer", "skip"]
-    table: list[tuple[object, ...]] = [(r.day, f"{r.day:%a}", r.campaign, r.send, r.defer, r.skip) for r in rows]
+    # "paused" and "opted out": how many of the deferred and skipped the customers' own wishes held back.
+    headers = ["day", "weekday", "campaign", "send", "defer", "skip", "paused", "opted out"]
+    table: list[tuple[object, ...]] = [
+        (r.day, f"{r.day:%a}", r.campaign, r.send, r.defer, r.skip, r.paused, r.opted_out) for r in rows
+    ]
     if fmt == "table":
-        totals = [sum(r.send for r in rows), sum(r.defer for r in rows), sum(r.skip for r in rows)]
+        totals = [sum(getattr(r, n) for r in rows) for n in ("send", "defer", "skip", "paused", "opted_out")]
         table.append(("total", "", f"{days} days", *totals))
     click.echo(format_rows(headers, table, fmt))
 

@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from mailer.cli.app import App, cli, pass_app
 from mailer.cli.tabular import FORMATS, format_rows
+from mailer.contacts import optout_stats
 from mailer.outbox import history
 from mailer.service import monitor
 from mailer.service.daemon import next_pass
@@ -47,13 +48,26 @@ def log_(
 
 @cli.command()
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), help="Only rows whose status changed since this day (UTC).")
+@click.option("--opt-outs", "opt_outs", is_flag=True,
+              help="Only the opt-outs and suppressions, per campaign and source.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @pass_app
-def stats(app: App, since: datetime | None, fmt: str) -> None:
-    """Per campaign: sent, deferred, skipped, failed, bounced, unknown, queued."""
-    with Session(app.engine) as session:
-        rows = monitor.stats(session, since.replace(tzinfo=UTC) if since else None)
-    click.echo(format_rows(monitor.stats_headers(), rows, fmt))
+def stats(app: App, since: datetime | None, opt_outs: bool, fmt: str) -> None:
+    """Per campaign: sent, deferred, skipped, failed, bounced, unknown, queued; then opt-outs per campaign and source.
+
+    The table shows both; --format csv or json gives the first, or with --opt-outs the second.
+    """
+    after = since.replace(tzinfo=UTC) if since else None
+    left = optout_stats.counts(app.engine, after)
+    if not opt_outs:
+        with Session(app.engine) as session:
+            rows = monitor.stats(session, after)
+        click.echo(format_rows(monitor.stats_headers(), rows, fmt))
+        if fmt != "table":
+            return
+        click.echo("\nopt-outs and suppressions:" if left else "\nno opt-outs or suppressions")
+    if left or opt_outs:
+        click.echo(format_rows(optout_stats.HEADERS, left, fmt))
 
 
 @cli.command()

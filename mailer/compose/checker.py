@@ -22,6 +22,7 @@ from pathlib import Path
 import jinja2
 from jinja2 import meta, nodes
 
+from mailer.compose import page
 from mailer.compose.context import VARIABLES, Variable, sample_customers, sample_occasion, template_context
 from mailer.compose.inline import INLINERS
 from mailer.compose.maker import envelope_for
@@ -92,7 +93,10 @@ def check_templates(
             Problem(templates_dir, 1, "no templates: each email is a folder with subject.txt, body.html and body.txt")
         )
     for shared in sorted(p for p in templates_dir.iterdir() if p.is_file() and p.name.startswith("_")):
-        problems.update(check_file(renderer, shared, kinds=()))
+        if shared.name == page.PAGE:
+            problems.update(check_page(renderer, shared, campaigns, sender))
+        else:
+            problems.update(check_file(renderer, shared, kinds=()))
     for name in names:
         problems.update(check_email(renderer, name, template_kinds(name, campaigns), campaigns, sender, inliner))
     for campaign in campaigns:
@@ -127,6 +131,22 @@ def check_email(
     if problems:
         return problems  # rendering a broken or incomplete template would only repeat these
     return _check_renders(renderer, name, kinds, campaigns, sender, inliner)
+
+
+def check_page(
+    renderer: Renderer, path: Path, campaigns: Sequence[Campaign], sender: SenderSettings
+) -> list[Problem]:
+    """The preference page: rendered for a subscribed, a paused and an unsubscribed visitor, each form checked."""
+    problems: set[Problem] = set()
+    for state, context in page.sample_contexts(sender, campaigns).items():
+        try:
+            html = renderer.render_file(page.PAGE, context)
+        except RenderError as exc:
+            problems.add(_located(exc, path, f" (the page for {state})"))
+            continue
+        found = page.page_problems(html, sender)
+        problems.update(Problem(path, 0, f"{problem} (the page for {state})") for problem in found)
+    return sorted(problems)
 
 
 def check_file(renderer: Renderer, path: Path, kinds: tuple[str, ...]) -> list[Problem]:

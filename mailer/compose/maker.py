@@ -15,7 +15,7 @@ from mailer.compose.context import occasion_view, template_context
 from mailer.compose.message import Envelope, build_message
 from mailer.compose.render import Rendered, Renderer
 from mailer.compose.returnpath import unsubscribe_mailto
-from mailer.compose.tokens import make_token, occasion_ref
+from mailer.compose.tokens import make_message_token, make_token, occasion_ref
 from mailer.compose.wire import WireMessage, serialize
 from mailer.config import SenderSettings, Settings
 from mailer.store.tables import Customer, SendLog
@@ -68,7 +68,11 @@ class MessageMaker:
 
     def _render(self, row: SendLog, customer: Customer) -> tuple[Rendered, Envelope, str]:
         sender = self.settings.sender
-        token = make_token(self.secret, customer.id or 0)
+        # A row not yet stored (a sample message) has no id: its link names the customer only.
+        if row.id:
+            token = make_message_token(self.secret, customer.id or 0, row.id)
+        else:
+            token = make_token(self.secret, customer.id or 0)
         unsubscribe_url = f"{sender.unsubscribe_url}/u/{token}"
         details = occasion_view(row.occasion_kind, row.occasion_key, row.campaign, row.due_date, dict(row.occasion))
         context = template_context(customer, details, sender, unsubscribe_url)

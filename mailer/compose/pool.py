@@ -49,6 +49,7 @@ class Prepared:
     message_id: str = ""
     data: bytes = b""
     error: str = ""  # a render or header error: the row fails with it
+    campaign: str = ""  # re-checked before sending: the customer may have left it since
 
 
 def prepare(maker: MessageMaker, row: SendLog, customer: Customer) -> Prepared:
@@ -58,8 +59,8 @@ def prepare(maker: MessageMaker, row: SendLog, customer: Customer) -> Prepared:
     try:
         wire = maker.compose_wire(row, customer)
     except (RenderError, HeaderError) as exc:
-        return Prepared(*where, error=f"render error: {exc}")
-    return Prepared(*where, wire.subject, wire.message_id, wire.data)
+        return Prepared(*where, error=f"render error: {exc}", campaign=row.campaign)
+    return Prepared(*where, wire.subject, wire.message_id, wire.data, campaign=row.campaign)
 
 
 # The message maker of one worker process (its renderer, templates and secret), made once.

@@ -1,5 +1,8 @@
 """Signed tokens for the unsubscribe endpoint: ``<customer id>.<HMAC>`` or ``<id>.<issued>.<HMAC>``.
 
+A message's link carries ``<customer id>.<send-log id>.<HMAC>`` (:func:`make_message_token`),
+so the page knows which campaign's email someone left from.
+
 The purpose is bound into the signature, so a token minted for one purpose
 (unsubscribe) never verifies for another (resubscribe), and nobody can act on
 a customer whose token they were not sent. Unsubscribe tokens never expire:
@@ -13,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 UNSUBSCRIBE = "unsubscribe"
@@ -37,6 +41,45 @@ def make_token(
     """A URL-safe token for ``customer_id``; with ``issued`` it can be checked for age."""
     fields = (customer_id,) if issued is None else (customer_id, int(issued.timestamp()))
     return ".".join((*map(str, fields), _signature(secret, purpose, fields)))
+
+
+def make_message_token(secret: str, customer_id: int, send_log_id: int) -> str:
+    """The unsubscribe token of one message: ``<customer id>.<send-log id>.<HMAC>``.
+
+    It unsubscribes the customer like :func:`make_token`'s and also names the
+    message whose link was used, so opt-outs can be counted per campaign. It
+    never expires either.
+    """
+    fields = (customer_id, send_log_id)
+    return ".".join((*map(str, fields), _signature(secret, _MESSAGE_PURPOSE, fields)))
+
+
+_MESSAGE_PURPOSE = f"{UNSUBSCRIBE}@message"  # its own purpose: never mistaken for an issued-time token
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    """Whom an unsubscribe link is for, and the send-log row of the message it came in (if it names one)."""
+
+    customer_id: int
+    send_log_id: int | None = None
+
+
+def read_link(secret: str, token: str) -> Link:
+    """Read an unsubscribe token of either form (:func:`make_token` or :func:`make_message_token`).
+
+    Raises BadToken as :func:`read_token` does.
+    """
+    if token.count(".") == 2:
+        *head, signature = token.split(".")
+        if not all(_is_number(part) for part in head):
+            raise BadToken("malformed token")
+        customer_id, send_log_id = (int(part) for part in head)
+        expected = _signature(secret, _MESSAGE_PURPOSE, (customer_id, send_log_id))
+        if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "replace")):
+            raise BadToken("bad signature")
+        return Link(customer_id, send_log_id)
+    return Link(read_token(secret, token, UNSUBSCRIBE))
 
 
 def read_token(

@@ -368,6 +368,7 @@ def _campaign(t: Table) -> Campaign:
         "enabled": t.flag("enabled", True),
         "tags_any": frozenset(t.items("tags_any", str, "tags")),
         "tags_none": frozenset(t.items("tags_none", str, "tags")),
+        "label": " ".join(t.text("label", "").split()),  # one line on the preference page
     }
     readers: dict[str, Callable[[], dict[str, Any]]] = {
         "anniversary": lambda: {"years": _positive_ints(t, "years", t.items("years", int, "integers"))},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from dataclasses import dataclass, field
 from datetime import time, timedelta
 from pathlib import Path
@@ -224,6 +225,16 @@ class Campaign:
     # silence (a series of steps) and follow_up (one delay)
     after_days: tuple[int, ...] = ()
     interaction_kind: str = ""
+    # What the customer reads on the preference page ("Birthday wishes"); "" means derived from the name.
+    label: str = ""
+
+    @property
+    def title(self) -> str:
+        """The label, else the name in words: ``staff_anniversary`` → "Staff anniversary"."""
+        if self.label:
+            return self.label
+        words = re.sub(r"[-_.]+", " ", self.name).strip()
+        return words[:1].upper() + words[1:]
 
 
 @dataclass(frozen=True)

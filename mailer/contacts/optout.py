@@ -47,14 +47,22 @@ class UnknownAddress(MailerError):
 
 
 def unsubscribe(
-    engine: Engine, customer_id: int, source: Source, now: datetime | None = None
+    engine: Engine,
+    customer_id: int,
+    source: Source,
+    now: datetime | None = None,
+    send_log_id: int | None = None,
 ) -> Change:
-    """Mark the customer unsubscribed; the first unsubscribe's time and source are kept."""
+    """Mark the customer unsubscribed; the first unsubscribe's time and source are kept.
+
+    ``send_log_id`` is the message whose link was used, so ``mailer stats`` can say which
+    campaign people leave from.
+    """
     return _change(
         engine,
         customer_id,
         col(Customer.unsubscribed_at).is_(None),
-        {"unsubscribed_at": now or utcnow(), "unsubscribe_source": str(source)},
+        {"unsubscribed_at": now or utcnow(), "unsubscribe_source": str(source), "unsubscribe_send_log_id": send_log_id},
         f"unsubscribed ({source})",
     )
 
@@ -65,7 +73,7 @@ def resubscribe(engine: Engine, customer_id: int, now: datetime | None = None) -
         engine,
         customer_id,
         col(Customer.unsubscribed_at).is_not(None),
-        {"unsubscribed_at": None, "unsubscribe_source": None},
+        {"unsubscribed_at": None, "unsubscribe_source": None, "unsubscribe_send_log_id": None},
         "resubscribed",
         now,
     )
@@ -119,7 +127,7 @@ def customer_ids_for(engine: Engine, email: str) -> list[int]:
     return [i for i in ids if i is not None]
 
 
-def _for_address(engine: Engine, email: str, change_one: Callable[[int], Change]) -> dict[Change, int]:
+def for_address(engine: Engine, email: str, change_one: Callable[[int], Change]) -> dict[Change, int]:
     """Apply ``change_one`` to every customer with this address; how many changed and how many already were."""
     counts = dict.fromkeys(Change, 0)
     for customer_id in customer_ids_for(engine, email):
@@ -129,7 +137,7 @@ def _for_address(engine: Engine, email: str, change_one: Callable[[int], Change]
 
 def unsubscribe_address(engine: Engine, email: str, source: Source) -> dict[Change, int]:
     """Unsubscribe every customer with this address; counts of changed and already-unsubscribed."""
-    return _for_address(engine, email, lambda customer_id: unsubscribe(engine, customer_id, source))
+    return for_address(engine, email, lambda customer_id: unsubscribe(engine, customer_id, source))
 
 
 def suppress_address(
@@ -137,7 +145,7 @@ def suppress_address(
 ) -> dict[Change, int]:
     """Suppress every customer with this address (an earlier suppression keeps its reason)."""
     values: dict[str, object] = {"suppressed_at": now or utcnow(), "suppressed_reason": reason}
-    return _for_address(
+    return for_address(
         engine,
         email,
         lambda customer_id: _change(
@@ -149,7 +157,7 @@ def suppress_address(
 def unsuppress_address(engine: Engine, email: str) -> dict[Change, int]:
     """Lift the suppression of every customer with this address (an unsubscribe stays)."""
     values: dict[str, object] = {"suppressed_at": None, "suppressed_reason": None}
-    return _for_address(
+    return for_address(
         engine,
         email,
         lambda customer_id: _change(

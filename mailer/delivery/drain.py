@@ -233,7 +233,7 @@ def _deliver_prepared(
             )
             turn.begin()
             return deliverer.record_result(session, attempt, claimer, result, now(), commit=False)
-        state = claims.customer_state(session, prepared.customer_id)
+        state = claims.customer_state(session, prepared.customer_id, prepared.campaign)
         if state.why is None and state.email == prepared.to_address:
             return None  # the customer can be reached: the row itself is not ours (or the cap is reached)
     # Opted out, a template that fails, an address changed since rendering, or a

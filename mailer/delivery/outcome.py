@@ -72,6 +72,9 @@ class Deliverer:
         if customer.suppressed_at or customer.unsubscribed_at:
             why = "suppressed" if customer.suppressed_at else "unsubscribed"
             return self._finish(session, row_id, claimer, SendStatus.SKIPPED, f"{why} before delivery", now())
+        if claims.left_campaign(session, customer.id or 0, row.campaign):
+            reason = "opted out of campaign before delivery"
+            return self._finish(session, row_id, claimer, SendStatus.SKIPPED, reason, now())
         try:
             msg = self.maker.compose(row, customer)
         except (RenderError, HeaderError) as exc:

@@ -27,7 +27,7 @@ from sqlalchemy import (
 from sqlmodel import Session, col
 
 from mailer.planning.occasions import noon
-from mailer.store.tables import Customer, SendLog, SendStatus
+from mailer.store.tables import CampaignOptOut, Customer, SendLog, SendStatus
 
 CAP_LOCK = 0x6D61696C65723A63
 
@@ -79,6 +79,16 @@ _LOG = SendLog.__table__  # type: ignore[attr-defined]
 
 
 _CUSTOMER = Customer.__table__  # type: ignore[attr-defined]
+_OPTED_OUT = CampaignOptOut.__table__  # type: ignore[attr-defined]
+
+
+def _left_campaign(customer_id: Any, campaign: Any) -> Any:
+    """The customer has left this campaign on the preference page (an index search on its UNIQUE key)."""
+    return (
+        select(_OPTED_OUT.c.id)
+        .where(_OPTED_OUT.c.customer_id == customer_id, _OPTED_OUT.c.campaign == campaign)
+        .exists()
+    )
 
 
 def _param(name: str, column: Any) -> Any:
@@ -133,7 +143,8 @@ def _claim_statement(next_due: bool, postgres: bool, capped: bool, noted: tuple[
                 _CUSTOMER.c.unsubscribed_at.is_(None),
                 _CUSTOMER.c.suppressed_at.is_(None),
             )
-            .exists()
+            .exists(),
+            ~_left_campaign(bindparam("reach_customer"), _LOG.c.campaign),
         )
     return statement.values(
         status=SendStatus.SENDING,
@@ -185,14 +196,22 @@ def due_rows(
 class CustomerState:
     """What must be re-read right before a message goes: whether the customer opted out, and their address."""
 
-    why: str | None  # "suppressed", "unsubscribed", or None
+    why: str | None  # "suppressed", "unsubscribed", "opted out of campaign", or None
     email: str
 
 
-def customer_state(session: Session, customer_id: int) -> CustomerState:
+def customer_state(session: Session, customer_id: int, campaign: str | None = None) -> CustomerState:
+    """Whether the customer can still be mailed (with ``campaign``: mailed by that campaign) and their address."""
     unsubscribed, suppressed, email = session.execute(_CUSTOMER_STATE, {"customer_id": customer_id}).one()
     why = "suppressed" if suppressed is not None else "unsubscribed" if unsubscribed is not None else None
+    if why is None and campaign is not None and left_campaign(session, customer_id, campaign):
+        why = "opted out of campaign"
     return CustomerState(why, email)
+
+
+def left_campaign(session: Session, customer_id: int, campaign: str) -> bool:
+    """The customer has left ``campaign`` since its message was queued (re-read just before sending)."""
+    return bool(session.execute(select(_left_campaign(customer_id, campaign))).scalar())
 
 
 _CUSTOMER_STATE = select(_CUSTOMER.c.unsubscribed_at, _CUSTOMER.c.suppressed_at, _CUSTOMER.c.email).where(

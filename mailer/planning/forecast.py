@@ -23,6 +23,9 @@ class ForecastRow:
     send: int
     defer: int
     skip: int
+    # Of those, how many the customers' own wishes held back (the preference page).
+    paused: int = 0
+    opted_out: int = 0
 
 
 def forecast(
@@ -50,11 +53,24 @@ def forecast(
         lookback = None if offset == 0 else settings.policy.catch_up_days
         planned = plan(session, settings, clock, campaigns, lookback=lookback, overlay=overlay)
         counts = Counter((item.decision.occasion.campaign, item.decision.verdict) for item in planned)
+        wished = Counter(
+            (item.decision.occasion.campaign, wish)
+            for item in planned
+            if (wish := _wish(item.decision.reason))
+        )
         overlay.apply(planned, clock)
         expired = overlay.expire(expiry_cutoff(settings, day))
         for campaign in campaigns:
             send, defer, skip = (counts[(campaign.name, v)] for v in (Verdict.SEND, Verdict.DEFER, Verdict.SKIP))
             skip += expired[campaign.name]
             if send or defer or skip:
-                rows.append(ForecastRow(day, campaign.name, send, defer, skip))
+                wishes = (wished[(campaign.name, "paused")], wished[(campaign.name, "opted out")])
+                rows.append(ForecastRow(day, campaign.name, send, defer, skip, *wishes))
     return rows
+
+
+def _wish(reason: str) -> str:
+    """``paused`` or ``opted out`` when a customer's own wish decided (see :mod:`mailer.planning.policy`), else ""."""
+    if reason.startswith("paused until "):
+        return "paused"
+    return "opted out" if reason == "opted out of campaign" else ""

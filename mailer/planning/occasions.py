@@ -100,6 +100,9 @@ class CustomerFacts:
     unsubscribed: bool = False
     suppressed: bool = False
     recent: tuple[InteractionFact, ...] = ()
+    # The preference page's finer wishes (mailer.contacts.preferences): campaigns left, no mail before a date.
+    opted_out_of: frozenset[str] = frozenset()
+    paused_until: date | None = None
 
 
 @dataclass(frozen=True, slots=True)

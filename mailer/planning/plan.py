@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from sqlmodel import Session
 
 from mailer.config import Campaign, Settings
+from mailer.contacts import preferences
 from mailer.planning import candidates
 from mailer.planning.clock import PassClock
 from mailer.planning.occasions import CustomerFacts, Occasion, pick
@@ -158,12 +159,16 @@ def plan(
                     if occasions:
                         found.setdefault(customer.id, (customer, []))[1].extend(occasions)
 
+    wishes = preferences.for_customers(session, sorted(found))
     logged: dict[int, dict[tuple[str, str], str]] = {}
     for (customer_id, campaign_name, key), status in candidates.logged_statuses(session, sorted(found)).items():
         logged.setdefault(customer_id, {})[(campaign_name, key)] = status
     planned: list[Planned] = []
     for customer_id, (customer, occasions) in found.items():
         stored = mine = logged.get(customer_id, {})
+        wish = wishes.get(customer_id)
+        if wish is not None:
+            customer = replace(customer, opted_out_of=frozenset(wish.opted_out), paused_until=wish.paused_until)
         if overlay is not None:
             mine = {**mine, **overlay.logged.get(customer_id, {})}
             emailed = overlay.emailed.get(customer_id)

@@ -4,6 +4,7 @@ The steps run in the order of SPEC §4 and each outcome carries the reason
 that ends up in the send log:
 
     segment → already settled → superseded → expired → moot → unsubscribed/suppressed
+    → opted out of the campaign → paused
     → one email per customer per pass (highest priority wins, the rest deferred)
     → frequency cap → send window in the recipient's local time
 
@@ -21,6 +22,12 @@ and from email still on its way (queued, sending, unknown), so a retrying
 message is never joined by a second one. An occasion held back waits for the
 cap: its catch-up days count from the day the cap lets it go, not from its
 due date, so the cap alone never makes an occasion expire.
+
+A customer who left one campaign on the preference page has its occasions
+skipped (``opted out of campaign``); the other campaigns still reach them. A
+pause defers every occasion (``paused until YYYY-MM-DD``, the first local day
+mail may come again): one due near the end of the pause is sent when it ends,
+one the pause outlasts by more than the catch-up days expires as usual.
 """
 
 from __future__ import annotations
@@ -127,6 +134,11 @@ def decide(
             decisions.append(Decision(occasion, Verdict.SKIP, "suppressed"))
         elif customer.unsubscribed:
             decisions.append(Decision(occasion, Verdict.SKIP, "unsubscribed"))
+        elif occasion.campaign in customer.opted_out_of:
+            decisions.append(Decision(occasion, Verdict.SKIP, "opted out of campaign"))
+        elif customer.paused_until is not None and moment.today < customer.paused_until:
+            reason = f"paused until {customer.paused_until:%Y-%m-%d}"
+            decisions.append(Decision(occasion, Verdict.DEFER, reason))
         else:
             contenders.append(occasion)
     if not contenders:

@@ -84,6 +84,7 @@ occasion = "anniversary"
 template = "anniversary"
 priority = 30
 tags_none = ["staff"]
+label = "Anniversary thank-yous"        # what customers read on the preference page (default: from the name)
 
 [[campaign]]
 name = "staff-work-anniversary"        # staff are "internal customers": same occasion, own segment and words
@@ -97,6 +98,7 @@ name = "birthday"
 occasion = "birthday"
 template = "birthday"
 priority = 40
+label = "Birthday wishes"
 
 [[campaign]]
 name = "tenth-order"

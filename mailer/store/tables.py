@@ -57,6 +57,7 @@ class Customer(SQLModel, table=True):
     last_emailed_at: datetime | None = None
     unsubscribed_at: datetime | None = None
     unsubscribe_source: str | None = None
+    unsubscribe_send_log_id: int | None = None  # the message whose link was used (stats per campaign)
     suppressed_at: datetime | None = None
     suppressed_reason: str | None = None
     created_at: datetime = Field(default_factory=utcnow)
@@ -199,3 +200,27 @@ class TransientFailure(SQLModel, table=True):
     status: str = Field(max_length=20)  # "4.2.2", or the SMTP code "452"
     detail: str = ""
     occurred_at: datetime = Field(default_factory=utcnow, index=True)
+class CampaignOptOut(SQLModel, table=True):
+    """A customer wants no more of one campaign; the others still reach them (the preference page)."""
+
+    __tablename__ = "campaign_opt_out"
+    __table_args__ = (UniqueConstraint("customer_id", "campaign", name="uq_campaign_opt_out"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id")
+    campaign: str = Field(max_length=100)
+    source: str = Field(max_length=50)  # page, admin, ...
+    send_log_id: int | None = None  # the message whose link was used, when one was
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class MailPause(SQLModel, table=True):
+    """A customer asked for no mail at all until a date (the preference page); occasions wait, not vanish."""
+
+    __tablename__ = "mail_pause"
+
+    customer_id: int = Field(foreign_key="customer.id", primary_key=True)
+    until: date  # the first local date mail may come again
+    source: str = Field(max_length=50)
+    send_log_id: int | None = None
+    created_at: datetime = Field(default_factory=utcnow)

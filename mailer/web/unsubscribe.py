@@ -1,4 +1,4 @@
-"""``mailer serve``: the unsubscribe endpoint (SPEC §7), a small Flask app served by waitress.
+"""``mailer serve``: the unsubscribe endpoint and preference page (SPEC §7), a small Flask app served by waitress.
 
 Every route answers twice: at the path of ``[sender] unsubscribe_url`` (``/mailer/u/<token>``
 for ``https://northwind.example/mailer``), so the URL in a message's ``List-Unsubscribe`` header
@@ -9,16 +9,19 @@ built from the request, so they carry the prefix (and, behind trusted proxies, t
 host) the visitor used.
 
     POST /u/<token>   with ``List-Unsubscribe=One-Click`` in the body (RFC 8058):
-                      unsubscribe at once, 200, no page.
-    GET  /u/<token>   a plain page: whose address (masked) and one button. A GET
-                      never changes anything, so link scanners cannot unsubscribe anyone.
-    POST /u/<token>   from that button: unsubscribe, then a confirmation with an undo button.
-    POST /r/<token>   the undo: resubscribe (a token of its own purpose that expires).
+                      unsubscribe from everything at once, 200, no page.
+    GET  /u/<token>   the preference page (mailer.web.preferences): leave one campaign,
+                      pause for some months, unsubscribe from everything, or undo any of
+                      these. A GET never changes anything, so link scanners cannot.
+    POST /u/<token>   a button of that page: the change, then the page again with a notice.
+                      Refused (403, nothing changed) without the page's CSRF value.
+    POST /r/<token>   the undo link of earlier confirmation pages: resubscribe (a token of
+                      its own purpose that expires).
     GET  /healthz     200 while the store answers, 503 otherwise.
 
-The token in the URL is the capability: it is HMAC-signed for one customer and
-one purpose, so the forms need no CSRF token, and a forged, truncated or
-wrong-purpose token gets a 400 page and changes nothing.
+The token in the URL is HMAC-signed for one customer (and, in a message's link, the send-log
+row of that message); a forged, truncated or wrong-purpose token gets a 400 page and changes
+nothing.
 """
 
 from __future__ import annotations
@@ -37,10 +40,19 @@ from waitress.server import create_server
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from mailer.compose.tokens import RESUBSCRIBE, UNSUBSCRIBE, BadToken, make_token, read_token
+from mailer.compose.page import Visitor, page_context
+from mailer.compose.tokens import RESUBSCRIBE, BadToken, make_token, read_link, read_token
 from mailer.config import Settings
-from mailer.contacts import optout
+from mailer.contacts import optout, preferences
 from mailer.store.tables import Customer, utcnow
+from mailer.web.preferences import (
+    BadForm,
+    ForgedForm,
+    PageTemplate,
+    apply,
+    check_csrf,
+    csrf_value,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +83,6 @@ PAGE = """<!DOCTYPE html>
 body { font: 16px/1.5 system-ui, sans-serif; color: #222; background: #f6f5f2; margin: 0; }
 main { max-width: 32rem; margin: 4rem auto; background: #fff; padding: 2rem; border-radius: 8px; }
 h1 { font-size: 1.4rem; margin-top: 0; }
-button { font: inherit; padding: .6rem 1.4rem; border: 0; border-radius: 6px;
-         background: #2d5b3f; color: #fff; cursor: pointer; }
 .quiet { color: #666; font-size: .9rem; }
 </style>
 </head>
@@ -81,22 +91,11 @@ button { font: inherit; padding: .6rem 1.4rem; border: 0; border-radius: 6px;
 <h1 id="heading">{{ heading }}</h1>
 {% for paragraph in paragraphs %}<p>{{ paragraph }}</p>
 {% endfor %}
-{% if button %}<form method="post"{% if action %} action="{{ action }}"{% endif %}>
-<button type="submit" id="confirm">{{ button }}</button>
-</form>{% endif %}
 <p class="quiet">{{ company }} · {{ postal_address }}</p>
 </main>
 </body>
 </html>
 """
-
-
-def mask(email: str) -> str:
-    """Enough of an address for its owner to know it, not to harvest it: ``al•••@example.com``."""
-    local, at, domain = email.rpartition("@")
-    if not at:
-        return "•••"
-    return f"{local[: 1 if len(local) <= 4 else 2]}•••@{domain}"
 
 
 def mount_path(unsubscribe_url: str) -> str:
@@ -119,17 +118,15 @@ def create_app(
         )
     # Blueprint routes, so the same views can be registered at the bare path and the configured one.
     routes = Blueprint("unsubscribe", __name__)
+    template = PageTemplate(settings.render.templates)
 
-    def page(
-        status: int, title: str, heading: str, *paragraphs: str, button: str = "", action: str = ""
-    ) -> Response:
+    def page(status: int, title: str, heading: str, *paragraphs: str) -> Response:
+        """A plain message page (errors, not found); the preference page is the marketers' template."""
         html = render_template_string(
             PAGE,
             title=title,
             heading=heading,
             paragraphs=paragraphs,
-            button=button,
-            action=action,
             company=sender.company,
             postal_address=sender.postal_address,
         )
@@ -143,14 +140,17 @@ def create_app(
             "The address may have been removed from our list already. Nothing was changed.",
         )
 
-    def address_of(customer_id: int) -> tuple[str, bool] | None:
+    def visitor(customer_id: int) -> Visitor | None:
         with Session(engine) as session:
             row = session.execute(
-                select(col(Customer.email), col(Customer.unsubscribed_at)).where(
-                    col(Customer.id) == customer_id
-                )
+                select(
+                    col(Customer.email), col(Customer.unsubscribed_at), col(Customer.timezone), col(Customer.tags)
+                ).where(col(Customer.id) == customer_id)
             ).first()
-        return None if row is None else (row[0], row[1] is not None)
+        if row is None:
+            return None
+        email, unsubscribed_at, zone, tags = row
+        return Visitor(customer_id, email, unsubscribed_at is not None, zone or sender.timezone, frozenset(tags or ()))
 
     def link(view: str, token: str) -> str:
         # ".view" is the blueprint the request came in on, so the link keeps its prefix (and the
@@ -159,18 +159,17 @@ def create_app(
         # a path alone keeps whatever scheme and host the visitor used.
         return url_for(f".{view}", token=token, _external=bool(hops))
 
-    def unsubscribed_page(customer_id: int, email: str, *, just_now: bool) -> Response:
-        undo = make_token(secret, customer_id, RESUBSCRIBE, issued=now())
-        heading = "You are unsubscribed" if just_now else "You are already unsubscribed"
-        return page(
-            200,
-            "Unsubscribed",
-            heading,
-            f"{mask(email)} will get no more emails like this from {sender.company}.",
-            "Changed your mind? You can undo this.",
-            button="Resubscribe",
-            action=link("resubscribe", undo),
+    def preference_page(found: Visitor, token: str, notice: str = "") -> Response:
+        context = page_context(
+            sender,
+            settings.campaigns,
+            found,
+            preferences.preferences_of(engine, found.id),
+            action=link("preferences_view", token),
+            csrf=csrf_value(secret, token),
+            notice=notice,
         )
+        return Response(template.render(context), status=200, mimetype="text/html")
 
     @app.after_request
     def security_headers(response: Response) -> Response:
@@ -213,54 +212,49 @@ def create_app(
             connection.execute(text("SELECT 1"))
         return Response("ok\n", mimetype="text/plain")
 
-    @routes.get("/u/<token>")
-    def confirm(token: str) -> Response:
-        customer_id = read_token(secret, token, UNSUBSCRIBE)
-        found = address_of(customer_id)
-        if found is None:
-            return not_found()
-        email, unsubscribed = found
-        if unsubscribed:
-            return unsubscribed_page(customer_id, email, just_now=False)
+    @app.errorhandler(BadForm)
+    def bad_form(exc: BadForm) -> Response:
+        log.info("refused a form from %s: %s", request.remote_addr, exc)
         return page(
-            200,
-            "Unsubscribe",
-            "Unsubscribe?",
-            f"Stop the emails {sender.company} sends to {mask(email)}?",
-            button="Unsubscribe",
-            action=link("unsubscribe", token),
+            403 if isinstance(exc, ForgedForm) else 400,
+            "Please try again",
+            "This form could not be used",
+            "Nothing was changed. Please open the link in the email again and choose once more.",
         )
 
-    @routes.post("/u/<token>")
-    def unsubscribe(token: str) -> Response:
-        customer_id = read_token(secret, token, UNSUBSCRIBE)
-        one_click = _is_one_click()
-        source = optout.Source.ONE_CLICK if one_click else optout.Source.PAGE
-        change = optout.unsubscribe(engine, customer_id, source, now())
-        if change is optout.Change.UNKNOWN:
-            return not_found()
-        if one_click:
-            return Response("unsubscribed\n", mimetype="text/plain")
-        found = address_of(customer_id)
+    @routes.get("/u/<token>")
+    def preferences_view(token: str) -> Response:
+        found = visitor(read_link(secret, token).customer_id)
         if found is None:
             return not_found()
-        return unsubscribed_page(customer_id, found[0], just_now=change is optout.Change.CHANGED)
+        return preference_page(found, token)
+
+    @routes.post("/u/<token>")
+    def change(token: str) -> Response:
+        given = read_link(secret, token)
+        if _is_one_click():
+            result = optout.unsubscribe(
+                engine, given.customer_id, optout.Source.ONE_CLICK, now(), send_log_id=given.send_log_id
+            )
+            if result is optout.Change.UNKNOWN:
+                return not_found()
+            return Response("unsubscribed\n", mimetype="text/plain")
+        check_csrf(secret, token, request.form.get("csrf"))
+        found = visitor(given.customer_id)
+        if found is None:
+            return not_found()
+        notice = apply(engine, settings, found, given, request.form, now())
+        return preference_page(visitor(found.id) or found, token, notice)
 
     @routes.post("/r/<token>")
     def resubscribe(token: str) -> Response:
         customer_id = read_token(secret, token, RESUBSCRIBE, max_age=UNDO_WINDOW, now=now())
-        change = optout.resubscribe(engine, customer_id, now())
-        if change is optout.Change.UNKNOWN:
+        if optout.resubscribe(engine, customer_id, now()) is optout.Change.UNKNOWN:
             return not_found()
-        again = make_token(secret, customer_id, UNSUBSCRIBE)
-        return page(
-            200,
-            "Resubscribed",
-            "You are subscribed again",
-            f"Thank you for staying with {sender.company}.",
-            button="Unsubscribe after all",
-            action=link("unsubscribe", again),
-        )
+        found = visitor(customer_id)
+        if found is None:
+            return not_found()
+        return preference_page(found, make_token(secret, customer_id), "You are subscribed again")
 
     app.register_blueprint(routes)
     prefix = mount_path(sender.unsubscribe_url)

@@ -206,3 +206,17 @@ def test_a_bad_inbox_setting_is_one_line_naming_the_key(project: Path, lines: st
     with pytest.raises(ConfigError) as caught:
         load_settings(project)
     assert str(caught.value) == message
+
+
+def test_a_campaign_label_is_what_customers_read_and_defaults_to_the_name_in_words(project: Path) -> None:
+    settings = load_settings(_with(project, 'label = "Birthday wishes"', 'label = "  Birthday   wishes "'))
+    assert settings.campaign("birthday").title == "Birthday wishes"
+    assert settings.campaign("we-miss-you").label == ""
+    assert settings.campaign("we-miss-you").title == "We miss you"
+    assert settings.campaign("staff-work-anniversary").title == "Staff work anniversary"
+
+
+def test_a_label_that_is_not_text_is_refused_with_its_campaign(project: Path) -> None:
+    _with(project, 'label = "Birthday wishes"', "label = 7")
+    with pytest.raises(ConfigError, match=r"\[campaign birthday\] label: .*string"):
+        load_settings(project)

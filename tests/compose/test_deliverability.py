@@ -28,7 +28,7 @@ from sqlmodel import Session
 from mailer import store
 from mailer.compose.render import Renderer
 from mailer.compose.spamscore import WARN_ABOVE, score_messages
-from mailer.compose.tokens import read_mailto_token, read_token
+from mailer.compose.tokens import read_link, read_mailto_token
 from mailer.config import Settings, load_settings
 from mailer.contacts import importer
 from mailer.delivery.transport import MaildirTransport
@@ -116,7 +116,8 @@ def test_one_click_headers_are_present_unfolded_and_point_at_the_recipient(sent:
         assert not following[:1].isspace(), "List-Unsubscribe must not be folded"
         https, mailto = re.fullmatch(r"<([^>]+)>, <([^>]+)>", str(m.msg["List-Unsubscribe"])).groups()  # type: ignore[union-attr]
         assert https.startswith(f"{base}/u/")
-        assert read_token(secret, https.rsplit("/", 1)[1]) == m.customer_id
+        link = read_link(secret, https.rsplit("/", 1)[1])  # names the customer and the message's send-log row
+        assert link.customer_id == m.customer_id and link.send_log_id is not None
         local, domain = settings.sender.unsubscribe_mailto.split("@")
         tagged = re.fullmatch(rf"mailto:{local}\+([0-9a-z-]+)@{re.escape(domain)}\?subject=unsubscribe", mailto)
         assert tagged is not None, mailto

@@ -11,8 +11,11 @@ from mailer.compose.tokens import (
     RESUBSCRIBE,
     UNSUBSCRIBE,
     BadToken,
+    Link,
     mailto_token,
+    make_message_token,
     make_token,
+    read_link,
     read_mailto_token,
     read_token,
 )
@@ -128,3 +131,29 @@ def test_the_envelope_sender(bounce: str, verp: bool, message_id: str, expected:
         secret=Secret(env="X"), bounce_address=bounce, verp=verp,
     )
     assert envelope_sender(sender, message_id) == expected
+def test_a_message_token_names_its_customer_and_send_log_row() -> None:
+    token = make_message_token(SECRET, 42, 7001)
+    assert read_link(SECRET, token) == Link(42, 7001)
+    assert read_link(SECRET, make_token(SECRET, 42)) == Link(42, None)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda t: t.replace("42.", "43.", 1),  # another customer
+        lambda t: t.replace(".7001.", ".7002."),  # another message
+        lambda t: t[:-1],
+        lambda t: "x" + t,
+    ],
+)
+def test_an_altered_message_token_is_refused(damage: object) -> None:
+    with pytest.raises(BadToken):
+        read_link(SECRET, damage(make_message_token(SECRET, 42, 7001)))  # type: ignore[operator]
+
+
+def test_a_message_token_is_not_an_undo_token_and_an_undo_token_is_not_a_message_token() -> None:
+    with pytest.raises(BadToken):
+        message_token = make_message_token(SECRET, 42, 1_700_000_000)  # shaped like an undo token's issue time
+        read_token(SECRET, message_token, RESUBSCRIBE, max_age=timedelta(days=30), now=NOW)
+    with pytest.raises(BadToken):
+        read_link(SECRET, make_token(SECRET, 42, RESUBSCRIBE, issued=NOW))

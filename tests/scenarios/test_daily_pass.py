@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlmodel import Session
 
-from mailer.compose.tokens import read_mailto_token, read_token
+from mailer.compose.tokens import Link, read_link, read_mailto_token
 from mailer.config import Secret, Settings
 from mailer.delivery.transport import MaildirTransport, SmtpTransport
 from mailer.planning.clock import PassClock
@@ -172,11 +172,12 @@ def test_maildir_messages_are_complete_multipart_emails(engine: Engine, settings
     assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     https, mailto = (part.strip().strip("<>") for part in message["List-Unsubscribe"].split(","))
     token = https.rsplit("/u/", 1)[1]
-    assert read_token(settings.sender.secret.reveal(), token) == rows(engine)[0].customer_id
+    [row] = rows(engine)  # the link names the customer and this message's send-log row
+    assert read_link(settings.sender.secret.reveal(), token) == Link(row.customer_id, row.id)
     # The mailto: address carries the customer's signed token, so mail to it is matched even from another address.
     tagged = re.fullmatch(r"mailto:unsubscribe\+([0-9a-z-]+)@northwind\.example\?subject=unsubscribe", mailto)
     assert tagged is not None, mailto
-    assert read_mailto_token(settings.sender.secret.reveal(), tagged.group(1)) == rows(engine)[0].customer_id
+    assert read_mailto_token(settings.sender.secret.reveal(), tagged.group(1)) == row.customer_id
     assert message.get_content_type() == "multipart/alternative"
     text = message.get_body(("plain",))
     html = message.get_body(("html",))

@@ -161,7 +161,7 @@ def test_chromium_unsubscribes_from_the_link_in_a_sent_message_and_the_next_pass
             [link] = re.findall(rf"{re.escape(served.base)}/u/\S+", text)
 
             browser.open(link)
-            assert browser.text("#heading") == "Unsubscribe?"
+            assert browser.text("#heading") == "Your emails from Northwind Coffee Roasters"
             assert "a•••@example.com" in browser.text("main")
             with Session(engine) as session:
                 assert session.execute(select(Customer.unsubscribed_at)).scalar_one() is None

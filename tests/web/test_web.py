@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import re
+import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from mailer.config import Settings, load_settings
 from mailer.contacts import importer
 from mailer.service.project import init_project
 from mailer.store.tables import Customer
-from tests.support.served import Served
+from tests.support.served import Reply, Served
 
 pytestmark = pytest.mark.slow
 
@@ -126,6 +127,14 @@ def test_one_click_accepts_multipart_and_untyped_bodies(
     assert reload(engine, second).unsubscribe_source == "one-click"
 
 
+def press(server: Served, token: str, button: str, **fields: str) -> Reply:
+    """Press a button of the preference page the way a browser does: with the page's CSRF value."""
+    page = server.request("GET", f"/u/{token}")
+    [csrf] = set(re.findall(r'name="csrf" value="([^"]+)"', page.body))
+    body = urllib.parse.urlencode({"csrf": csrf, "do": button, **fields}).encode()
+    return server.request("POST", f"/u/{token}", body, "application/x-www-form-urlencoded")
+
+
 def test_get_shows_the_masked_address_and_changes_nothing(
     server: Served, secret: str, engine: Engine, customer: Customer
 ) -> None:
@@ -135,7 +144,9 @@ def test_get_shows_the_masked_address_and_changes_nothing(
     assert customer.email not in reply.body
     local, _, domain = customer.email.partition("@")
     assert f"{local[:2]}•••@{domain}" in reply.body
-    assert reply.body.count("<form") == 1 and 'method="post"' in reply.body
+    forms = re.findall(r"<form[^>]*>", reply.body)
+    assert forms and all('method="post"' in form for form in forms)
+    assert reply.body.count('name="csrf"') == len(forms), "every form carries the CSRF value"
     assert reply.headers["Cache-Control"] == "no-store"
     assert "frame-ancestors 'none'" in reply.headers["Content-Security-Policy"]
     assert everyone(engine) == state, "a GET (a link scanner, a preview) must not unsubscribe"
@@ -145,16 +156,14 @@ def test_the_pages_button_unsubscribes_and_offers_an_undo(
     server: Served, secret: str, engine: Engine, customer: Customer
 ) -> None:
     token = make_token(secret, customer.id or 0)
-    reply = server.request("POST", f"/u/{token}", b"", "application/x-www-form-urlencoded")
+    reply = press(server, token, "unsubscribe")
     assert reply.status == 200
     assert "You are unsubscribed" in reply.body
     after = reload(engine, customer.id or 0)
     assert after.unsubscribed_at is not None and after.unsubscribe_source == "page"
 
-    [undo] = re.findall(r'action="/r/([^"]+)"', reply.body)
-    assert (
-        server.request("POST", f"/r/{undo}", b"", "application/x-www-form-urlencoded").status == 200
-    )
+    assert 'value="resubscribe"' in reply.body
+    assert press(server, token, "resubscribe").status == 200
     back = reload(engine, customer.id or 0)
     assert back.unsubscribed_at is None and back.unsubscribe_source is None
 
@@ -237,7 +246,7 @@ def test_unsubscribing_twice_is_harmless_and_keeps_the_first_record(
     assert server.one_click(token).status == 200
     first = reload(engine, customer.id or 0)
     assert server.one_click(token).status == 200
-    page = server.request("POST", f"/u/{token}", b"", "application/x-www-form-urlencoded")
+    page = press(server, token, "unsubscribe")
     assert page.status == 200 and "already unsubscribed" in page.body
     assert server.request("GET", f"/u/{token}").status == 200
     again = reload(engine, customer.id or 0)
