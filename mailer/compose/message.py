@@ -131,15 +131,16 @@ def header_fields(
     ]
     if envelope.reply_to:
         fields.append(("Reply-To", address(envelope.reply_to_name, envelope.reply_to)))
-    unsubscribe = f"<{header_safe(envelope.unsubscribe_url)}>, <mailto:{sender.unsubscribe_mailto}?subject=unsubscribe>"
     fields += [
         ("Subject", header_safe(rendered.subject)),
         ("Date", format_datetime(now)),
         ("Message-ID", message_id),
-        ("List-Unsubscribe", unsubscribe),
-        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-        ("Auto-Submitted", "auto-generated"),
     ]
+    if envelope.unsubscribe_url:  # staff mail (an owner's notice) has none: it must not opt the customer out
+        mailto = f"mailto:{sender.unsubscribe_mailto}?subject=unsubscribe"
+        unsubscribe = f"<{header_safe(envelope.unsubscribe_url)}>, <{mailto}>"
+        fields += [("List-Unsubscribe", unsubscribe), ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+    fields.append(("Auto-Submitted", "auto-generated"))
     if envelope.reference:
         fields.append(("X-Mailer-Occasion", header_safe(envelope.reference)))
     fields.append(("MIME-Version", "1.0"))

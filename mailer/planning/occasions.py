@@ -100,6 +100,8 @@ class CustomerFacts:
     unsubscribed: bool = False
     suppressed: bool = False
     recent: tuple[InteractionFact, ...] = ()
+    # When the latest unhappy answer nobody has marked handled came in (see mailer.outbox.feedback); else None.
+    unhappy_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

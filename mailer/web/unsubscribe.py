@@ -41,6 +41,7 @@ from mailer.compose.tokens import RESUBSCRIBE, UNSUBSCRIBE, BadToken, make_token
 from mailer.config import Settings
 from mailer.contacts import optout
 from mailer.store.tables import Customer, utcnow
+from mailer.web import answers
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +263,7 @@ def create_app(
             action=link("unsubscribe", again),
         )
 
+    answers.register(app, settings, engine, now=now, page=page)  # "how did we do?" (mailer/web/answers.py)
     app.register_blueprint(routes)
     prefix = mount_path(sender.unsubscribe_url)
     if prefix:
