@@ -11,7 +11,7 @@ from sqlmodel import Session
 
 from mailer.cli.app import App, cli, pass_app
 from mailer.cli.tabular import FORMATS, format_rows
-from mailer.outbox import history
+from mailer.outbox import feedback_report, history
 from mailer.service import monitor
 from mailer.service.daemon import next_pass
 from mailer.store.tables import SendStatus
@@ -53,7 +53,18 @@ def stats(app: App, since: datetime | None, fmt: str) -> None:
     """Per campaign: sent, deferred, skipped, failed, bounced, unknown, queued."""
     with Session(app.engine) as session:
         rows = monitor.stats(session, since.replace(tzinfo=UTC) if since else None)
-    click.echo(format_rows(monitor.stats_headers(), rows, fmt))
+        rates = feedback_report.response_rates(session, [c.name for c in app.settings.campaigns if c.ask])
+    # "how did we do?": of the messages that asked (all time), how many were answered (mailer feedback).
+    headers = [*monitor.stats_headers(), "answered"]
+    rows = [(*row, _answered(rates.get(str(row[0])))) for row in rows]
+    click.echo(format_rows(headers, rows, fmt))
+
+
+def _answered(rate: tuple[int, int] | None) -> str:
+    if rate is None:
+        return ""
+    sent, answered = rate
+    return f"{answered}/{sent} ({answered / sent:.0%})" if sent else "0/0"
 
 
 @cli.command()
