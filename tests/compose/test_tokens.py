@@ -6,7 +6,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailer.compose.tokens import RESUBSCRIBE, UNSUBSCRIBE, BadToken, make_token, read_token
+from mailer.compose.tokens import (
+    RESUBSCRIBE,
+    UNSUBSCRIBE,
+    BadToken,
+    check_form_stamp,
+    form_stamp,
+    make_answer_token,
+    make_token,
+    read_answer_token,
+    read_token,
+)
 
 SECRET = "s3cret-for-tests"
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -85,3 +95,40 @@ def test_an_undo_token_from_the_future_is_refused() -> None:
     undo = make_token(SECRET, 42, RESUBSCRIBE, issued=NOW + timedelta(days=1))
     with pytest.raises(BadToken, match="expired"):
         read_token(SECRET, undo, RESUBSCRIBE, max_age=timedelta(days=30), now=NOW)
+
+
+# ---- answer links and the answer page's form stamp ------------------------------------------------
+
+def test_an_answer_token_names_its_row_and_answer_and_nothing_else_verifies() -> None:
+    issued = datetime(2026, 11, 23, 10, tzinfo=UTC)
+    token = make_answer_token("s3cret", 42, 4, issued)
+    later = issued + timedelta(days=10)
+    assert read_answer_token("s3cret", token, max_age=timedelta(days=60), now=later) == (42, 4)
+    row, answer, moment, signature = token.split(".")
+    for spoiled in (
+        f"43.{answer}.{moment}.{signature}",  # another row
+        f"{row}.1.{moment}.{signature}",  # another answer
+        f"{row}.{answer}.{int(moment) + 1}.{signature}",  # a younger issue time
+        token[:-1],
+        f"{row}.{answer}.{signature}",
+        make_answer_token("other", 42, 4, issued),
+        make_token("s3cret", 42),  # an unsubscribe token is no answer
+    ):
+        with pytest.raises(BadToken):
+            read_answer_token("s3cret", spoiled, max_age=timedelta(days=60), now=later)
+    with pytest.raises(BadToken, match="expired"):
+        read_answer_token("s3cret", token, max_age=timedelta(days=60), now=issued + timedelta(days=61))
+
+
+def test_a_form_stamp_is_bound_to_its_page_and_expires() -> None:
+    issued = datetime(2026, 11, 23, 10, tzinfo=UTC)
+    stamp = form_stamp("s3cret", "page-token", issued)
+    check_form_stamp("s3cret", "page-token", stamp, max_age=timedelta(days=1), now=issued + timedelta(hours=2))
+    for token, value, at in (
+        ("other-page", stamp, issued),
+        ("page-token", stamp[:-1], issued),
+        ("page-token", "", issued),
+        ("page-token", stamp, issued + timedelta(days=2)),
+    ):
+        with pytest.raises(BadToken):
+            check_form_stamp("s3cret", token, value, max_age=timedelta(days=1), now=at)
