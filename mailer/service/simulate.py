@@ -35,8 +35,11 @@ from mailer.planning.policy import Verdict
 from mailer.service import passes
 from mailer.store.tables import SendLog
 
-# In foreign-key order; the pass records (pass_run) and worker leases are not needed.
-COPIED_TABLES = tuple(SQLModel.metadata.tables[name] for name in ("customer", "interaction", "send_log", "plan_mark"))
+# In foreign-key order; the pass records (pass_run) and worker leases are not needed. Feedback holds
+# customers whose notes wait for a person.
+COPIED_TABLES = tuple(
+    SQLModel.metadata.tables[name] for name in ("customer", "interaction", "send_log", "plan_mark", "feedback")
+)
 COPY_BATCH = 5000
 
 
