@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -14,7 +14,7 @@ from mailer.cli.tabular import FORMATS, format_rows
 from mailer.compose import dkim
 from mailer.delivery.report import PassReport
 from mailer.delivery.transport import make_transport
-from mailer.outbox import recovery
+from mailer.outbox import feedback_report, recovery
 from mailer.planning.clock import PassClock
 from mailer.planning.forecast import forecast
 from mailer.service import passes, preflight, runs
@@ -96,6 +96,7 @@ def plan_command(app: App, days: int, start: datetime | None, campaigns: tuple[s
     first = start.date() if start else today()
     with Session(app.engine) as session:
         rows = forecast(session, settings, first, days, chosen)
+        held = feedback_report.waiting(session)
     # "paused" and "opted out": how many of the deferred and skipped the customers' own wishes held back.
     headers = ["day", "weekday", "campaign", "send", "defer", "skip", "paused", "opted out"]
     table: list[tuple[object, ...]] = [
@@ -105,6 +106,15 @@ def plan_command(app: App, days: int, start: datetime | None, campaigns: tuple[s
         totals = [sum(getattr(r, n) for r in rows) for n in ("send", "defer", "skip", "paused", "opted_out")]
         table.append(("total", "", f"{days} days", *totals))
     click.echo(format_rows(headers, table, fmt))
+    # Customers whose appreciation waits for a person: their occasions show above as deferred.
+    pause = settings.policy.unhappy_pause_days
+    for item in held:
+        until = item.since.date() + timedelta(days=pause)
+        click.echo(
+            f"deferred: {item.external_id}: unhappy feedback on {item.since:%Y-%m-%d} ({item.answer}), waiting for a "
+            f"person until {until} at the latest (`mailer feedback resolve {item.feedback_id}`)",
+            err=fmt != "table",
+        )
 
 
 @cli.command("simulate")

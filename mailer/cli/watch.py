@@ -12,7 +12,7 @@ from sqlmodel import Session
 from mailer.cli.app import App, cli, pass_app
 from mailer.cli.tabular import FORMATS, format_rows
 from mailer.contacts import optout_stats
-from mailer.outbox import history
+from mailer.outbox import feedback_report, history
 from mailer.service import monitor
 from mailer.service.daemon import next_pass
 from mailer.store.tables import SendStatus
@@ -53,7 +53,7 @@ def log_(
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @pass_app
 def stats(app: App, since: datetime | None, opt_outs: bool, fmt: str) -> None:
-    """Per campaign: sent, deferred, skipped, failed, bounced, unknown, queued; then opt-outs per campaign and source.
+    """Per campaign: sent, deferred, skipped, failed, bounced, unknown, queued, answered; then opt-outs.
 
     The table shows both; --format csv or json gives the first, or with --opt-outs the second.
     """
@@ -62,12 +62,23 @@ def stats(app: App, since: datetime | None, opt_outs: bool, fmt: str) -> None:
     if not opt_outs:
         with Session(app.engine) as session:
             rows = monitor.stats(session, after)
-        click.echo(format_rows(monitor.stats_headers(), rows, fmt))
+            rates = feedback_report.response_rates(session, [c.name for c in app.settings.campaigns if c.ask])
+        # "how did we do?": of the messages that asked (all time), how many were answered (mailer feedback).
+        headers = [*monitor.stats_headers(), "answered"]
+        rows = [(*row, _answered(rates.get(str(row[0])))) for row in rows]
+        click.echo(format_rows(headers, rows, fmt))
         if fmt != "table":
             return
         click.echo("\nopt-outs and suppressions:" if left else "\nno opt-outs or suppressions")
     if left or opt_outs:
         click.echo(format_rows(optout_stats.HEADERS, left, fmt))
+
+
+def _answered(rate: tuple[int, int] | None) -> str:
+    if rate is None:
+        return ""
+    sent, answered = rate
+    return f"{answered}/{sent} ({answered / sent:.0%})" if sent else "0/0"
 
 
 @cli.command()

@@ -23,6 +23,7 @@ import jinja2
 from jinja2 import meta, nodes
 
 from mailer.compose import page
+from mailer.compose.answers import ANSWER_PAGE, PAGE_VARIABLES, notice_envelope, page_samples, sample_ask
 from mailer.compose.context import VARIABLES, Variable, sample_customers, sample_occasion, template_context
 from mailer.compose.inline import INLINERS
 from mailer.compose.maker import envelope_for
@@ -33,6 +34,7 @@ from mailer.compose.text import html_to_text
 from mailer.compose.wire import serialize
 from mailer.config import OCCASION_KINDS, Campaign, Secret, SenderSettings
 from mailer.config.settings import suggest
+from mailer.outbox.feedback import NOTICE_KIND, NOTICE_TEMPLATE
 
 CHECK_UNSUBSCRIBE_URL = "https://unsubscribe.example/u/CHECK-TOKEN"
 CHECK_DAY = date(2026, 6, 15)
@@ -70,6 +72,8 @@ class Problem:
 
 def template_kinds(name: str, campaigns: Sequence[Campaign]) -> tuple[str, ...]:
     """The occasions a template is sent for: from the campaigns using it, else its name, else unknown (())."""
+    if name == NOTICE_TEMPLATE:
+        return (NOTICE_KIND,)
     kinds = sorted({c.occasion for c in campaigns if c.template == name})
     if kinds:
         return tuple(kinds)
@@ -99,6 +103,7 @@ def check_templates(
             problems.update(check_file(renderer, shared, kinds=()))
     for name in names:
         problems.update(check_email(renderer, name, template_kinds(name, campaigns), campaigns, sender, inliner))
+    problems.update(check_answer_page(renderer, campaigns, sender))
     for campaign in campaigns:
         if campaign.template not in names:
             hint = suggest(campaign.template, names)
@@ -262,7 +267,8 @@ def _check_renders(
         errors[kind] = []
         for customer in sample_customers().values():
             occasion = sample_occasion(kind, customer, CHECK_DAY, by_kind.get(kind))
-            context = template_context(customer, occasion, sender, CHECK_UNSUBSCRIBE_URL)
+            ask = sample_ask(by_kind.get(kind), sender.unsubscribe_url)
+            context = template_context(customer, occasion, sender, CHECK_UNSUBSCRIBE_URL, ask)
             try:
                 result = renderer.render(name, context)
             except RenderError as exc:
@@ -279,11 +285,15 @@ def _check_renders(
     address = " ".join(sender.postal_address.split())
     text_words = " ".join(rendered.text.split())
     html_words = " ".join(html_to_text(rendered.html).split())
-    if CHECK_UNSUBSCRIBE_URL not in rendered.text:
+    if kinds == (NOTICE_KIND,):  # mail for the team, not the customer: no unsubscribe link (it would be theirs)
+        pass
+    elif CHECK_UNSUBSCRIBE_URL not in rendered.text:
         problems.append(
             Problem(folder / TEXT, 1, 'no unsubscribe link: add {{ unsubscribe_url }} (or include "_footer.txt")')
         )
-    if not re.search(r"<a\b[^>]*\bhref=[\"']" + re.escape(CHECK_UNSUBSCRIBE_URL) + r"[\"']", rendered.html):
+    if kinds != (NOTICE_KIND,) and not re.search(
+        r"<a\b[^>]*\bhref=[\"']" + re.escape(CHECK_UNSUBSCRIBE_URL) + r"[\"']", rendered.html
+    ):
         problems.append(
             Problem(
                 folder / HTML,
@@ -306,6 +316,43 @@ def _check_renders(
     except Exception as exc:  # an inliner's parse errors have no common type; each is reported, none ignored
         problems.append(Problem(folder / HTML, 1, f"the CSS inliner ({inliner}) failed: {exc}"))
     return problems
+
+
+def check_answer_page(renderer: Renderer, campaigns: Sequence[Campaign], sender: SenderSettings) -> list[Problem]:
+    """The answer page of "how did we do?": compiles, uses only its own variables, renders, keeps its form."""
+    path = renderer.templates_dir / ANSWER_PAGE
+    if not path.is_file():
+        if any(c.ask for c in campaigns):
+            return [Problem(path, 1, "missing: the built-in answer page is used (copy it from a new `mailer init`)",
+                            warning=True)]
+        return []
+    try:
+        source = path.read_text(encoding="utf-8")
+        tree = renderer.env.parse(source, ANSWER_PAGE, str(path))
+    except UnicodeDecodeError:
+        return [Problem(path, 1, "not UTF-8 text: save the file as UTF-8")]
+    except jinja2.TemplateSyntaxError as exc:
+        return [Problem(path, exc.lineno or 1, exc.message or "syntax error")]
+    problems = [
+        Problem(path, 1, f"unknown variable '{name}'{suggest(name, PAGE_VARIABLES)}")
+        for name in sorted(meta.find_undeclared_variables(tree) - set(PAGE_VARIABLES) - set(renderer.env.globals))
+    ]
+    if problems:
+        return problems
+    for context in page_samples(sender, [c for c in campaigns if c.ask]):
+        try:
+            html = renderer.render_file(ANSWER_PAGE, context)
+        except RenderError as exc:
+            return [_located(exc, path, "")]
+        for needed, why in (
+            ('method="post"', 'the form must post: <form method="post" action="{{ action }}">'),
+            ('name="stamp"', 'keep <input type="hidden" name="stamp" value="{{ stamp }}">: without it Send fails'),
+            ('name="answer"', 'keep the answers as <input type="radio" name="answer" value="{{ answer.value }}">'),
+            (str(context["action"]), 'the form must post to {{ action }}'),
+        ):
+            if needed not in html:
+                return [Problem(path, 1, why)]
+    return []
 
 
 def _located(exc: RenderError, fallback: Path, note: str) -> Problem:
@@ -360,11 +407,16 @@ def _sample_message(
     unsubscribe_url = f"{sender.unsubscribe_url}/u/CHECK-TOKEN"
     for kind in kinds or OCCASION_KINDS:
         occasion = sample_occasion(kind, customer, CHECK_DAY, by_kind.get(kind))
+        ask = sample_ask(by_kind.get(kind), sender.unsubscribe_url)
         try:
-            rendered = renderer.render(name, template_context(customer, occasion, sender, unsubscribe_url))
+            rendered = renderer.render(name, template_context(customer, occasion, sender, unsubscribe_url, ask))
         except RenderError:
             continue  # check_templates reports it; another kind of occasion may render
-        envelope = envelope_for(customer, sender, unsubscribe_url)  # the envelope a real send gives them
+        # The envelope a real send gives it: to the customer, or for the owner's notice to the owner.
+        if kind == NOTICE_KIND:
+            envelope = notice_envelope(customer, sender, "")
+        else:
+            envelope = envelope_for(customer, sender, unsubscribe_url)
         try:
             return serialize(rendered, envelope, sender).data
         except HeaderError:

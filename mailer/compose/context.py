@@ -39,6 +39,25 @@ class Variable:
 
 V = Variable
 
+# The owner's notice about an unhappy answer (templates/email/feedback_notice): its ``occasion`` fields.
+_NOTICE = ("feedback_notice",)
+_NOTICE_FIELDS: dict[str, Variable] = {
+    "answer": V("the answer given, 1 (worst) to the scale", "2", _NOTICE),
+    "label": V("the answer's label", "2", _NOTICE),
+    "words": V("the answer in words", "2 out of 5", _NOTICE),
+    "scale": V("how many answers there were", "5", _NOTICE),
+    "comment": V("what the customer wrote, or empty", "The beans arrived crushed.", _NOTICE),
+    "answered_at": V("when they answered", "2 December 2026", _NOTICE),
+    "asked_campaign": V("the campaign whose email asked", "how-did-we-do", _NOTICE),
+    "asked_subject": V("the subject of the email that asked", "How was your order ORD-10482?", _NOTICE),
+    "asked_about": V("what the email asked about (its occasion key)", "follow_up:5312", _NOTICE),
+    "interactions": V("their latest interactions, newest first: `kind`, `date`, `reference`, `amount`", "", _NOTICE),
+    "emails": V("what mailer sent them lately, newest first: `date`, `subject`, `campaign`", "", _NOTICE),
+    "handled_url": V("the signed link that marks it handled (appreciation resumes)", "https://…/feedback/…", _NOTICE),
+    "feedback_id": V("the answer's number (`mailer feedback resolve ID`)", "17", _NOTICE),
+}
+
+
 VARIABLES: dict[str, Variable] = {
     "customer": V(
         "the person the email is for",
@@ -94,6 +113,7 @@ VARIABLES: dict[str, Variable] = {
                     "id": V("its number in the store", "5312"),
                 },
             ),
+            **_NOTICE_FIELDS,
         },
     ),
     "company": V(
@@ -116,7 +136,19 @@ VARIABLES: dict[str, Variable] = {
     "unsubscribe_url": V(
         "the one-click unsubscribe link: required in every email, HTML and text", "https://northwind.example/mailer/u/…"
     ),
+    "ask": V(
+        'the question of a campaign with `ask = "rating"`: one link per answer (no answers when it asks none)',
+        fields={
+            "question": V("the question, or empty when the campaign asks none", "How did we do?"),
+            "answers": V(
+                "the answers, worst first: each has `value` (1, 2…), `label`, `words` (\"4 out of 5\") and `url`",
+                "1, 2, 3, 4, 5",
+            ),
+            "scale": V("how many answers there are (0: the campaign asks nothing)", "5"),
+        },
+    ),
 }
+
 
 
 def customer_view(customer: Customer) -> dict[str, Any]:
@@ -162,6 +194,7 @@ def template_context(
     occasion: dict[str, Any],
     sender: SenderSettings,
     unsubscribe_url: str,
+    ask: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "customer": customer_view(customer),
@@ -169,6 +202,7 @@ def template_context(
         "company": company_view(sender),
         "owner": owner_view(customer, sender),
         "unsubscribe_url": unsubscribe_url,
+        "ask": ask or {"question": "", "answers": [], "scale": 0},
     }
 
 
@@ -255,6 +289,8 @@ def sample_customers() -> dict[str, Customer]:
 
 def sample_occasion(kind: str, customer: Customer, day: date, campaign: Campaign | None = None) -> dict[str, Any]:
     """A plausible ``occasion`` of ``kind`` for ``customer`` on ``day``, using the campaign's settings when given."""
+    if kind == "feedback_notice":
+        return occasion_view(kind, "feedback:0:1", "feedback:notice", day, sample_notice(day))
     if kind not in OCCASION_KINDS:
         raise ValueError(f"unknown occasion kind {kind!r}")
     name = campaign.name if campaign else kind
@@ -284,6 +320,32 @@ def sample_occasion(kind: str, customer: Customer, day: date, campaign: Campaign
         }
         details, key = {"days_after": days, "interaction": interaction}, "follow_up:0"
     return occasion_view(kind, key, name, day, details)
+
+
+def sample_notice(day: date) -> dict[str, Any]:
+    """The details of an owner's notice about an unhappy answer, for previews and checks."""
+    return {
+        "feedback_id": 17,
+        "answer": 2,
+        "label": "2",
+        "words": "2 out of 5",
+        "scale": 5,
+        "comment": "The beans arrived crushed and nobody answered my email.",
+        "answered_at": datetime.combine(day, datetime.min.time(), UTC).isoformat(),
+        "asked_campaign": "how-did-we-do",
+        "asked_subject": "How was your order ORD-10482?",
+        "asked_about": "follow_up:5312",
+        "interactions": [
+            {"kind": "order", "date": (day - timedelta(days=9)).isoformat(), "reference": "ORD-10482",
+             "amount": "42.50"},
+            {"kind": "support", "date": (day - timedelta(days=30)).isoformat(), "reference": "", "amount": ""},
+        ],
+        "emails": [
+            {"date": (day - timedelta(days=2)).isoformat(), "subject": "How was your order ORD-10482?",
+             "campaign": "how-did-we-do"},
+        ],
+        "handled_url": "https://northwind.example/mailer/feedback/CHECK-TOKEN",
+    }
 
 
 # ---- the marketers' reference ---------------------------------------------------------------------

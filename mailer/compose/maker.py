@@ -8,16 +8,20 @@ customer gets.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from email.message import EmailMessage
+from typing import Any
 
 from mailer.addresses import ascii_domain
+from mailer.compose import answers
 from mailer.compose.context import occasion_view, template_context
 from mailer.compose.message import Envelope, build_message
 from mailer.compose.render import Rendered, Renderer
 from mailer.compose.returnpath import unsubscribe_mailto
-from mailer.compose.tokens import make_message_token, make_token, occasion_ref
+from mailer.compose.tokens import HANDLED, make_message_token, make_token, occasion_ref
 from mailer.compose.wire import WireMessage, serialize
 from mailer.config import SenderSettings, Settings
+from mailer.outbox.feedback import NOTICE_KIND, notice_recipient
 from mailer.store.tables import Customer, SendLog
 
 
@@ -66,6 +70,12 @@ class MessageMaker:
         rendered, envelope, message_id = self._render(row, customer)
         return serialize(rendered, envelope, self.settings.sender, message_id=message_id)
 
+    def recipient(self, row: SendLog, customer: Customer) -> str:
+        """Where the row's message goes: the customer, or for an owner's notice their account owner."""
+        if row.occasion_kind == NOTICE_KIND:
+            return notice_recipient(customer, self.settings.sender)
+        return customer.email
+
     def _render(self, row: SendLog, customer: Customer) -> tuple[Rendered, Envelope, str]:
         sender = self.settings.sender
         # A row not yet stored (a sample message) has no id: its link names the customer only.
@@ -75,11 +85,31 @@ class MessageMaker:
             token = make_token(self.secret, customer.id or 0)
         unsubscribe_url = f"{sender.unsubscribe_url}/u/{token}"
         details = occasion_view(row.occasion_kind, row.occasion_key, row.campaign, row.due_date, dict(row.occasion))
-        context = template_context(customer, details, sender, unsubscribe_url)
+        notice = row.occasion_kind == NOTICE_KIND
+        if notice:
+            details["handled_url"] = self._handled_url(int(details.get("feedback_id", 0)))
+        context = template_context(customer, details, sender, unsubscribe_url, self._ask(row))
         rendered = self.renderer.render(row.template, context)
         reference = occasion_ref(self.secret, customer.id or 0, row.campaign, row.occasion_key)
-        mailto = unsubscribe_mailto(sender, self.secret, customer.id or 0)
-        envelope = envelope_for(customer, sender, unsubscribe_url, reference=reference, unsubscribe_mailto=mailto)
+        if notice:
+            envelope = answers.notice_envelope(customer, sender, reference)
+        else:
+            mailto = unsubscribe_mailto(sender, self.secret, customer.id or 0)
+            envelope = envelope_for(customer, sender, unsubscribe_url, reference=reference, unsubscribe_mailto=mailto)
         # Every attempt of a row carries the Message-ID its first attempt went out with.
         message_id = row.message_id or f"<{reference}@{ascii_domain(sender.domain)}>"
         return rendered, envelope, message_id
+
+    def _ask(self, row: SendLog) -> dict[str, Any]:
+        """The question the row's campaign asks, with answer links signed for this row (issued now: they expire)."""
+        campaign = answers.find_campaign(self.settings.campaigns, row.campaign)
+        if campaign is None or not campaign.ask:
+            return answers.NO_QUESTION
+        base = self.settings.sender.unsubscribe_url
+        if row.id is None:  # a dry run's message: the question as it will look, with links that answer nothing
+            return answers.sample_ask(campaign, base)
+        return answers.ask_view(campaign, answers.answer_links(self.secret, base, campaign, row.id, datetime.now(UTC)))
+
+    def _handled_url(self, feedback_id: int) -> str:
+        token = make_token(self.secret, feedback_id, HANDLED, issued=datetime.now(UTC))
+        return f"{self.settings.sender.unsubscribe_url}{answers.handled_path(token)}"

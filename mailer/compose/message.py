@@ -132,16 +132,16 @@ def header_fields(
     ]
     if envelope.reply_to:
         fields.append(("Reply-To", address(envelope.reply_to_name, envelope.reply_to)))
-    mailto = header_safe(envelope.unsubscribe_mailto or sender.unsubscribe_mailto)
-    unsubscribe = f"<{header_safe(envelope.unsubscribe_url)}>, <mailto:{mailto}?subject=unsubscribe>"
     fields += [
         ("Subject", header_safe(rendered.subject)),
         ("Date", format_datetime(now)),
         ("Message-ID", message_id),
-        ("List-Unsubscribe", unsubscribe),
-        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
-        ("Auto-Submitted", "auto-generated"),
     ]
+    if envelope.unsubscribe_url:  # staff mail (an owner's notice) has none: it must not opt the customer out
+        mailto = header_safe(envelope.unsubscribe_mailto or sender.unsubscribe_mailto)
+        unsubscribe = f"<{header_safe(envelope.unsubscribe_url)}>, <mailto:{mailto}?subject=unsubscribe>"
+        fields += [("List-Unsubscribe", unsubscribe), ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")]
+    fields.append(("Auto-Submitted", "auto-generated"))
     if envelope.reference:
         fields.append(("X-Mailer-Occasion", header_safe(envelope.reference)))
     fields.append(("MIME-Version", "1.0"))

@@ -33,6 +33,7 @@ from mailer.compose.maker import MessageMaker
 from mailer.compose.message import HeaderError
 from mailer.compose.render import Renderer, RenderError
 from mailer.config import Settings
+from mailer.outbox.feedback import NOTICE_KIND
 from mailer.store.tables import Customer, SendLog
 
 
@@ -50,17 +51,20 @@ class Prepared:
     data: bytes = b""
     error: str = ""  # a render or header error: the row fails with it
     campaign: str = ""  # re-checked before sending: the customer may have left it since
+    to_customer: bool = True  # False for staff mail about the customer (an owner's notice): opt-outs do not stop it
 
 
 def prepare(maker: MessageMaker, row: SendLog, customer: Customer) -> Prepared:
     """Render and serialise one row's message; never raises for a template's or a header's fault."""
     assert row.id is not None and customer.id is not None
-    where = (row.id, customer.id, customer.email, row.attempts, row.first_attempt_at)
+    to_address = maker.recipient(row, customer)
+    to_customer = to_address == customer.email and row.occasion_kind != NOTICE_KIND
+    where = (row.id, customer.id, to_address, row.attempts, row.first_attempt_at)
     try:
         wire = maker.compose_wire(row, customer)
     except (RenderError, HeaderError) as exc:
-        return Prepared(*where, error=f"render error: {exc}", campaign=row.campaign)
-    return Prepared(*where, wire.subject, wire.message_id, wire.data, campaign=row.campaign)
+        return Prepared(*where, error=f"render error: {exc}", campaign=row.campaign, to_customer=to_customer)
+    return Prepared(*where, wire.subject, wire.message_id, wire.data, campaign=row.campaign, to_customer=to_customer)
 
 
 # The message maker of one worker process (its renderer, templates and secret), made once.

@@ -153,3 +153,52 @@ def read_mailto_token(secret: str, token: str) -> int:
 def _address_signature(secret: str, customer_id: int) -> str:
     digest = hmac.new(secret.encode(), f"{MAILTO}:{customer_id}".encode(), hashlib.sha256).digest()[:20]
     return base64.b32encode(digest).decode("ascii").lower()  # 160 bits in 32 characters
+# ---- answer links ("how did we do?") and the owner's "mark handled" link ------------------------
+
+ANSWER = "answer"
+HANDLED = "feedback-handled"
+ANSWER_FORM = "answer-form"
+
+
+def make_answer_token(secret: str, row_id: int, answer: int, issued: datetime) -> str:
+    """``<send-log row>.<answer>.<issued>.<HMAC>``: one answer to the question one message asked."""
+    fields = (row_id, answer, int(issued.timestamp()))
+    return ".".join((*map(str, fields), _signature(secret, ANSWER, fields)))
+
+
+def read_answer_token(secret: str, token: str, *, max_age: timedelta, now: datetime) -> tuple[int, int]:
+    """(send-log row id, answer) the token was signed for; raises BadToken when forged, altered or expired."""
+    *head, signature = token.split(".")
+    if len(head) != 3 or not all(_is_number(part) for part in head):
+        raise BadToken("malformed token")
+    fields = tuple(int(part) for part in head)
+    if not hmac.compare_digest(_signature(secret, ANSWER, fields).encode(), signature.encode("utf-8", "replace")):
+        raise BadToken("bad signature")
+    age = now - datetime.fromtimestamp(fields[2], UTC)
+    if age > max_age or age < -timedelta(minutes=5):
+        raise BadToken("expired token")
+    return fields[0], fields[1]
+
+
+def form_stamp(secret: str, token: str, issued: datetime) -> str:
+    """The answer page's hidden form field: proof that the POST comes from the page this server showed.
+
+    ``<issued>.<HMAC over the page's own token>``; see :func:`check_form_stamp`.
+    """
+    moment = int(issued.timestamp())
+    message = "\0".join((ANSWER_FORM, token, str(moment))).encode()
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
+    return f"{moment}.{base64.urlsafe_b64encode(digest).decode().rstrip('=')[:_SIGNATURE_CHARS]}"
+
+
+def check_form_stamp(secret: str, token: str, stamp: str, *, max_age: timedelta, now: datetime) -> None:
+    """Raise BadToken unless ``stamp`` was made by :func:`form_stamp` for ``token`` within ``max_age``."""
+    moment, _, _signature_part = stamp.partition(".")
+    if not _is_number(moment):
+        raise BadToken("malformed form stamp")
+    issued = datetime.fromtimestamp(int(moment), UTC)
+    if not hmac.compare_digest(form_stamp(secret, token, issued).encode(), stamp.encode("utf-8", "replace")):
+        raise BadToken("bad form stamp")
+    age = now - issued
+    if age > max_age or age < -timedelta(minutes=5):
+        raise BadToken("expired form: load the page again")

@@ -19,12 +19,14 @@ from apscheduler.triggers.cron import CronTrigger
 
 from mailer.config.reader import HOSTNAME, Table, email_value, zone_value
 from mailer.config.settings import (
+    ASK_KINDS,
     CONFIG_NAME,
     MILESTONE_METRICS,
     OCCASION_KINDS,
     WEEKDAYS,
     Campaign,
     ConfigError,
+    FeedbackSettings,
     ImapSettings,
     InboxSettings,
     MailgunHookSettings,
@@ -79,6 +81,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
     web = _web(top.table("web"))
     inbox = _inbox(top.table("inbox"), base) if "inbox" in top.data else None
     webhooks = _webhooks(top.table("webhooks"), base, urlsplit(sender.unsubscribe_url).path.rstrip("/"))
+    feedback = _feedback(top.table("feedback"))
     campaigns = tuple(
         _campaign(Table(name, f"campaign {i + 1}", table))
         for i, table in enumerate(top.array_of_tables("campaign"))
@@ -90,7 +93,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
             raise ConfigError(f"{name}: [[campaign]] name: {campaign.name!r} is used twice")
         seen.add(campaign.name)
     return Settings(path, store, sender, transport, schedule, policy, render, campaigns, web, inbox,
-                    webhooks=webhooks)
+                    webhooks=webhooks, feedback=feedback)
 
 
 
@@ -214,6 +217,7 @@ def _policy(t: Table) -> PolicySettings:
         window_end=t.clock("window_end", time(17, 0)),
         weekdays=tuple(sorted({WEEKDAYS.index(d.lower()) for d in days})) or tuple(range(7)),
         catch_up_days=t.integer("catch_up_days", 3),
+        unhappy_pause_days=t.integer("unhappy_pause_days", 30),
     )
     if settings.window_end <= settings.window_start:
         raise t.error("window_end", "must be later than window_start")
@@ -378,8 +382,56 @@ def _campaign(t: Table) -> Campaign:
         "follow_up": lambda: _follow_up(t),
     }
     fields.update(readers[occasion]())
+    fields.update(_ask(t))
     t.done()
     return Campaign(**fields)
+
+
+# ---- "how did we do?": the question a campaign asks, and [feedback] --------------------------------
+
+MAX_SCALE = 10
+
+
+def _ask(t: Table) -> dict[str, Any]:
+    """``ask = "rating"`` with ``scale = 5`` (answers 1 to 5) or ``scale = ["Not good", "Fine", "Great"]``."""
+    if "ask" not in t.data:
+        for key in ("scale", "unhappy_at_most"):
+            if key in t.data:
+                raise t.error(key, 'goes with ask = "rating"')
+        return {}
+    ask = t.choice("ask", "rating", ASK_KINDS)
+    raw = t._take("scale", 5, (int, list), "a number of steps or a list of labels")
+    if isinstance(raw, int):
+        if not 2 <= raw <= MAX_SCALE:
+            raise t.error("scale", f"must be 2 to {MAX_SCALE} steps, got {raw}")
+        labels = tuple(str(n) for n in range(1, raw + 1))
+    else:
+        if not all(isinstance(label, str) and label.strip() for label in raw):
+            raise t.error("scale", "expected a list of labels (text), worst first")
+        if not 2 <= len(raw) <= MAX_SCALE:
+            raise t.error("scale", f"must have 2 to {MAX_SCALE} labels, got {len(raw)}")
+        labels = tuple(" ".join(label.split()) for label in raw)
+        if len(set(labels)) != len(labels):
+            raise t.error("scale", "each label must be different")
+    # By default the lower two fifths are unhappy: 1-2 of 5, 1 of 3, 1-4 of 10.
+    threshold = t.integer("unhappy_at_most", max(1, round(len(labels) * 2 / 5)), minimum=0)
+    if threshold >= len(labels):
+        raise t.error("unhappy_at_most", f"must be below the top answer ({len(labels)}), got {threshold}")
+    return {"ask": ask, "scale": labels, "unhappy_at_most": threshold}
+
+
+def _feedback(t: Table) -> FeedbackSettings:
+    settings = FeedbackSettings(
+        link_max_age=t.duration("link_max_age", timedelta(days=60)),
+        comment_is_unhappy=t.flag("comment_is_unhappy", False),
+        count_clicks=t.flag("count_clicks", False),
+        handled_link_max_age=t.duration("handled_link_max_age", timedelta(days=30)),
+    )
+    for key in ("link_max_age", "handled_link_max_age"):
+        if getattr(settings, key) <= timedelta(0):
+            raise t.error(key, "must be longer than zero")
+    t.done()
+    return settings
 
 
 def _positive_ints(t: Table, key: str, values: list[int]) -> tuple[int, ...]:

@@ -21,6 +21,9 @@ OCCASION_KINDS = ("anniversary", "birthday", "milestone", "silence", "follow_up"
 MILESTONE_METRICS = ("order_count", "lifetime_spend", "interaction_count", "years_as_customer")
 
 
+ASK_KINDS = ("rating",)
+
+
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -125,6 +128,8 @@ class PolicySettings:
     window_end: time = time(17, 0)
     weekdays: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
     catch_up_days: int = 3
+    # After an unhappy answer, appreciation to that customer waits for a person at most this many days.
+    unhappy_pause_days: int = 30
 
 
 @dataclass(frozen=True)
@@ -227,6 +232,10 @@ class Campaign:
     interaction_kind: str = ""
     # What the customer reads on the preference page ("Birthday wishes"); "" means derived from the name.
     label: str = ""
+    # "how did we do?": ask = "rating" puts one answer link per step of the scale in the email
+    ask: str = ""
+    scale: tuple[str, ...] = ()  # the answers' labels, worst first; answer n is scale[n - 1]
+    unhappy_at_most: int = 0  # an answer at or below this goes to a person
 
     @property
     def title(self) -> str:
@@ -235,6 +244,17 @@ class Campaign:
             return self.label
         words = re.sub(r"[-_.]+", " ", self.name).strip()
         return words[:1].upper() + words[1:]
+
+
+@dataclass(frozen=True)
+class FeedbackSettings:
+    """``[feedback]``: the answer links, and what an unhappy answer sets off."""
+
+    link_max_age: timedelta = timedelta(days=60)  # an answer link older than this is refused
+    comment_is_unhappy: bool = False  # any comment goes to a person, whatever the answer
+    # Record an answer on the link's GET itself when it does not look like a scanner (see mailer/web/answers.py).
+    count_clicks: bool = False
+    handled_link_max_age: timedelta = timedelta(days=30)  # the "mark handled" link in the owner's notice
 
 
 @dataclass(frozen=True)
@@ -250,6 +270,7 @@ class Settings:
     web: WebSettings = field(default_factory=WebSettings)
     inbox: InboxSettings | None = None  # no [inbox] section: nothing reads returned mail
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)  # none configured: no webhook routes
+    feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
 
     @property
     def base_dir(self) -> Path:

@@ -29,8 +29,8 @@ def suppression_source(reason: str) -> str:
     """Where a suppression came from, read off its reason: ``bounce``, ``complaint``, ``webhook:<provider>``, ``admin``.
 
     Bounces say so (``hard bounce: 550 …`` at delivery, ``bounce: 5.1.1 …`` from the inbox);
-    a webhook's reason starts ``webhook:<provider>`` or says ``… via webhook:<provider>: …``; ``mailer suppress`` without a reason
-    says ``manual``, and any other reason there is an admin's too.
+    a webhook's reason starts ``webhook:<provider>`` or says ``… via webhook:<provider>: …``;
+    ``mailer suppress`` without a reason says ``manual``, and any other reason there is an admin's too.
     """
     head = reason.strip().lower()
     if head.startswith("webhook:"):

@@ -221,7 +221,8 @@ def _deliver_prepared(
     turn.begin()
     if not prepared.error and isinstance(transport, WireTransport):
         noted = {"subject": prepared.subject, "message_id": prepared.message_id, "to_address": prepared.to_address}
-        reachable = (prepared.customer_id, prepared.to_address)
+        # Staff mail about the customer (an owner's notice) goes whatever the customer opted out of.
+        reachable = (prepared.customer_id, prepared.to_address) if prepared.to_customer else None
         if claims.claim(session, prepared.row_id, moment, claimer, cap, noted, reachable=reachable):
             turn.commit()  # `sending` is durable before the SMTP transaction starts
             result = transport.send_wire(
@@ -229,7 +230,11 @@ def _deliver_prepared(
             )
             # What the claim made of the row: one attempt more, the first one's time kept.
             attempt = Attempt(
-                prepared.row_id, prepared.customer_id, prepared.attempts + 1, prepared.first_attempt_at or moment
+                prepared.row_id,
+                prepared.customer_id,
+                prepared.attempts + 1,
+                prepared.first_attempt_at or moment,
+                to_customer=prepared.to_customer,
             )
             turn.begin()
             return deliverer.record_result(session, attempt, claimer, result, now(), commit=False)

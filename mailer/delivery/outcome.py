@@ -23,6 +23,7 @@ from mailer.config import Settings
 from mailer.contacts import softbounces
 from mailer.delivery.transport import Outcome, SendResult, Stage, Transport
 from mailer.outbox import claims
+from mailer.outbox.feedback import NOTICE_KIND
 from mailer.outbox.retry import retry_at, span
 from mailer.store.tables import Customer, SendLog, SendStatus
 
@@ -69,7 +70,9 @@ class Deliverer:
         # Re-read, not the identity map's copy: an unsubscribe may have landed since the pass planned.
         customer = session.get(Customer, row.customer_id, populate_existing=True)
         assert customer is not None
-        if customer.suppressed_at or customer.unsubscribed_at:
+        to_address = self.maker.recipient(row, customer)
+        to_customer = row.occasion_kind != NOTICE_KIND  # an owner's notice is staff mail: opt-outs do not stop it
+        if to_customer and (customer.suppressed_at or customer.unsubscribed_at):
             why = "suppressed" if customer.suppressed_at else "unsubscribed"
             return self._finish(session, row_id, claimer, SendStatus.SKIPPED, f"{why} before delivery", now())
         if claims.left_campaign(session, customer.id or 0, row.campaign):
@@ -79,14 +82,14 @@ class Deliverer:
             msg = self.maker.compose(row, customer)
         except (RenderError, HeaderError) as exc:
             return self._finish(session, row_id, claimer, SendStatus.FAILED, f"render error: {exc}", now())
-        noted = {"subject": str(msg["Subject"]), "message_id": str(msg["Message-ID"]), "to_address": customer.email}
+        noted = {"subject": str(msg["Subject"]), "message_id": str(msg["Message-ID"]), "to_address": to_address}
         if not claims.finish(session, row_id, claimer, noted):
             session.rollback()
             return Delivery("lost", None)
         session.commit()
-        result = self.transport.send(envelope_sender(self.settings.sender, noted["message_id"]), customer.email, msg)
+        result = self.transport.send(envelope_sender(self.settings.sender, noted["message_id"]), to_address, msg)
         assert row.id is not None and customer.id is not None and row.first_attempt_at is not None
-        attempt = Attempt(row.id, customer.id, row.attempts, row.first_attempt_at)
+        attempt = Attempt(row.id, customer.id, row.attempts, row.first_attempt_at, to_customer=to_customer)
         return self.record_result(session, attempt, claimer, result, now())
 
     def record_result(
@@ -106,12 +109,12 @@ class Deliverer:
         settled = final_status(result)
         if settled is not None:
             status, reason = settled
-            if status == SendStatus.SENT:
+            if status == SendStatus.SENT and attempt.to_customer:  # the frequency cap counts mail the customer got
                 claims.mark_emailed(
                     session, attempt.customer_id, now, day=self.pass_day, default_zone=self.settings.sender.timezone
                 )
                 extra["sent_at"] = now
-            if result.user_unknown:
+            if result.user_unknown and attempt.to_customer:  # a staff address bouncing says nothing of the customer
                 session.execute(
                     update(Customer)
                     .where(col(Customer.id) == attempt.customer_id, col(Customer.suppressed_at).is_(None))
@@ -184,6 +187,7 @@ class Attempt:
     customer_id: int
     attempts: int  # including this one
     first_attempt_at: datetime  # retries give up a fixed time after this
+    to_customer: bool = True  # False for an owner's notice: its delivery is not the customer's email
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from sqlmodel import Session, col
 from mailer.config import Campaign
 from mailer.planning.dates import earliest_instant, latest_instant, month_days_for
 from mailer.planning.occasions import CustomerFacts, InteractionFact
-from mailer.store.tables import Customer, Interaction, SendLog, SendStatus
+from mailer.store.tables import Customer, Feedback, Interaction, SendLog, SendStatus
 
 _FACT_COLUMNS: tuple[Any, ...] = (
     Customer.id,
@@ -49,12 +49,17 @@ _FACT_COLUMNS: tuple[Any, ...] = (
     Customer.last_emailed_at,
     col(Customer.unsubscribed_at).is_not(None),
     col(Customer.suppressed_at).is_not(None),
+    # The latest unhappy answer still waiting for a person: one index search per customer, in the same query.
+    select(func.max(col(Feedback.unhappy_since)))
+    .where(col(Feedback.customer_id) == col(Customer.id))
+    .correlate(Customer)
+    .scalar_subquery(),
 )
 
 
 def _facts(row: Sequence[Any], default_zone: str, recent: tuple[InteractionFact, ...] = ()) -> CustomerFacts:
     (cid, external_id, email, since, zone, tags, b_month, b_day, b_year,
-     orders, spend, interactions, last_interaction, last_emailed, unsubscribed, suppressed) = row
+     orders, spend, interactions, last_interaction, last_emailed, unsubscribed, suppressed, unhappy_since) = row
     return CustomerFacts(
         id=cid,
         external_id=external_id,
@@ -73,6 +78,7 @@ def _facts(row: Sequence[Any], default_zone: str, recent: tuple[InteractionFact,
         unsubscribed=bool(unsubscribed),
         suppressed=bool(suppressed),
         recent=recent,
+        unhappy_since=unhappy_since,
     )
 
 

@@ -103,6 +103,8 @@ class CustomerFacts:
     # The preference page's finer wishes (mailer.contacts.preferences): campaigns left, no mail before a date.
     opted_out_of: frozenset[str] = frozenset()
     paused_until: date | None = None
+    # When the latest unhappy answer nobody has marked handled came in (see mailer.outbox.feedback); else None.
+    unhappy_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

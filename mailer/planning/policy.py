@@ -4,7 +4,7 @@ The steps run in the order of SPEC §4 and each outcome carries the reason
 that ends up in the send log:
 
     segment → already settled → superseded → expired → moot → unsubscribed/suppressed
-    → opted out of the campaign → paused
+    → opted out of the campaign → paused → unhappy feedback waiting for a person
     → one email per customer per pass (highest priority wins, the rest deferred)
     → frequency cap → send window in the recipient's local time
 
@@ -139,6 +139,9 @@ def decide(
         elif customer.paused_until is not None and moment.today < customer.paused_until:
             reason = f"paused until {customer.paused_until:%Y-%m-%d}"
             decisions.append(Decision(occasion, Verdict.DEFER, reason))
+        elif (waiting := waiting_for_a_person(customer, moment.today, policy)) is not None:
+            reason = f"unhappy feedback on {waiting:%Y-%m-%d}, waiting for a person"
+            decisions.append(Decision(occasion, Verdict.DEFER, reason))
         else:
             contenders.append(occasion)
     if not contenders:
@@ -151,6 +154,17 @@ def decide(
         decisions.append(Decision(occasion, Verdict.DEFER, reason))
     decisions.append(_gate(customer, chosen, moment, policy, capped_until, in_flight))
     return decisions
+
+
+def waiting_for_a_person(customer: CustomerFacts, today: date, policy: PolicySettings) -> date | None:
+    """The local date of an unhappy answer that still holds appreciation back on ``today``; None if none does.
+
+    It holds until a person marks it handled (the store then forgets it) or ``unhappy_pause_days`` pass.
+    """
+    if customer.unhappy_since is None:
+        return None
+    since = local_date(customer.unhappy_since, customer.timezone)
+    return since if today < since + timedelta(days=policy.unhappy_pause_days) else None
 
 
 IN_FLIGHT_STATUSES = frozenset({SendStatus.QUEUED, SendStatus.SENDING, SendStatus.UNKNOWN})

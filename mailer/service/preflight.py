@@ -23,6 +23,7 @@ from mailer.compose.checker import Problem, check_templates
 from mailer.compose.render import Renderer
 from mailer.config import ConfigError, Secret, Settings
 from mailer.config.settings import suggest
+from mailer.outbox.feedback import NOTICE_TEMPLATE
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,16 @@ def template_problems(settings: Settings, shown_from: Path | None = None) -> lis
         for c in missing
     ]
     used = {c.template for c in campaigns} - {c.template for c in missing}
+    asking = [c for c in campaigns if c.ask]
+    if asking:  # "how did we do?": an unhappy answer is told to the owner with the notice, the page is shown
+        used |= {NOTICE_TEMPLATE, "_pages"}
+        if NOTICE_TEMPLATE not in names:
+            lines.append(
+                f"{config}: [[campaign]] {asking[0].name}: asks \"how did we do?\", but the owner's notice template "
+                f"{NOTICE_TEMPLATE!r} is not in {_shown(folder, shown_from)}/ (copy it from a new `mailer init`)"
+            )
     found = check_templates(folder, campaigns, settings.sender, settings.render.inliner)
-    lines += [p.format(shown_from) for p in found if _concerns(p, folder, used)]
+    lines += [p.format(shown_from) for p in found if not p.warning and _concerns(p, folder, used)]
     return lines
 
 

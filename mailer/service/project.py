@@ -73,6 +73,7 @@ window_start = "09:00"                 # recipient's local time
 window_end = "17:00"
 weekdays = ["mon", "tue", "wed", "thu", "fri", "sat"]
 catch_up_days = 3                      # occasions missed while down are sent if at most 3 days late
+unhappy_pause_days = 30                # after an unhappy answer, notes wait for a person at most this long
 
 [render]
 templates = "templates/email"
@@ -134,6 +135,14 @@ interaction_kind = "order"
 template = "follow_up"
 priority = 5
 tags_none = ["staff"]
+ask = "rating"                         # one-click answers in the email, 1 (poor) to 5 (excellent)
+scale = 5                              # or labels, worst first: ["Not good", "Fine", "Great"]
+unhappy_at_most = 2                    # 1 or 2 goes to the customer's account owner
+
+[feedback]
+link_max_age = "60d"                   # answer links older than this are refused
+count_clicks = false                   # true: also count the click itself when it does not look like a scanner
+comment_is_unhappy = false             # true: every comment goes to a person, whatever the answer
 """
 
 

@@ -35,8 +35,12 @@ from mailer.planning.policy import Verdict
 from mailer.service import passes
 from mailer.store.tables import SendLog
 
-# In foreign-key order; the pass records (pass_run) and worker leases are not needed.
-COPIED_TABLES = tuple(SQLModel.metadata.tables[name] for name in ("customer", "interaction", "send_log", "plan_mark"))
+# In foreign-key order; the pass records (pass_run) and worker leases are not needed. Feedback holds
+# customers whose notes wait for a person; campaign opt-outs and pauses are the customers' own wishes.
+COPIED_TABLES = tuple(
+    SQLModel.metadata.tables[name]
+    for name in ("customer", "interaction", "send_log", "plan_mark", "feedback", "campaign_opt_out", "mail_pause")
+)
 COPY_BATCH = 5000
 
 

@@ -183,6 +183,8 @@ class WebhookReceipt(SQLModel, table=True):
     provider: str = Field(max_length=20)  # "ses" or "mailgun"
     key: str = Field(max_length=200)
     received_at: datetime = Field(index=True)
+
+
 class TransientFailure(SQLModel, table=True):
     """A temporary delivery failure of one message to one address: a "delayed" or 4.x.x DSN, or a 4xx
     answer at RCPT that outlasted every retry. Enough of them within a span suppress the address.
@@ -200,6 +202,8 @@ class TransientFailure(SQLModel, table=True):
     status: str = Field(max_length=20)  # "4.2.2", or the SMTP code "452"
     detail: str = ""
     occurred_at: datetime = Field(default_factory=utcnow, index=True)
+
+
 class CampaignOptOut(SQLModel, table=True):
     """A customer wants no more of one campaign; the others still reach them (the preference page)."""
 
@@ -224,3 +228,36 @@ class MailPause(SQLModel, table=True):
     source: str = Field(max_length=50)
     send_log_id: int | None = None
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Feedback(SQLModel, table=True):
+    """A customer's answer to the question an email asked ("how did we do?"): one per send-log row.
+
+    Changing the answer updates the row. ``unhappy_since`` is set when the answer
+    (or comment) makes it unhappy and cleared when a person marks it handled
+    (``resolved_at``); while it is set, appreciation to the customer waits.
+    ``notices`` counts the owner's notifications queued for it (the key of the
+    next one), so one unhappy answer notifies once, however often it is sent again.
+    """
+
+    __table_args__ = (
+        UniqueConstraint("send_log_id", name="uq_feedback_send_log"),
+        Index("ix_feedback_customer_open", "customer_id", "unhappy_since"),
+        Index("ix_feedback_campaign_answered", "campaign", "answered_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id")
+    send_log_id: int = Field(foreign_key="send_log.id")
+    campaign: str = Field(max_length=100)
+    answer: int  # 1 (worst) to scale
+    scale: int  # how many answers there were to choose from, so averages stay comparable
+    label: str = Field(default="", max_length=200)
+    comment: str = ""
+    source: str = Field(max_length=20)  # "page" (the Send button) or "click" (the link itself, if enabled)
+    answered_at: datetime
+    created_at: datetime = Field(default_factory=utcnow)
+    unhappy_since: datetime | None = None
+    notices: int = 0
+    resolved_at: datetime | None = None
+    resolved_by: str = Field(default="", max_length=200)

@@ -35,6 +35,7 @@ from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 
 from mailer import store
+from mailer.compose.answers import ANSWER_PAGE, page_samples, sample_ask
 from mailer.compose.checker import Problem, check_email, template_kinds
 from mailer.compose.context import sample_customers, sample_occasion, template_context
 from mailer.compose.maker import envelope_for
@@ -133,7 +134,8 @@ def render_preview(
     url = unsubscribe_url or f"{settings.sender.unsubscribe_url}/u/preview"
     preview = Preview(name, customer.external_id, kind, occasion)
     try:
-        preview.rendered = renderer.render(name, template_context(customer, occasion, settings.sender, url))
+        ask = sample_ask(_campaign_for(settings, name, kind), settings.sender.unsubscribe_url)
+        preview.rendered = renderer.render(name, template_context(customer, occasion, settings.sender, url, ask))
     except RenderError as exc:
         preview.problems.append(str(exc))
     return preview
@@ -346,6 +348,20 @@ def email_html(name: str) -> Response:
     return Response(preview.rendered.html, mimetype="text/html")
 
 
+@blueprint.get("/answer-page")
+def answer_page() -> Response:
+    """The answer page of "how did we do?" (templates/email/_pages/answer.html); ``?thanks=1`` after Send."""
+    state = _state()
+    settings: Settings = state["settings"]
+    renderer: Renderer = state["renderer"]
+    samples = page_samples(settings.sender, [c for c in settings.campaigns if c.ask][:1])
+    try:
+        html = renderer.render_file(ANSWER_PAGE, samples[1 if request.args.get("thanks") else 0])
+    except RenderError as exc:
+        return Response(str(exc), status=422, mimetype="text/plain")
+    return Response(html, mimetype="text/html")
+
+
 def _page_vars(customer_id: str | None) -> dict[str, Any]:
     return {
         "customer_id": customer_id or DEFAULT_SAMPLE,
@@ -379,7 +395,9 @@ PAGE = """<!DOCTYPE html>
 <header>
  <strong>mailer preview</strong>
  <nav>{% for n in names %}<a href="{{ url_for('preview.show', name=n, customer=customer_id, date=day) }}"
-  class="{{ 'current' if n == name }}">{{ n }}</a>{% endfor %}</nav>
+  class="{{ 'current' if n == name }}">{{ n }}</a>{% endfor %}
+  <a href="{{ url_for('preview.answer_page') }}" target="_blank" id="answer-page">answer page</a>
+  <a href="{{ url_for('preview.answer_page', thanks=1) }}" target="_blank">after Send</a></nav>
  {% if name %}<form method="get" action="{{ url_for('preview.show', name=name) }}">
   <label>customer <input name="customer" value="{{ customer_id }}" list="samples" size="18"></label>
   <datalist id="samples">{% for s in samples %}<option value="{{ s }}">{% endfor %}</datalist>

@@ -12,9 +12,13 @@ from mailer.compose.tokens import (
     UNSUBSCRIBE,
     BadToken,
     Link,
+    check_form_stamp,
+    form_stamp,
     mailto_token,
+    make_answer_token,
     make_message_token,
     make_token,
+    read_answer_token,
     read_link,
     read_mailto_token,
     read_token,
@@ -131,6 +135,8 @@ def test_the_envelope_sender(bounce: str, verp: bool, message_id: str, expected:
         secret=Secret(env="X"), bounce_address=bounce, verp=verp,
     )
     assert envelope_sender(sender, message_id) == expected
+
+
 def test_a_message_token_names_its_customer_and_send_log_row() -> None:
     token = make_message_token(SECRET, 42, 7001)
     assert read_link(SECRET, token) == Link(42, 7001)
@@ -157,3 +163,40 @@ def test_a_message_token_is_not_an_undo_token_and_an_undo_token_is_not_a_message
         read_token(SECRET, message_token, RESUBSCRIBE, max_age=timedelta(days=30), now=NOW)
     with pytest.raises(BadToken):
         read_link(SECRET, make_token(SECRET, 42, RESUBSCRIBE, issued=NOW))
+
+
+# ---- answer links and the answer page's form stamp ------------------------------------------------
+
+def test_an_answer_token_names_its_row_and_answer_and_nothing_else_verifies() -> None:
+    issued = datetime(2026, 11, 23, 10, tzinfo=UTC)
+    token = make_answer_token("s3cret", 42, 4, issued)
+    later = issued + timedelta(days=10)
+    assert read_answer_token("s3cret", token, max_age=timedelta(days=60), now=later) == (42, 4)
+    row, answer, moment, signature = token.split(".")
+    for spoiled in (
+        f"43.{answer}.{moment}.{signature}",  # another row
+        f"{row}.1.{moment}.{signature}",  # another answer
+        f"{row}.{answer}.{int(moment) + 1}.{signature}",  # a younger issue time
+        token[:-1],
+        f"{row}.{answer}.{signature}",
+        make_answer_token("other", 42, 4, issued),
+        make_token("s3cret", 42),  # an unsubscribe token is no answer
+    ):
+        with pytest.raises(BadToken):
+            read_answer_token("s3cret", spoiled, max_age=timedelta(days=60), now=later)
+    with pytest.raises(BadToken, match="expired"):
+        read_answer_token("s3cret", token, max_age=timedelta(days=60), now=issued + timedelta(days=61))
+
+
+def test_a_form_stamp_is_bound_to_its_page_and_expires() -> None:
+    issued = datetime(2026, 11, 23, 10, tzinfo=UTC)
+    stamp = form_stamp("s3cret", "page-token", issued)
+    check_form_stamp("s3cret", "page-token", stamp, max_age=timedelta(days=1), now=issued + timedelta(hours=2))
+    for token, value, at in (
+        ("other-page", stamp, issued),
+        ("page-token", stamp[:-1], issued),
+        ("page-token", "", issued),
+        ("page-token", stamp, issued + timedelta(days=2)),
+    ):
+        with pytest.raises(BadToken):
+            check_form_stamp("s3cret", token, value, max_age=timedelta(days=1), now=at)

@@ -138,3 +138,28 @@ def test_a_simulated_day_defers_on_days_that_are_not_sending_days() -> None:
     assert verdicts(occasions=[occ(due=date(2026, 11, 22))], moment=sunday) == [
         ("anniversary:2026", Verdict.DEFER, "not a sending day (Sun)")
     ]
+
+
+UNHAPPY = replace(CUSTOMER, unhappy_since=datetime(2026, 11, 20, 23, 30, tzinfo=UTC), timezone="Asia/Tokyo")
+
+
+@pytest.mark.parametrize(
+    ("case", "customer", "today", "expected"),
+    [
+        ("an unhappy answer nobody handled defers the occasion, naming the day in the customer's zone",
+         UNHAPPY, TODAY, (Verdict.DEFER, "unhappy feedback on 2026-11-21, waiting for a person")),
+        ("the pause holds on its last day", UNHAPPY, date(2026, 12, 20),
+         (Verdict.DEFER, "unhappy feedback on 2026-11-21, waiting for a person")),
+        ("after unhappy_pause_days the notes resume without a person", UNHAPPY, date(2026, 12, 21),
+         (Verdict.SEND, "due")),
+        ("handled (the store forgets it): sent", replace(UNHAPPY, unhappy_since=None), TODAY, (Verdict.SEND, "due")),
+        ("unsubscribed still wins: skipped, not deferred", replace(UNHAPPY, unsubscribed=True), TODAY,
+         (Verdict.SKIP, "unsubscribed")),
+    ],
+)
+def test_unhappy_feedback_waits_for_a_person(
+    case: str, customer: CustomerFacts, today: date, expected: tuple[Verdict, str]
+) -> None:
+    policy = replace(POLICY, unhappy_pause_days=30, weekdays=tuple(range(7)))
+    [decision] = decide(customer, [occ(due=today)], CAMPAIGNS, {}, PassMoment(today, None, window_open=True), policy)
+    assert (decision.verdict, decision.reason) == expected, case

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from datetime import date
 from pathlib import Path
 
@@ -250,3 +251,21 @@ def test_a_missing_dkim_key_and_ca_file_are_reported_with_their_keys(project: Pa
     assert problems[1].startswith("mailer.toml: [transport] ca_file: ca.pem: ")
     assert len(problems) == 2
     assert preflight.check(settings, preflight.DRY_RUN) == problems[:1]  # a dry run signs, but connects to nothing
+
+
+def test_a_campaign_that_asks_needs_the_owners_notice_and_a_broken_one_refuses_the_run(imported: Path) -> None:
+    notice = imported.parent / "templates/email/feedback_notice"
+    edit(notice / "body.txt", "{{ occasion.comment }}", "{{ occasion.coment }}")
+    result = invoke(imported, *RUN)
+    assert result.exit_code == 2, result.output
+    assert error_lines(result) == [
+        "error: templates/email/feedback_notice/body.txt:5: unknown variable 'occasion.coment'"
+        " (did you mean 'occasion.comment'?)"
+    ]
+    shutil.rmtree(notice)
+    result = invoke(imported, *RUN)
+    assert error_lines(result) == [
+        'error: mailer.toml: [[campaign]] how-did-we-do: asks "how did we do?", but the owner\'s notice template'
+        " 'feedback_notice' is not in templates/email/ (copy it from a new `mailer init`)"
+    ]
+    assert rows(imported) == (0, 0)

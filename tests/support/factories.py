@@ -15,7 +15,7 @@ from mailer.config import Settings
 from mailer.outbox import decisions
 from mailer.planning import plan as planning
 from mailer.planning.clock import PassClock
-from mailer.store.tables import Customer, month_day
+from mailer.store.tables import Customer, SendLog, SendStatus, month_day
 from tests.support.smtpserver import SmtpServer
 
 
@@ -73,3 +73,24 @@ def queue_anniversaries(
     with Session(engine, expire_on_commit=False) as session:
         planned = planning.plan(session, settings, PassClock.on(day, now), campaigns)
         decisions.record(session, planned, {c.name: c for c in campaigns}, now)
+
+
+def add_sent_question(
+    engine: Engine,
+    customer_id: int,
+    *,
+    campaign: str = "how-did-we-do",
+    key: str = "follow_up:1",
+    sent_at: datetime = datetime(2026, 11, 23, 10, 0, tzinfo=UTC),
+) -> int:
+    """A follow-up that asked "how did we do?", logged as delivered at ``sent_at``. Returns its send-log row id."""
+    row = SendLog(
+        customer_id=customer_id, campaign=campaign, occasion_key=key, occasion_kind="follow_up",
+        due_date=sent_at.date(), template="follow_up", status=SendStatus.SENT, reason="delivered",
+        subject="How was your order?", sent_at=sent_at, created_at=sent_at, updated_at=sent_at,
+    )
+    with Session(engine) as session:
+        session.add(row)
+        session.commit()
+        assert row.id is not None
+        return row.id

@@ -132,7 +132,8 @@ def test_every_email_fits_a_phone_screen_and_turns_dark_in_dark_mode(
         pytest.skip(f"no Chromium at {CHROMIUM} (.ci/run installs the Debian package `chromium`)")
     config = project.read_text(encoding="utf-8")
     project.write_text(config.replace('inliner = "premailer"', f'inliner = "{inliner}"'), encoding="utf-8")
-    names = [p.name for p in sorted((project.parent / "templates" / "email").iterdir()) if p.is_dir()]
+    folder = project.parent / "templates" / "email"
+    names = [p.name for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith("_")]
     with serving(project, tmp_path / "preview.log") as preview_url:
         browser = Browser(tmp_path / "devtools-profile")
 
@@ -145,6 +146,8 @@ def test_every_email_fits_a_phone_screen_and_turns_dark_in_dark_mode(
                 browser.open(f"{preview_url}t/{name}/email.html?customer=sample-unicode")
                 assert evaluate("document.documentElement.scrollWidth") == 390, f"{name} is wider than a phone"
                 assert evaluate("getComputedStyle(document.querySelector('.card-body')).paddingLeft") == "20px"
+            browser.open(f"{preview_url}answer-page")  # the page a click on an answer opens
+            assert evaluate("document.documentElement.scrollWidth") == 390, "the answer page is wider than a phone"
             browser.call("Emulation.setEmulatedMedia", features=[{"name": "prefers-color-scheme", "value": "dark"}])
             for name in names:
                 browser.open(f"{preview_url}t/{name}/email.html?customer=sample-full")
