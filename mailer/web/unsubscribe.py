@@ -84,6 +84,8 @@ PAGE = """<!DOCTYPE html>
 body { font: 16px/1.5 system-ui, sans-serif; color: #222; background: #f6f5f2; margin: 0; }
 main { max-width: 32rem; margin: 4rem auto; background: #fff; padding: 2rem; border-radius: 8px; }
 h1 { font-size: 1.4rem; margin-top: 0; }
+button { font: inherit; padding: .6rem 1.4rem; border: 0; border-radius: 6px;
+         background: #2d5b3f; color: #fff; cursor: pointer; }
 .quiet { color: #666; font-size: .9rem; }
 </style>
 </head>
@@ -92,6 +94,9 @@ h1 { font-size: 1.4rem; margin-top: 0; }
 <h1 id="heading">{{ heading }}</h1>
 {% for paragraph in paragraphs %}<p>{{ paragraph }}</p>
 {% endfor %}
+{% if button %}<form method="post"{% if action %} action="{{ action }}"{% endif %}>
+<button type="submit" id="confirm">{{ button }}</button>
+</form>{% endif %}
 <p class="quiet">{{ company }} · {{ postal_address }}</p>
 </main>
 </body>
@@ -121,13 +126,18 @@ def create_app(
     routes = Blueprint("unsubscribe", __name__)
     template = PageTemplate(settings.render.templates)
 
-    def page(status: int, title: str, heading: str, *paragraphs: str) -> Response:
-        """A plain message page (errors, not found); the preference page is the marketers' template."""
+    def page(
+        status: int, title: str, heading: str, *paragraphs: str, button: str = "", action: str = ""
+    ) -> Response:
+        """A plain message page (errors, not found, the owner's "mark handled"); the preference page is
+        the marketers' template."""
         html = render_template_string(
             PAGE,
             title=title,
             heading=heading,
             paragraphs=paragraphs,
+            button=button,
+            action=action,
             company=sender.company,
             postal_address=sender.postal_address,
         )
