@@ -14,6 +14,7 @@ from mailer.config.settings import (
     WEEKDAYS,
     Campaign,
     ConfigError,
+    ImportProfile,
     InboxSettings,
     PolicySettings,
     RenderSettings,
@@ -27,7 +28,8 @@ from mailer.config.settings import (
 )
 
 __all__ = [
-    "CONFIG_NAME", "MILESTONE_METRICS", "OCCASION_KINDS", "WEEKDAYS", "Campaign", "ConfigError", "InboxSettings",
-    "PolicySettings", "RenderSettings", "ScheduleSettings", "Secret", "SenderSettings", "Settings", "StoreSettings",
-    "TransportSettings", "WebSettings", "find_config", "load_settings", "parse_duration", "parse_settings",
+    "CONFIG_NAME", "MILESTONE_METRICS", "OCCASION_KINDS", "WEEKDAYS", "Campaign", "ConfigError", "ImportProfile",
+    "InboxSettings", "PolicySettings", "RenderSettings", "ScheduleSettings", "Secret", "SenderSettings", "Settings",
+    "StoreSettings", "TransportSettings", "WebSettings", "find_config", "load_settings", "parse_duration",
+    "parse_settings",
 ]

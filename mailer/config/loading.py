@@ -16,6 +16,7 @@ from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
 
+from mailer.config.profiles import read_import_profiles
 from mailer.config.reader import HOSTNAME, Table, email_value, zone_value
 from mailer.config.settings import (
     CONFIG_NAME,
@@ -72,6 +73,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
     render = _render(top.table("render"), base)
     web = _web(top.table("web"))
     inbox = _inbox(top.table("inbox"), base) if "inbox" in top.data else None
+    import_profiles = read_import_profiles(top.table("import")) if "import" in top.data else ()
     campaigns = tuple(
         _campaign(Table(name, f"campaign {i + 1}", table))
         for i, table in enumerate(top.array_of_tables("campaign"))
@@ -82,7 +84,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
         if campaign.name in seen:
             raise ConfigError(f"{name}: [[campaign]] name: {campaign.name!r} is used twice")
         seen.add(campaign.name)
-    return Settings(path, store, sender, transport, schedule, policy, render, campaigns, web, inbox)
+    return Settings(path, store, sender, transport, schedule, policy, render, campaigns, web, inbox, import_profiles)
 
 
 

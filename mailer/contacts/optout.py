@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Engine, func, or_, select, update
 from sqlmodel import Session, col
@@ -32,6 +33,7 @@ class Source(StrEnum):
     PAGE = "page"  # the button on the unsubscribe page
     CLI = "cli"  # an admin ran `mailer unsubscribe`
     MAILTO = "mailto"  # a request that arrived at the List-Unsubscribe mailto address
+    IMPORT = "import"  # the shop's export said no (stored as "import: FILE:LINE")
 
 
 class Change(StrEnum):
@@ -47,14 +49,56 @@ class UnknownAddress(MailerError):
 def unsubscribe(
     engine: Engine, customer_id: int, source: Source, now: datetime | None = None
 ) -> Change:
-    """Mark the customer unsubscribed; the first unsubscribe's time and source are kept."""
+    """Mark the customer unsubscribed; the first unsubscribe's time and source are kept.
+
+    An opt-out that only an import recorded is taken over by the customer's own
+    (or an admin's) unsubscribe, so a later export saying "yes" cannot lift it.
+    """
     return _change(
         engine,
         customer_id,
-        col(Customer.unsubscribed_at).is_(None),
+        or_(col(Customer.unsubscribed_at).is_(None), _from_import()),
         {"unsubscribed_at": now or utcnow(), "unsubscribe_source": str(source)},
         f"unsubscribed ({source})",
     )
+
+
+def _from_import() -> Any:
+    return col(Customer.unsubscribe_source).startswith(f"{Source.IMPORT}:")
+
+
+class ImportChoice(StrEnum):
+    """What an import's consent column did to one customer."""
+
+    OPTED_OUT = "opted out"  # the file says no: unsubscribed with source import
+    OPTED_IN = "opted in again"  # the file says yes and only an earlier import had opted them out
+    KEPT_OUT = "kept unsubscribed"  # the file says yes, but they unsubscribed through mailer
+    NONE = "unchanged"
+
+
+def record_import_choice(
+    session: Session, customer_id: int, subscribed: bool, where: str, now: datetime
+) -> ImportChoice:
+    """Apply a consent cell (at ``where``, "FILE:LINE") inside the import's transaction.
+
+    The most recent explicit choice wins, but an export cannot tell when its "yes"
+    was given: so "no" opts out (source ``import: FILE:LINE``; an earlier
+    unsubscribe keeps its time and source), and "yes" lifts only an opt-out that
+    an import recorded. An unsubscribe made in mailer (one-click, page, mailto, an
+    admin) is lifted only by the customer's own resubscribe or an admin.
+    """
+    if not subscribed:
+        values = {"unsubscribed_at": now, "unsubscribe_source": f"{Source.IMPORT}: {where}"}
+        if _update(session, customer_id, col(Customer.unsubscribed_at).is_(None), values, now):
+            return ImportChoice.OPTED_OUT
+        return ImportChoice.NONE
+    values = {"unsubscribed_at": None, "unsubscribe_source": None}
+    if _update(session, customer_id, _from_import(), values, now):
+        return ImportChoice.OPTED_IN
+    still_out = session.execute(
+        select(col(Customer.id)).where(col(Customer.id) == customer_id, col(Customer.unsubscribed_at).is_not(None))
+    ).first()
+    return ImportChoice.KEPT_OUT if still_out else ImportChoice.NONE
 
 
 def resubscribe(engine: Engine, customer_id: int, now: datetime | None = None) -> Change:
@@ -77,19 +121,26 @@ def _change(
     what: str,
     now: datetime | None = None,
 ) -> Change:
-    values = {**values, "updated_at": now or utcnow()}
     with Session(engine) as session:
-        result = session.execute(
-            update(Customer).where(col(Customer.id) == customer_id, condition).values(**values)  # type: ignore[arg-type]
-        )
+        changed = _update(session, customer_id, condition, values, now or utcnow())
         session.commit()
-        if result.rowcount == 1:  # type: ignore[attr-defined]
+        if changed:
             log.info("customer %s %s", customer_id, what)
             return Change.CHANGED
         exists = session.execute(
             select(col(Customer.id)).where(col(Customer.id) == customer_id)
         ).first()
     return Change.UNCHANGED if exists else Change.UNKNOWN
+
+
+def _update(session: Session, customer_id: int, condition: object, values: dict[str, object], now: datetime) -> bool:
+    """One conditional UPDATE of one customer; whether it changed the row."""
+    result = session.execute(
+        update(Customer)
+        .where(col(Customer.id) == customer_id, condition)  # type: ignore[arg-type]
+        .values(**values, updated_at=now)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def customer_ids_for(engine: Engine, email: str) -> list[int]:
