@@ -25,7 +25,7 @@ def read_import_profiles(t: Table) -> tuple[ImportProfile, ...]:
 def _profile(t: Table, name: str) -> ImportProfile:
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise t.error("name", f"use letters, digits, '-', '_' or '.', got {name!r}")
-    kind = t.choice("kind", "", ("", "customers", "interactions")) or None
+    kind = t.choice("kind", "customers", ("customers", "interactions")) if "kind" in t.data else None
     profile = ImportProfile(
         name=name,
         kind=kind,  # type: ignore[arg-type]

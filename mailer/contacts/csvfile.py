@@ -78,6 +78,7 @@ def read_rows(
             raise ImportFailed([RowError(name, lines.number, "file", _csv_problem(exc))]) from None
         if not header:
             raise ImportFailed([RowError(name, 1, "header", "the file is empty: expected a header row")])
+        lines.take_start()  # the header's line
         header = [h.strip() for h in header]
         reader.fieldnames = header
         duplicated = sorted({h for h in header if header.count(h) > 1})
@@ -99,7 +100,7 @@ def read_rows(
                 rows += 1
                 if progress and rows % 1000 == 0:
                     progress(handle.tell())
-                yield _shape(name, reader.line_num, raw, layout)
+                yield _shape(name, lines.take_start() or reader.line_num, raw, layout)
             if progress:
                 progress(handle.tell())
 
@@ -180,13 +181,20 @@ class _Lines:
 
     ``number`` is the physical line last handed to the CSV reader: where the
     reader was when it raised (its own ``line_num`` counts only the lines of
-    rows it finished, so it points one row early).
+    rows it finished, so it points one row early). ``take_start`` gives the
+    line a row began on, which is where a person looks for a row whose quoted
+    cell spans lines.
     """
 
     def __init__(self, handle: BinaryIO, name: str) -> None:
         self.handle = handle
         self.name = name
         self.number = 0
+        self.start: int | None = None
+
+    def take_start(self) -> int | None:
+        start, self.start = self.start, None
+        return start
 
     def __iter__(self) -> _Lines:
         return self
@@ -201,6 +209,8 @@ class _Lines:
         except UnicodeDecodeError as exc:
             problem = f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
             raise ImportFailed([RowError(self.name, self.number, "file", problem)]) from None
+        if self.start is None and line.strip():
+            self.start = self.number
         return line.removeprefix("\ufeff") if self.number == 1 else line
 
 

@@ -129,8 +129,10 @@ class Layout:
             if problem:
                 problems.append(Problem(target, problem))
             elif source not in header and _norm(source) not in by_norm:
+                # The column that usually holds the target is a better guess than one that merely looks alike.
                 close = difflib.get_close_matches(_norm(source), list(by_norm), n=1)
-                hint = f" (did you mean {by_norm[close[0]]!r}?)" if close else ""
+                guess = did_you_mean_column(target, header) or (by_norm[close[0]] if close else None)
+                hint = f" (did you mean {guess!r}?)" if guess else ""
                 problems.append(Problem(source, f"--map names a column the file does not have{hint}; {listing}"))
             elif target in chosen:
                 problems.append(Problem(target, f"--map gives it twice: {chosen[target]!r} and {source!r}"))
