@@ -279,7 +279,9 @@ def _upsert_customers(
         written.append((line, record, customer))
     session.flush()
     for line, record, customer in written:
-        if record.subscribed is not None and customer.id is not None:
+        # A "yes" for someone who is not opted out has nothing to change: spare the statement.
+        nothing_to_lift = record.subscribed and customer.unsubscribed_at is None
+        if record.subscribed is not None and not nothing_to_lift and customer.id is not None:
             choice = record_import_choice(session, customer.id, record.subscribed, f"{file}:{line}", now)
             report.consent[choice] += 1
 

@@ -135,10 +135,13 @@ def _change(
 
 def _update(session: Session, customer_id: int, condition: object, values: dict[str, object], now: datetime) -> bool:
     """One conditional UPDATE of one customer; whether it changed the row."""
+    # No ORM synchronisation: the import's session holds a batch of customers, and matching each
+    # UPDATE against all of them in Python made an import quadratic.
     result = session.execute(
         update(Customer)
         .where(col(Customer.id) == customer_id, condition)  # type: ignore[arg-type]
         .values(**values, updated_at=now)
+        .execution_options(synchronize_session=False)
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
