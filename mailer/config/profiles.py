@@ -37,6 +37,7 @@ def _profile(t: Table, name: str) -> ImportProfile:
         tags_separator=t.text("tags_separator", ";"),
         unmapped=t.choice("unmapped", "attributes", ("attributes", "ignore")),  # type: ignore[arg-type]
         guest_ids=tuple(t.items("guest_ids", str, "strings")),
+        without_email=t.choice("without_email", "bad", ("bad", "skip")),  # type: ignore[arg-type]
         origin=f"{t.file}: [{t.section}]",
     )
     if not profile.tags_separator:

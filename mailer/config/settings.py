@@ -188,6 +188,9 @@ class ImportProfile:
     tags_separator: str = ";"
     unmapped: Literal["attributes", "ignore"] = "attributes"
     guest_ids: tuple[str, ...] = ()  # external ids a shop writes for guests (WooCommerce: 0): their address is the id
+    # "skip": a row without an address (a shop's phone-only or walk-in customer) is counted and left out,
+    # not a bad row: nobody can be emailed there, and such rows are normal in a shop's export.
+    without_email: Literal["bad", "skip"] = "bad"
     origin: str = ""  # where it was defined, for error messages: "mailer.toml: [import.profile.shop]" or "built-in"
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Generic, TypeVar
 
 from mailer.contacts.fields import InteractionRecord, RowProblem
-from mailer.contacts.mapping import Layout
+from mailer.contacts.mapping import Layout, NoAddress
 from mailer.errors import MailerError
 
 BATCH = 1000
@@ -48,6 +48,7 @@ class ParsedRow(Generic[R]):
     error: RowError | None
     mapped: dict[str, str] | None = None  # the row in mailer's columns (a mapped file's differ from ``raw``)
     more: tuple[tuple[int, dict[str, str]], ...] = ()  # the other lines of a grouped row (an order's items)
+    no_address: bool = False  # left out: no email address, and the profile skips such rows
 
 
 def read_rows(
@@ -118,6 +119,7 @@ class _Line:
     mapped: dict[str, str] | None
     error: RowError | None
     more: tuple[tuple[int, dict[str, str]], ...] = ()
+    no_address: bool = False
 
 
 def _shape(name: str, line: int, raw: dict[str, Any], layout: Layout) -> _Line:
@@ -128,6 +130,8 @@ def _shape(name: str, line: int, raw: dict[str, Any], layout: Layout) -> _Line:
         return _Line(line, raw, None, RowError(name, line, absent[0], "missing: the row has too few fields"))
     try:
         return _Line(line, raw, layout.row(raw), None)
+    except NoAddress:
+        return _Line(line, raw, None, None, no_address=True)
     except RowProblem as problem:
         return _Line(line, raw, None, RowError(name, line, layout.label(problem.column), problem.problem))
 
@@ -148,6 +152,9 @@ def _grouped(name: str, lines: Iterator[_Line], layout: Layout) -> Iterator[_Lin
             for g in group:
                 problem = RowError(name, g.line, "order", f"line {bad.line} of this order is bad")
                 yield _Line(g.line, g.raw, None, g.error or problem)
+            return
+        if any(g.no_address for g in group):
+            yield _Line(group[0].line, group[0].raw, None, None, tuple((g.line, g.raw) for g in group[1:]), True)
             return
         try:
             merged = layout.merge([g.mapped for g in group if g.mapped is not None])
@@ -230,7 +237,7 @@ def _parse_one(
 ) -> ParsedRow[R]:
     line = unit.line
     if unit.error is not None or unit.mapped is None:
-        return ParsedRow(line, unit.raw, None, unit.error, unit.mapped, unit.more)
+        return ParsedRow(line, unit.raw, None, unit.error, unit.mapped, unit.more, unit.no_address)
     try:
         record = parse(unit.mapped)
     except RowProblem as problem:

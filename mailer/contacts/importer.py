@@ -69,6 +69,7 @@ class ImportReport:
     rejected_file: Path | None = None
     dry_run: bool = False
     lines: int = 0  # physical lines read; more than ``rows`` when an order's lines are grouped
+    no_address: int = 0  # rows left out for want of an email address (a profile's without_email = "skip")
     since_pending: int = 0  # new customers without customer_since: the import day until an order says
     since_from_orders: int = 0  # customers whose customer_since an order set or moved earlier
     consent: Counter[ImportChoice] = field(default_factory=Counter)
@@ -86,6 +87,8 @@ class ImportReport:
             text += f", rejected {len(self.rejected)}"
             if self.rejected_file:
                 text += f" (see {self.rejected_file})"
+        if self.no_address:
+            text += f", left out {self.no_address} without an email address"
         if self.since_pending:
             text += f"; customer_since pending first order: {self.since_pending}"
         if self.since_from_orders:
@@ -231,6 +234,7 @@ def _validate(
     for row in rows:
         report.rows += 1
         report.lines += 1 + len(row.more)
+        report.no_address += row.no_address
         if len(report.preview) < PREVIEW_ROWS:
             where = f"line {row.line}" if not row.more else f"lines {row.line}-{row.more[-1][0]}"
             report.preview.append((where, row.mapped if row.mapped is not None else row.raw))

@@ -73,6 +73,10 @@ def parse_map_option(value: str) -> tuple[str, str]:
     return source.strip(), target.strip()
 
 
+class NoAddress(Exception):
+    """The row has no email address and its profile says to leave such rows out."""
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """A header that cannot be read: ``column`` is what the line names."""
@@ -207,6 +211,8 @@ class Layout:
                 row[column] = value
         if profile is None:
             return row
+        if profile.without_email == "skip" and not row.get("email", "").strip():
+            raise NoAddress
         if profile.date_format:
             for column in ("customer_since", "occurred_at"):
                 if row.get(column, "").strip():

@@ -44,6 +44,7 @@ BUILT_IN = (
         ),
         tags_separator=",",
         unmapped="ignore",
+        without_email="skip",
         origin="built-in",
     ),
     ImportProfile(
@@ -60,6 +61,7 @@ BUILT_IN = (
         match_by="email",
         group_lines=True,
         unmapped="ignore",
+        without_email="skip",
         origin="built-in",
     ),
     ImportProfile(

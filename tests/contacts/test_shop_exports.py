@@ -401,3 +401,45 @@ def test_a_profile_in_mailer_toml_wins_over_a_built_in_one_of_that_name(settings
     own = ImportProfile(name="shopify-customers", kind="customers", columns=(("Id", "external_id"),))
     mine = Settings(**{**settings.__dict__, "import_profiles": (own,)})
     assert find_profile("customers", "shopify", mine, shop_file("shopify_customers_export.csv")) is own
+
+
+def test_the_shopify_exports_give_the_same_store_on_postgresql(engine: Engine, pg_url: str, tmp_path: Path) -> None:
+    postgres = store.make_engine(pg_url)
+    store.create_schema(postgres)
+    try:
+        import_shopify(engine)
+        import_shopify(postgres)
+        optout.unsubscribe_address(postgres, "bruno@example.es", optout.Source.PAGE)  # takes over the import's
+        later = write(tmp_path, "later.csv", ["Customer ID,Email,Accepts Email Marketing",
+                                              "7012345678902,bruno@example.es,yes"])
+        report = import_customers(postgres, later, layout=profile("customers", "shopify", later))
+        assert report.summary().endswith("kept unsubscribed (they unsubscribed through mailer): 1")
+        assert snapshot(postgres)[1] == snapshot(engine)[1]
+        assert customer(postgres, "7012345678902").unsubscribe_source == "page"
+        assert customer(postgres, "7012345678901").customer_since == date(2023, 3, 5)
+    finally:
+        postgres.dispose()
+
+
+def test_shop_rows_without_an_address_are_left_out_and_counted_not_bad(engine: Engine, tmp_path: Path) -> None:
+    customers = write(tmp_path, "customers_export.csv", [
+        "Customer ID,First Name,Last Name,Email,Accepts Email Marketing,Phone",
+        "11,Walk,In,,no,+441234567890",
+        "12,Kim,Ode,kim@example.com,yes,",
+    ])
+    report = import_customers(engine, customers, layout=profile("customers", "shopify", customers))
+    assert report.summary() == (
+        "customers_export.csv: 2 rows, imported 1 new, 0 updated, left out 1 without an email address; "
+        "customer_since pending first order: 1"
+    )
+    orders = write(tmp_path, "orders_export.csv", [
+        "Name,Email,Total,Created at,Lineitem name",
+        "#1,,9.00,2024-05-01 10:00:00 +0000,Cup",  # a till sale with no customer
+        "#1,,,2024-05-01 10:00:00 +0000,Saucer",
+        "#2,kim@example.com,4.00,2024-05-02 10:00:00 +0000,Beans",
+    ])
+    report = import_interactions(engine, orders, layout=profile("interactions", "shopify", orders))
+    assert report.summary() == (
+        "orders_export.csv: 3 lines, 2 orders, imported 1 new, 0 updated, left out 1 without an email address; "
+        "customer_since from first order: 1"
+    )
