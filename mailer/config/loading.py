@@ -73,7 +73,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
     render = _render(top.table("render"), base)
     web = _web(top.table("web"))
     inbox = _inbox(top.table("inbox"), base) if "inbox" in top.data else None
-    import_profiles = read_import_profiles(top.table("import")) if "import" in top.data else ()
+    import_profiles = read_import_profiles(top.table("import"))
     campaigns = tuple(
         _campaign(Table(name, f"campaign {i + 1}", table))
         for i, table in enumerate(top.array_of_tables("campaign"))
