@@ -92,7 +92,8 @@ class Layout:
     kind: str
     profile: ImportProfile | None = None
     maps: tuple[tuple[str, str], ...] = ()  # --map options: they win over the profile's columns
-    plan: dict[str, str] = field(default_factory=dict)  # file header → mailer column (or attribute name)
+    # (file header, mailer column or attribute name); one header may feed two columns (Email as email and id)
+    plan: list[tuple[str, str]] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     absent: list[tuple[str, str]] = field(default_factory=list)  # the profile's columns this file lacks
 
@@ -122,7 +123,7 @@ class Layout:
         """Map every header; the problems are the lines to report (nothing is imported then)."""
         self.ignored, self.absent = [], []
         if not self.mapped:
-            self.plan = {h: h for h in header}
+            self.plan = [(h, h) for h in header]
             return [Problem(c, "missing column") for c in self.required if c not in header]
         problems: list[Problem] = []
         by_norm = {_norm(h): h for h in header}
@@ -154,17 +155,17 @@ class Layout:
             else:
                 self.absent.append((source, target))
         taken = set(chosen.values())
-        self.plan = {source: target for target, source in chosen.items()}
+        self.plan = [(source, target) for target, source in chosen.items()]
         keep = self.profile is None or self.profile.unmapped == "attributes"
         for name in header:
             if name in taken:
                 continue
             if keep and name and (name not in known_columns(self.kind) or name not in chosen):
-                self.plan[name] = name
+                self.plan.append((name, name))
             else:
                 self.ignored.append(name)
         self.absent = [(s, t) for s, t in self.absent if t not in chosen]
-        given = set(self.plan.values()) | set(self.defaults)
+        given = {target for _, target in self.plan} | set(self.defaults)
         for column in self.required:
             if column not in given:
                 guess = did_you_mean_column(column, [h for h in header if h not in taken])
@@ -183,7 +184,7 @@ class Layout:
         return None
 
     def source_of(self, column: str) -> str | None:
-        for source, target in self.plan.items():
+        for source, target in self.plan:
             if target == column:
                 return source
         return None
@@ -201,7 +202,7 @@ class Layout:
             return raw
         profile = self.profile
         row: dict[str, str] = {}
-        for source, target in self.plan.items():
+        for source, target in self.plan:
             value = raw.get(source) or ""
             if profile is not None and re.fullmatch(r"'[0-9+][0-9 ]*", value.strip()):
                 value = value.strip()[1:]  # a spreadsheet's "keep as text" mark on numbers and zip codes
@@ -254,8 +255,8 @@ class Layout:
         lines = []
         if self.profile is not None:
             lines.append(f"profile {self.profile.name} ({self.profile.origin})")
-        width = max((len(s) for s in self.plan), default=0)
-        for source, target in self.plan.items():
+        width = max((len(s) for s, _ in self.plan), default=0)
+        for source, target in self.plan:
             note = "" if target in known_columns(self.kind) else "  (custom attribute)"
             lines.append(f"  {source:<{width}} -> {target}{note}")
         for column, value in self.defaults.items():

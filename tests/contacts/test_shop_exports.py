@@ -443,3 +443,11 @@ def test_shop_rows_without_an_address_are_left_out_and_counted_not_bad(engine: E
         "orders_export.csv: 3 lines, 2 orders, imported 1 new, 0 updated, left out 1 without an email address; "
         "customer_since from first order: 1"
     )
+
+
+def test_one_column_may_feed_two_of_mailers_when_the_shop_has_no_customer_ids(engine: Engine, tmp_path: Path) -> None:
+    path = write(tmp_path, "list.csv", ["E-Mail,Name", "jo@example.de,Jo"])
+    maps = [("E-Mail", "email"), ("E-Mail", "external_id"), ("Name", "first_name")]
+    import_customers(engine, path, layout=layout_for("customers", path, profile=None, maps=maps, settings=None))
+    jo = customer(engine, "jo@example.de")
+    assert (jo.email, jo.first_name, jo.attributes) == ("jo@example.de", "Jo", {})
