@@ -1,0 +1,51 @@
+"""A shop's exports as downloaded, imported with --profile shopify, plan milestones, follow-ups, anniversaries."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from mailer.cli import cli
+
+SHOPS = Path(__file__).resolve().parent.parent / "support" / "data" / "shops"
+
+
+def test_shopify_exports_plan_anniversaries_and_follow_ups_and_the_opted_out_get_nothing(project: Path) -> None:
+    runner = CliRunner()
+
+    def mailer(*args: str) -> str:
+        result = runner.invoke(cli, ["--config", str(project), *args])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    def plan(start: str, days: int) -> list[tuple[str, str, str, str]]:
+        rows = csv.DictReader(io.StringIO(mailer("plan", "--from", start, "--days", str(days), "--format", "csv")))
+        return [(r["day"], r["campaign"], r["send"], r["skip"]) for r in rows]
+
+    with project.open("a", encoding="utf-8") as config:
+        config.write(
+            '\n[[campaign]]\nname = "second-order"\noccasion = "milestone"\nmetric = "order_count"\n'
+            'thresholds = [2]\ntemplate = "milestone"\npriority = 30\n'
+        )
+    mailer("import", "customers", str(SHOPS / "shopify_customers_export.csv"), "--profile", "shopify")
+    mailer("import", "interactions", str(SHOPS / "shopify_orders_export.csv"), "--profile", "shopify")
+
+    # Ann's second order (three lines, one order) reaches the milestone; "how did we do?" a week
+    # after each order: Ann's is sent, Dev (no marketing) is skipped.
+    assert plan("2024-01-20", 10) == [
+        ("2024-01-20", "second-order", "1", "0"),
+        ("2024-01-27", "how-did-we-do", "1", "0"),
+    ]
+    assert plan("2024-07-05", 10) == [("2024-07-12", "how-did-we-do", "0", "1")]
+    # Anniversaries of the first orders: Chloé's leap-day order is marked on 1 March after a deferral
+    # from 28 February, Ann's on 5 March; Bruno and Dev, who did not accept marketing, are skipped.
+    year = [(day, campaign, send, skip) for day, campaign, send, skip in plan("2027-01-01", 365) if day != "total"]
+    assert [(d, s, k) for d, c, s, k in year if c == "customer-anniversary" and (s, k) != ("0", "0")] == [
+        ("2027-03-01", "1", "0"),
+        ("2027-03-05", "1", "0"),
+        ("2027-06-10", "0", "1"),
+        ("2027-07-05", "0", "1"),
+    ]
