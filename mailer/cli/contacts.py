@@ -25,7 +25,7 @@ def import_() -> None:
 
 
 def _import_command(kind: str, run: Callable[..., importer.ImportReport]) -> None:
-    @import_.command(kind)
+    @import_.command(kind, help=f"Import {kind} from FILE (CSV with a header row, or a shop's export with --profile).")
     @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
     @click.option("--skip-invalid", is_flag=True, help="Import the good rows; write the bad ones to FILE.rejected.csv.")
     @click.option("--dry-run", is_flag=True, help="Validate only; show the mapping and the first rows; change nothing.")
@@ -47,8 +47,6 @@ def _import_command(kind: str, run: Callable[..., importer.ImportReport]) -> Non
         if dry_run:
             _show_reading(report)
         click.echo(report.summary())
-
-    command.__doc__ = f"Import {kind} from FILE (CSV with a header row, or a shop's export with --profile)."
 
 
 def _show_reading(report: importer.ImportReport) -> None:

@@ -160,7 +160,7 @@ class Layout:
         for name in header:
             if name in taken:
                 continue
-            if keep and name and (name not in known_columns(self.kind) or name not in chosen):
+            if keep and name and name not in chosen:  # a column named like a mapped target would overwrite it
                 self.plan.append((name, name))
             else:
                 self.ignored.append(name)
