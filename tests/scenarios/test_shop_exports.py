@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import date, timedelta
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -49,3 +50,24 @@ def test_shopify_exports_plan_anniversaries_and_follow_ups_and_the_opted_out_get
         ("2027-06-10", "0", "1"),
         ("2027-07-05", "0", "1"),
     ]
+
+
+def test_no_anniversary_is_marked_on_the_stand_in_day_of_an_import_until_an_order_gives_the_real_one(
+    project: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+
+    def mailer(*args: str) -> str:
+        result = runner.invoke(cli, ["--config", str(project), *args])
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    customers = tmp_path / "customers.csv"
+    customers.write_text("external_id,email,first_name\nK1,kim@example.com,Kim\n", encoding="utf-8")
+    assert "customer_since pending first order: 1" in mailer("import", "customers", str(customers))
+    around_a_year_on = date.today() + timedelta(days=363)  # the stand-in day's first anniversary, give or take a day
+    assert "customer-anniversary" not in mailer("plan", "--from", around_a_year_on.isoformat(), "--days", "5")
+    orders = tmp_path / "orders.csv"
+    orders.write_text("external_id,kind,occurred_at,amount,reference\nK1,order,2024-05-06T12:00:00Z,20,O1\n", "utf-8")
+    assert "customer_since from first order: 1" in mailer("import", "interactions", str(orders))
+    assert "customer-anniversary" in mailer("plan", "--from", "2027-05-06", "--days", "1")
