@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from mailer import store
 from mailer.cli import cli
-from mailer.config import ImportProfile, Settings
+from mailer.config import ImportProfile, Settings, load_settings
 from mailer.contacts import optout
 from mailer.contacts.csvfile import ImportFailed
 from mailer.contacts.importer import ImportReport, import_customers, import_interactions
@@ -451,3 +451,32 @@ def test_one_column_may_feed_two_of_mailers_when_the_shop_has_no_customer_ids(en
     import_customers(engine, path, layout=layout_for("customers", path, profile=None, maps=maps, settings=None))
     jo = customer(engine, "jo@example.de")
     assert (jo.email, jo.first_name, jo.attributes) == ("jo@example.de", "Jo", {})
+
+
+def test_a_dry_run_of_an_orders_export_shows_each_order_as_one_row_read_from_its_lines(project: Path) -> None:
+    runner = CliRunner()
+    base = ["--config", str(project), "import"]
+    runner.invoke(cli, [*base, "customers", str(shop_file("shopify_customers_export.csv")), "--profile", "shopify"])
+    orders = str(shop_file("shopify_orders_export.csv"))
+    result = runner.invoke(cli, [*base, "interactions", orders, "--profile", "shopify", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout.splitlines()
+    assert out[:7] == [
+        "mapping:",
+        "profile shopify-orders (built-in)",
+        "  Name       -> reference",
+        "  Email      -> email",
+        "  Created at -> occurred_at",
+        "  Total      -> amount",
+        "  (default)  -> kind = 'order'",
+    ]
+    assert (
+        "  lines 5-7: reference='#1003', email='ann.lee@example.com', occurred_at='2024-01-20T18:45:00-05:00', "
+        "amount='120.00', kind='order'"
+    ) in out
+    assert out[-1] == (
+        "shopify_orders_export.csv: 8 lines, 5 orders, would import 5 new, 0 updated; "
+        "customer_since from first order: 4"
+    )
+    with Session(store.make_engine(load_settings(project).store.url)) as session:
+        assert session.execute(select(Interaction)).first() is None
