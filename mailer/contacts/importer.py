@@ -52,7 +52,7 @@ PREVIEW_ROWS = 5  # rows a dry run shows as mailer reads them
 
 
 _CONSENT_WORDS = {
-    ImportChoice.OPTED_OUT: "opted out (the file says no)",
+    ImportChoice.OPTED_OUT: "suppressed (the file says no)",
     ImportChoice.OPTED_IN: "opted in again (the file says yes after an import's no)",
     ImportChoice.KEPT_OUT: "kept unsubscribed (they unsubscribed through mailer)",
 }
@@ -284,7 +284,7 @@ def _upsert_customers(
     session.flush()
     for line, record, customer in written:
         # A "yes" for someone who is not opted out has nothing to change: spare the statement.
-        nothing_to_lift = record.subscribed and customer.unsubscribed_at is None
+        nothing_to_lift = record.subscribed and customer.suppressed_at is None and customer.unsubscribed_at is None
         if record.subscribed is not None and not nothing_to_lift and customer.id is not None:
             choice = record_import_choice(session, customer.id, record.subscribed, f"{file}:{line}", now)
             report.consent[choice] += 1

@@ -33,7 +33,6 @@ class Source(StrEnum):
     PAGE = "page"  # the button on the unsubscribe page
     CLI = "cli"  # an admin ran `mailer unsubscribe`
     MAILTO = "mailto"  # a request that arrived at the List-Unsubscribe mailto address
-    IMPORT = "import"  # the shop's export said no (stored as "import: FILE:LINE")
 
 
 class Change(StrEnum):
@@ -49,56 +48,14 @@ class UnknownAddress(MailerError):
 def unsubscribe(
     engine: Engine, customer_id: int, source: Source, now: datetime | None = None
 ) -> Change:
-    """Mark the customer unsubscribed; the first unsubscribe's time and source are kept.
-
-    An opt-out that only an import recorded is taken over by the customer's own
-    (or an admin's) unsubscribe, so a later export saying "yes" cannot lift it.
-    """
+    """Mark the customer unsubscribed; the first unsubscribe's time and source are kept."""
     return _change(
         engine,
         customer_id,
-        or_(col(Customer.unsubscribed_at).is_(None), _from_import()),
+        col(Customer.unsubscribed_at).is_(None),
         {"unsubscribed_at": now or utcnow(), "unsubscribe_source": str(source)},
         f"unsubscribed ({source})",
     )
-
-
-def _from_import() -> Any:
-    return col(Customer.unsubscribe_source).startswith(f"{Source.IMPORT}:")
-
-
-class ImportChoice(StrEnum):
-    """What an import's consent column did to one customer."""
-
-    OPTED_OUT = "opted out"  # the file says no: unsubscribed with source import
-    OPTED_IN = "opted in again"  # the file says yes and only an earlier import had opted them out
-    KEPT_OUT = "kept unsubscribed"  # the file says yes, but they unsubscribed through mailer
-    NONE = "unchanged"
-
-
-def record_import_choice(
-    session: Session, customer_id: int, subscribed: bool, where: str, now: datetime
-) -> ImportChoice:
-    """Apply a consent cell (at ``where``, "FILE:LINE") inside the import's transaction.
-
-    The most recent explicit choice wins, but an export cannot tell when its "yes"
-    was given: so "no" opts out (source ``import: FILE:LINE``; an earlier
-    unsubscribe keeps its time and source), and "yes" lifts only an opt-out that
-    an import recorded. An unsubscribe made in mailer (one-click, page, mailto, an
-    admin) is lifted only by the customer's own resubscribe or an admin.
-    """
-    if not subscribed:
-        values = {"unsubscribed_at": now, "unsubscribe_source": f"{Source.IMPORT}: {where}"}
-        if _update(session, customer_id, col(Customer.unsubscribed_at).is_(None), values, now):
-            return ImportChoice.OPTED_OUT
-        return ImportChoice.NONE
-    values = {"unsubscribed_at": None, "unsubscribe_source": None}
-    if _update(session, customer_id, _from_import(), values, now):
-        return ImportChoice.OPTED_IN
-    still_out = session.execute(
-        select(col(Customer.id)).where(col(Customer.id) == customer_id, col(Customer.unsubscribed_at).is_not(None))
-    ).first()
-    return ImportChoice.KEPT_OUT if still_out else ImportChoice.NONE
 
 
 def resubscribe(engine: Engine, customer_id: int, now: datetime | None = None) -> Change:
@@ -121,29 +78,19 @@ def _change(
     what: str,
     now: datetime | None = None,
 ) -> Change:
+    values = {**values, "updated_at": now or utcnow()}
     with Session(engine) as session:
-        changed = _update(session, customer_id, condition, values, now or utcnow())
+        result = session.execute(
+            update(Customer).where(col(Customer.id) == customer_id, condition).values(**values)  # type: ignore[arg-type]
+        )
         session.commit()
-        if changed:
+        if result.rowcount == 1:  # type: ignore[attr-defined]
             log.info("customer %s %s", customer_id, what)
             return Change.CHANGED
         exists = session.execute(
             select(col(Customer.id)).where(col(Customer.id) == customer_id)
         ).first()
     return Change.UNCHANGED if exists else Change.UNKNOWN
-
-
-def _update(session: Session, customer_id: int, condition: object, values: dict[str, object], now: datetime) -> bool:
-    """One conditional UPDATE of one customer; whether it changed the row."""
-    # No ORM synchronisation: the import's session holds a batch of customers, and matching each
-    # UPDATE against all of them in Python made an import quadratic.
-    result = session.execute(
-        update(Customer)
-        .where(col(Customer.id) == customer_id, condition)  # type: ignore[arg-type]
-        .values(**values, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def customer_ids_for(engine: Engine, email: str) -> list[int]:
@@ -246,3 +193,56 @@ def opted_out(engine: Engine, limit: int | None = None) -> Sequence[OptedOut]:
                 rows.append(OptedOut(external_id, email, "suppressed", supp_at, reason or ""))
     rows.sort(key=lambda r: r.since, reverse=True)
     return rows[:limit] if limit is not None else rows
+
+
+# An import's opt-out is a suppression whose reason starts so: "import: FILE:LINE: no marketing consent".
+IMPORT_REASON = "import"
+
+
+class ImportChoice(StrEnum):
+    """What an import's consent column did to one customer."""
+
+    OPTED_OUT = "opted out"  # the file says no: suppressed with the reason import: FILE:LINE
+    OPTED_IN = "opted in again"  # the file says yes and only an earlier import had opted them out
+    KEPT_OUT = "kept unsubscribed"  # the file says yes, but they unsubscribed through mailer
+    NONE = "unchanged"
+
+
+def record_import_choice(
+    session: Session, customer_id: int, subscribed: bool, where: str, now: datetime
+) -> ImportChoice:
+    """Apply a consent cell (at ``where``, "FILE:LINE") inside the import's transaction.
+
+    The most recent explicit choice wins, but an export cannot tell when its "yes"
+    was given: so "no" suppresses the customer with the reason ``import: FILE:LINE:
+    no marketing consent`` (an earlier suppression keeps its own), and "yes" lifts
+    only a suppression that an import recorded. An unsubscribe made in mailer
+    (one-click, page, mailto, an admin) is never touched: only the customer's own
+    resubscribe or an admin lifts it.
+    """
+    from_import = col(Customer.suppressed_reason).startswith(f"{IMPORT_REASON}:")
+    if not subscribed:
+        values = {"suppressed_at": now, "suppressed_reason": f"{IMPORT_REASON}: {where}: no marketing consent"}
+        if _update_in(session, customer_id, col(Customer.suppressed_at).is_(None), values, now):
+            return ImportChoice.OPTED_OUT
+        return ImportChoice.NONE
+    lifted = _update_in(session, customer_id, from_import, {"suppressed_at": None, "suppressed_reason": None}, now)
+    still_out = session.execute(
+        select(col(Customer.id)).where(col(Customer.id) == customer_id, col(Customer.unsubscribed_at).is_not(None))
+    ).first()
+    if still_out:
+        return ImportChoice.KEPT_OUT
+    return ImportChoice.OPTED_IN if lifted else ImportChoice.NONE
+
+
+def _update_in(session: Session, customer_id: int, condition: Any, values: dict[str, object], now: datetime) -> bool:
+    """One conditional UPDATE of one customer in the caller's transaction; whether it changed the row."""
+    # No ORM synchronisation: the import's session holds a batch of customers, and matching each
+    # UPDATE against all of them in Python made an import quadratic.
+    result = session.execute(
+        update(Customer)
+        .where(col(Customer.id) == customer_id, condition)
+        .values(**values, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]

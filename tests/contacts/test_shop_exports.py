@@ -46,7 +46,7 @@ def snapshot(engine: Engine) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...
             (
                 c.external_id, c.email, c.first_name, c.last_name, c.customer_since, c.since_md,
                 c.customer_since_from, c.tags, c.attributes, c.order_count, c.lifetime_spend, c.interaction_count,
-                c.last_interaction_at, c.unsubscribed_at is not None, (c.unsubscribe_source or "").split(":")[0],
+                c.last_interaction_at, c.suppressed_at is not None, (c.suppressed_reason or "").split(":")[0],
             )
             for c in customers
         ]
@@ -77,7 +77,7 @@ def test_shopify_exports_give_the_same_store_as_the_same_data_in_mailers_csv(eng
     customers_report, orders_report = import_shopify(engine)
     assert customers_report.summary() == (
         "shopify_customers_export.csv: 4 rows, imported 4 new, 0 updated; customer_since pending first order: 4; "
-        "opted out (the file says no): 2"
+        "suppressed (the file says no): 2"
     )
     assert orders_report.summary() == (
         "shopify_orders_export.csv: 8 lines, 5 orders, imported 5 new, 0 updated; customer_since from first order: 4"
@@ -120,7 +120,7 @@ def test_woocommerce_export_gives_the_same_store_as_mailers_csv_and_guests_are_k
     assert customer(engine, "15").since_md == 229
 
 
-def test_consent_no_unsubscribes_with_source_import_and_the_line_visible_in_suppressions(
+def test_consent_no_suppresses_with_source_import_and_the_line_visible_in_suppressions(
     project: Path, engine: Engine
 ) -> None:
     runner = CliRunner()
@@ -131,10 +131,10 @@ def test_consent_no_unsubscribes_with_source_import_and_the_line_visible_in_supp
     rows = [line.split(",") for line in listing.stdout.splitlines()[1:]]
     # Bruno's row starts on line 3 (his note spans lines 3-4); Dev's is on line 6.
     assert sorted((r[0], r[2], r[4]) for r in rows) == [
-        ("7012345678902", "unsubscribed", "import: shopify_customers_export.csv:3"),
-        ("7012345678904", "unsubscribed", "import: shopify_customers_export.csv:6"),
+        ("7012345678902", "suppressed", "import: shopify_customers_export.csv:3: no marketing consent"),
+        ("7012345678904", "suppressed", "import: shopify_customers_export.csv:6: no marketing consent"),
     ]
-    assert customer(engine, "7012345678901").unsubscribed_at is None
+    assert customer(engine, "7012345678901").suppressed_at is None
 
 
 def write(tmp_path: Path, name: str, lines: list[str]) -> Path:
@@ -158,10 +158,10 @@ def test_a_later_yes_does_not_lift_an_unsubscribe_made_in_mailer(engine: Engine,
 
 def test_a_later_yes_lifts_an_opt_out_that_only_an_import_made(engine: Engine, tmp_path: Path) -> None:
     import_customers(engine, consent_file(tmp_path, "first.csv", "no"))
-    assert customer(engine, "K1").unsubscribe_source == "import: first.csv:2"
+    assert customer(engine, "K1").suppressed_reason == "import: first.csv:2: no marketing consent"
     report = import_customers(engine, consent_file(tmp_path, "second.csv", "Yes"))
     assert "opted in again (the file says yes after an import's no): 1" in report.summary()
-    assert customer(engine, "K1").unsubscribed_at is None
+    assert customer(engine, "K1").suppressed_at is None
 
 
 def test_the_customers_own_unsubscribe_after_an_imports_no_is_theirs_and_survives_a_later_yes(
@@ -170,13 +170,14 @@ def test_the_customers_own_unsubscribe_after_an_imports_no_is_theirs_and_survive
     import_customers(engine, consent_file(tmp_path, "first.csv", "no"))
     optout.unsubscribe_address(engine, "kim@example.com", optout.Source.ONE_CLICK)
     import_customers(engine, consent_file(tmp_path, "second.csv", "yes"))
-    assert customer(engine, "K1").unsubscribe_source == "one-click"
+    kim = customer(engine, "K1")
+    assert (kim.suppressed_at, kim.unsubscribe_source) == (None, "one-click")  # the import's own opt-out is lifted
 
 
 def test_an_empty_consent_cell_changes_nothing_and_a_bad_one_is_a_bad_row(engine: Engine, tmp_path: Path) -> None:
     import_customers(engine, consent_file(tmp_path, "first.csv", "no"))
     import_customers(engine, consent_file(tmp_path, "second.csv", ""))
-    assert customer(engine, "K1").unsubscribed_at is not None
+    assert customer(engine, "K1").suppressed_at is not None
     with pytest.raises(ImportFailed) as caught:
         import_customers(engine, consent_file(tmp_path, "third.csv", "maybe"))
     assert str(caught.value).endswith("third.csv:2: subscribed: expected yes or no, got 'maybe'")
@@ -185,7 +186,7 @@ def test_an_empty_consent_cell_changes_nothing_and_a_bad_one_is_a_bad_row(engine
 def test_a_dry_run_counts_the_opt_outs_and_changes_nothing(engine: Engine) -> None:
     export = shop_file("shopify_customers_export.csv")
     report = import_customers(engine, export, layout=profile("customers", "shopify", export), dry_run=True)
-    assert "would import 4 new" in report.summary() and "opted out (the file says no): 2" in report.summary()
+    assert "would import 4 new" in report.summary() and "suppressed (the file says no): 2" in report.summary()
     with Session(engine) as session:
         assert session.execute(select(Customer)).first() is None
 
@@ -342,8 +343,8 @@ def test_a_profile_in_mailer_toml_maps_columns_defaults_and_dates(
     result = CliRunner().invoke(cli, ["--config", str(project), "import", "customers", str(path), "--profile", "kasse"])
     assert result.exit_code == 0, result.output
     jo = customer(engine, "K-1")
-    assert (jo.customer_since, jo.timezone, jo.unsubscribe_source) == (
-        date(2020, 5, 17), "Europe/Berlin", "import: kunden.csv:2"
+    assert (jo.customer_since, jo.timezone, jo.suppressed_reason) == (
+        date(2020, 5, 17), "Europe/Berlin", "import: kunden.csv:2: no marketing consent"
     )
 
 
@@ -409,7 +410,7 @@ def test_the_shopify_exports_give_the_same_store_on_postgresql(engine: Engine, p
     try:
         import_shopify(engine)
         import_shopify(postgres)
-        optout.unsubscribe_address(postgres, "bruno@example.es", optout.Source.PAGE)  # takes over the import's
+        optout.unsubscribe_address(postgres, "bruno@example.es", optout.Source.PAGE)
         later = write(tmp_path, "later.csv", ["Customer ID,Email,Accepts Email Marketing",
                                               "7012345678902,bruno@example.es,yes"])
         report = import_customers(postgres, later, layout=profile("customers", "shopify", later))
