@@ -10,6 +10,11 @@ keys seen (to catch duplicates inside the file) grows with the file. Two
 customers whose addresses are one mailbox (the same up to the domain's case or
 its Unicode/IDNA spelling), in the file or one in the file and one in the
 store, are a bad row.
+
+A shop's export is first mapped onto mailer's columns (``contacts.mapping``);
+its consent column suppresses or lifts an import's suppression
+(``optout.record_import_choice``), and orders give customer_since when the file
+had none (``contacts.since``).
 """
 
 from __future__ import annotations
