@@ -15,6 +15,8 @@ import click
 from mailer.cli.app import App, cli, pass_app
 from mailer.cli.tabular import FORMATS, format_rows
 from mailer.contacts import importer, optout, optout_stats, preferences
+from mailer.contacts.mapping import parse_map_option
+from mailer.contacts.profiles import layout_for
 
 
 @cli.group("import")
@@ -23,19 +25,42 @@ def import_() -> None:
 
 
 def _import_command(kind: str, run: Callable[..., importer.ImportReport]) -> None:
-    @import_.command(kind)
+    @import_.command(kind, help=f"Import {kind} from FILE (CSV with a header row, or a shop's export with --profile).")
     @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
     @click.option("--skip-invalid", is_flag=True, help="Import the good rows; write the bad ones to FILE.rejected.csv.")
-    @click.option("--dry-run", is_flag=True, help="Validate only; change nothing.")
+    @click.option("--dry-run", is_flag=True, help="Validate only; show the mapping and the first rows; change nothing.")
+    @click.option("--profile", metavar="NAME",
+                  help="Read a shop's export: shopify, shopify-customers, shopify-orders, woocommerce-customers, "
+                       "or an [import.profile.NAME] of mailer.toml.")
+    @click.option("--map", "maps", multiple=True, metavar='"COLUMN=FIELD"',
+                  help='Map a column of the file to mailer\'s, e.g. --map "E-Mail=email" (repeatable).')
     @pass_app
-    def command(app: App, file: Path, skip_invalid: bool, dry_run: bool) -> None:
+    def command(
+        app: App, file: Path, skip_invalid: bool, dry_run: bool, profile: str | None, maps: tuple[str, ...]
+    ) -> None:
+        pairs = [parse_map_option(m) for m in maps]
+        layout = layout_for(kind, file, profile=profile, maps=pairs, settings=app.settings)
         with _progress(file) as progress:
-            # A customer without a zone of their own joined on a date in the sender's zone.
-            zone = {"default_zone": app.settings.sender.timezone} if kind == "customers" else {}
-            report = run(app.engine, file, skip_invalid=skip_invalid, dry_run=dry_run, progress=progress, **zone)
+            # Customers without a zone of their own live in the sender's zone (join day, first order day).
+            report = run(app.engine, file, skip_invalid=skip_invalid, dry_run=dry_run, progress=progress,
+                         default_zone=app.settings.sender.timezone, layout=layout)
+        if dry_run:
+            _show_reading(report)
         click.echo(report.summary())
 
-    command.__doc__ = f"Import {kind} from FILE (CSV with a header row)."
+
+def _show_reading(report: importer.ImportReport) -> None:
+    """What a dry run shows: the mapping used and the first rows as mailer reads them."""
+    layout = report.layout
+    if layout is not None and layout.mapped:
+        click.echo("mapping:")
+        for line in layout.describe():
+            click.echo(line)
+    if report.preview:
+        click.echo("first rows as mailer reads them:")
+        for where, row in report.preview:
+            cells = ", ".join(f"{column}={value!r}" for column, value in row.items() if value)
+            click.echo(f"  {where}: {cells}")
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
 
+from mailer.config.profiles import read_import_profiles
 from mailer.config.reader import HOSTNAME, Table, email_value, zone_value
 from mailer.config.settings import (
     ASK_KINDS,
@@ -82,6 +83,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
     inbox = _inbox(top.table("inbox"), base) if "inbox" in top.data else None
     webhooks = _webhooks(top.table("webhooks"), base, urlsplit(sender.unsubscribe_url).path.rstrip("/"))
     feedback = _feedback(top.table("feedback"))
+    import_profiles = read_import_profiles(top.table("import"))
     campaigns = tuple(
         _campaign(Table(name, f"campaign {i + 1}", table))
         for i, table in enumerate(top.array_of_tables("campaign"))
@@ -93,7 +95,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
             raise ConfigError(f"{name}: [[campaign]] name: {campaign.name!r} is used twice")
         seen.add(campaign.name)
     return Settings(path, store, sender, transport, schedule, policy, render, campaigns, web, inbox,
-                    webhooks=webhooks, feedback=feedback)
+                    webhooks=webhooks, feedback=feedback, import_profiles=import_profiles)
 
 
 

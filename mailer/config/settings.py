@@ -258,6 +258,33 @@ class FeedbackSettings:
 
 
 @dataclass(frozen=True)
+class ImportProfile:
+    """One ``[import.profile.NAME]`` table (or a built-in one): how a shop's export maps onto mailer's columns.
+
+    ``columns`` pairs the file's header with mailer's column (an unknown target becomes a custom
+    attribute); ``defaults`` fill a column that is absent or empty; ``date_format`` (strptime) reads
+    the date columns; ``match_by`` is how an interaction finds its customer; with ``group_lines``
+    consecutive lines of one reference (an order's items) are one interaction, amounts summed;
+    ``unmapped`` says whether other columns become attributes or are ignored.
+    """
+
+    name: str
+    kind: Literal["customers", "interactions"] | None = None
+    columns: tuple[tuple[str, str], ...] = ()
+    defaults: tuple[tuple[str, str], ...] = ()
+    date_format: str | None = None
+    match_by: Literal["external_id", "email"] = "external_id"
+    group_lines: bool = False
+    tags_separator: str = ";"
+    unmapped: Literal["attributes", "ignore"] = "attributes"
+    guest_ids: tuple[str, ...] = ()  # external ids a shop writes for guests (WooCommerce: 0): their address is the id
+    # "skip": a row without an address (a shop's phone-only or walk-in customer) is counted and left out,
+    # not a bad row: nobody can be emailed there, and such rows are normal in a shop's export.
+    without_email: Literal["bad", "skip"] = "bad"
+    origin: str = ""  # where it was defined, for error messages: "mailer.toml: [import.profile.shop]" or "built-in"
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     store: StoreSettings
@@ -271,6 +298,7 @@ class Settings:
     inbox: InboxSettings | None = None  # no [inbox] section: nothing reads returned mail
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)  # none configured: no webhook routes
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
+    import_profiles: tuple[ImportProfile, ...] = ()  # [import.profile.NAME] tables
 
     @property
     def base_dir(self) -> Path:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Generic, TypeVar
 
 from mailer.contacts.fields import InteractionRecord, RowProblem
+from mailer.contacts.mapping import Layout, NoAddress
 from mailer.errors import MailerError
 
 BATCH = 1000
@@ -45,19 +46,24 @@ class ParsedRow(Generic[R]):
     raw: dict[str, str]
     record: R | None
     error: RowError | None
+    mapped: dict[str, str] | None = None  # the row in mailer's columns (a mapped file's differ from ``raw``)
+    more: tuple[tuple[int, dict[str, str]], ...] = ()  # the other lines of a grouped row (an order's items)
+    no_address: bool = False  # left out: no email address, and the profile skips such rows
 
 
 def read_rows(
     path: Path,
-    required: Sequence[str],
+    layout: Layout,
     parse: Callable[[dict[str, str]], R],
     key: Callable[[R], object],
     progress: Progress | None = None,
 ) -> Iterator[ParsedRow[R]]:
-    """Stream the file's rows, validated; a file-level problem raises ImportFailed at once.
+    """Stream the file's rows, mapped by ``layout`` and validated; a file-level problem raises ImportFailed at once.
 
     ``key`` identifies a row; a second row with the same key is an error (it
-    would silently overwrite the first).
+    would silently overwrite the first). With a layout that groups lines, the
+    consecutive lines of one order are one row (the first line's number), and
+    an order whose lines are not together is an error on the stray line.
     """
     name = str(path)
     try:
@@ -73,29 +79,108 @@ def read_rows(
             raise ImportFailed([RowError(name, lines.number, "file", _csv_problem(exc))]) from None
         if not header:
             raise ImportFailed([RowError(name, 1, "header", "the file is empty: expected a header row")])
+        lines.take_start()  # the header's line
         header = [h.strip() for h in header]
         reader.fieldnames = header
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise ImportFailed([RowError(name, 1, c, "missing column") for c in missing])
         duplicated = sorted({h for h in header if header.count(h) > 1})
         if duplicated:
             raise ImportFailed([RowError(name, 1, c, "column appears twice") for c in duplicated])
-        seen: dict[object, int] = {}
-        rows = 0
-        while True:
-            try:
-                raw = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                raise ImportFailed([RowError(name, lines.number, "file", _csv_problem(exc))]) from None
-            rows += 1
-            if progress and rows % 1000 == 0:
+        problems = layout.bind(header)
+        if problems:
+            raise ImportFailed([RowError(name, 1, p.column, p.problem) for p in problems])
+
+        def physical() -> Iterator[_Line]:
+            rows = 0
+            while True:
+                try:
+                    raw = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    raise ImportFailed([RowError(name, lines.number, "file", _csv_problem(exc))]) from None
+                rows += 1
+                if progress and rows % 1000 == 0:
+                    progress(handle.tell())
+                yield _shape(name, lines.take_start() or reader.line_num, raw, layout)
+            if progress:
                 progress(handle.tell())
-            yield _parse_one(name, reader.line_num, raw, parse, key, seen)
-        if progress:
-            progress(handle.tell())
+
+        seen: dict[object, int] = {}
+        for unit in _grouped(name, physical(), layout) if layout.group_lines else physical():
+            yield _parse_one(name, unit, parse, key, seen, layout)
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """One physical line (or an order's lines, merged), mapped to mailer's columns or failed."""
+
+    line: int
+    raw: dict[str, str]
+    mapped: dict[str, str] | None
+    error: RowError | None
+    more: tuple[tuple[int, dict[str, str]], ...] = ()
+    no_address: bool = False
+
+
+def _shape(name: str, line: int, raw: dict[str, Any], layout: Layout) -> _Line:
+    if None in raw:
+        return _Line(line, raw, None, RowError(name, line, "row", "more fields than the header has"))
+    absent = [k for k, v in raw.items() if v is None]
+    if absent:
+        return _Line(line, raw, None, RowError(name, line, absent[0], "missing: the row has too few fields"))
+    try:
+        return _Line(line, raw, layout.row(raw), None)
+    except NoAddress:
+        return _Line(line, raw, None, None, no_address=True)
+    except RowProblem as problem:
+        return _Line(line, raw, None, RowError(name, line, layout.label(problem.column), problem.problem))
+
+
+def _grouped(name: str, lines: Iterator[_Line], layout: Layout) -> Iterator[_Line]:
+    """Consecutive lines with one group key become one; memory holds one order's lines and the keys seen."""
+    ended: dict[object, int] = {}  # key → the first line of its (finished) group
+    group: list[_Line] = []
+    group_key: object = None
+
+    def finish() -> Iterator[_Line]:
+        if not group:
+            return
+        ended[group_key] = group[0].line
+        bad = next((g for g in group if g.error), None)
+        if bad is not None:
+            # One bad line spoils its order: the rest of it would import with a wrong total.
+            for g in group:
+                problem = RowError(name, g.line, "order", f"line {bad.line} of this order is bad")
+                yield _Line(g.line, g.raw, None, g.error or problem)
+            return
+        if any(g.no_address for g in group):
+            yield _Line(group[0].line, group[0].raw, None, None, tuple((g.line, g.raw) for g in group[1:]), True)
+            return
+        try:
+            merged = layout.merge([g.mapped for g in group if g.mapped is not None])
+        except RowProblem as problem:
+            first = group[0]
+            error = RowError(name, first.line, layout.label(problem.column), problem.problem)
+            yield _Line(first.line, first.raw, None, error, tuple((g.line, g.raw) for g in group[1:]))
+            return
+        yield _Line(group[0].line, group[0].raw, merged, None, tuple((g.line, g.raw) for g in group[1:]))
+
+    for line in lines:
+        key = layout.group_key(line.raw) if None not in line.raw else None
+        if group and key is not None and key == group_key:
+            group.append(line)
+            continue
+        yield from finish()
+        group, group_key = [], None
+        if key is None:
+            yield line
+        elif key in ended:
+            where = f"its other lines end before line {line.line}, from line {ended[key]}"
+            problem = f"order {key[1]!r} continues here but {where}: keep an order's lines together"
+            yield _Line(line.line, line.raw, None, RowError(name, line.line, layout.label("reference"), problem))
+        else:
+            group, group_key = [line], key
+    yield from finish()
 
 
 class _Lines:
@@ -103,13 +188,20 @@ class _Lines:
 
     ``number`` is the physical line last handed to the CSV reader: where the
     reader was when it raised (its own ``line_num`` counts only the lines of
-    rows it finished, so it points one row early).
+    rows it finished, so it points one row early). ``take_start`` gives the
+    line a row began on, which is where a person looks for a row whose quoted
+    cell spans lines.
     """
 
     def __init__(self, handle: BinaryIO, name: str) -> None:
         self.handle = handle
         self.name = name
         self.number = 0
+        self.start: int | None = None
+
+    def take_start(self) -> int | None:
+        start, self.start = self.start, None
+        return start
 
     def __iter__(self) -> _Lines:
         return self
@@ -124,6 +216,8 @@ class _Lines:
         except UnicodeDecodeError as exc:
             problem = f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})"
             raise ImportFailed([RowError(self.name, self.number, "file", problem)]) from None
+        if self.start is None and line.strip():
+            self.start = self.number
         return line.removeprefix("\ufeff") if self.number == 1 else line
 
 
@@ -135,28 +229,28 @@ def _csv_problem(exc: csv.Error) -> str:
 
 def _parse_one(
     name: str,
-    line: int,
-    raw: dict[str, Any],
+    unit: _Line,
     parse: Callable[[dict[str, str]], R],
     key: Callable[[R], object],
     seen: dict[object, int],
+    layout: Layout,
 ) -> ParsedRow[R]:
-    if None in raw:
-        return ParsedRow(line, raw, None, RowError(name, line, "row", "more fields than the header has"))
-    absent = [k for k, v in raw.items() if v is None]
-    if absent:
-        return ParsedRow(line, raw, None, RowError(name, line, absent[0], "missing: the row has too few fields"))
+    line = unit.line
+    if unit.error is not None or unit.mapped is None:
+        return ParsedRow(line, unit.raw, None, unit.error, unit.mapped, unit.more, unit.no_address)
     try:
-        record = parse(raw)
+        record = parse(unit.mapped)
     except RowProblem as problem:
-        return ParsedRow(line, raw, None, RowError(name, line, problem.column, problem.problem))
+        error = RowError(name, line, layout.label(problem.column), problem.problem)
+        return ParsedRow(line, unit.raw, None, error, unit.mapped, unit.more)
     identity = key(record)
     if identity is not None:
         first = seen.setdefault(identity, line)
         if first != line:
-            column = "reference" if isinstance(record, InteractionRecord) else "external_id"
-            return ParsedRow(line, raw, None, RowError(name, line, column, f"duplicate of line {first}"))
-    return ParsedRow(line, raw, record, None)
+            column = layout.label("reference" if isinstance(record, InteractionRecord) else "external_id")
+            return ParsedRow(line, unit.raw, None, RowError(name, line, column, f"duplicate of line {first}"),
+                             unit.mapped, unit.more)
+    return ParsedRow(line, unit.raw, record, None, unit.mapped, unit.more)
 
 
 def batches(rows: Iterator[ParsedRow[R]], size: int) -> Iterator[list[ParsedRow[R]]]:
@@ -176,7 +270,8 @@ def write_rejected(path: Path, header: Sequence[str], rejected: Sequence[tuple[P
         writer = csv.writer(out)
         writer.writerow([*header, "line", "reason"])
         for row, error in rejected:
-            writer.writerow([*(row.raw.get(h) or "" for h in header), row.line, f"{error.column}: {error.problem}"])
+            for line, raw in ((row.line, row.raw), *row.more):
+                writer.writerow([*(raw.get(h) or "" for h in header), line, f"{error.column}: {error.problem}"])
     return target
 
 

@@ -33,13 +33,22 @@ CUSTOMER_COLUMNS = (
 )
 
 
-CUSTOMER_REQUIRED = ("external_id", "email", "customer_since")
+# The optional marketing-consent column (yes/no): "no" opts the customer out at import.
+CONSENT_COLUMN = "subscribed"
+
+
+# customer_since may be absent: it is then taken from the customer's first order (see contacts/since.py).
+CUSTOMER_REQUIRED = ("external_id", "email")
 
 
 INTERACTION_COLUMNS = ("external_id", "kind", "occurred_at", "amount", "reference")
 
 
 INTERACTION_REQUIRED = ("external_id", "kind", "occurred_at")
+
+
+# When interactions find their customer by address (an orders export has no customer id).
+INTERACTION_REQUIRED_BY_EMAIL = ("email", "kind", "occurred_at")
 
 
 class RowProblem(ValueError):
@@ -193,6 +202,22 @@ def parse_amount(column: str, value: str) -> Decimal | None:
     return amount.quantize(Decimal("0.01"))
 
 
+_YES = frozenset({"yes", "y", "true", "1", "subscribed", "opted in", "opt-in", "accepted"})
+_NO = frozenset({"no", "n", "false", "0", "unsubscribed", "not subscribed", "opted out", "opt-out", "declined"})
+
+
+def parse_consent(column: str, value: str) -> bool | None:
+    """A marketing-consent cell: True (yes), False (no) or None (empty: the file says nothing)."""
+    value = " ".join(value.strip().lower().split())
+    if not value:
+        return None
+    if value in _YES:
+        return True
+    if value in _NO:
+        return False
+    raise RowProblem(column, f"expected yes or no, got {value!r}")
+
+
 def parse_tags(column: str, value: str) -> list[str]:
     tags = [t.strip() for t in value.split(";") if t.strip()]
     for tag in tags:
@@ -206,13 +231,17 @@ class CustomerRecord:
     fields: dict[str, Any]  # only the columns the file has, so absent columns keep their values
     attributes: dict[str, str]
     address: Address | None = None  # the email, stored and compared (None only in records built by hand)
+    subscribed: bool | None = None  # the file's marketing consent: None when it says nothing
+    joined_today: date | None = None  # no customer_since in the file: today in their zone, until an order says
 
 
 def customer_record(row: dict[str, str], *, now: datetime, default_zone: str) -> CustomerRecord:
     """Validate one customer row; raises RowProblem for the first bad column.
 
     ``customer_since`` may not be after the date ``now`` has in the customer's
-    zone (the row's ``timezone``, else ``default_zone``).
+    zone (the row's ``timezone``, else ``default_zone``). Without one, the
+    record carries that date as ``joined_today`` and leaves ``customer_since``
+    to the store (a new customer's is then taken from their first order).
     """
     fields: dict[str, Any] = {}
     external_id = _required("external_id", _text("external_id", row.get("external_id", "")))
@@ -221,10 +250,8 @@ def customer_record(row: dict[str, str], *, now: datetime, default_zone: str) ->
         raise RowProblem("email", "is required")
     fields["email"] = address.stored
     since = parse_date("customer_since", row.get("customer_since", ""))
-    if since is None:
-        raise RowProblem("customer_since", "is required")
-    fields["customer_since"] = since
-    fields["since_md"] = month_day(since)
+    if since is not None:
+        fields.update(customer_since=since, since_md=month_day(since), customer_since_from=None)
     for name in ("first_name", "last_name", "owner_name"):
         if name in row:
             fields[name] = _text(name, row[name])
@@ -234,7 +261,8 @@ def customer_record(row: dict[str, str], *, now: datetime, default_zone: str) ->
     if "timezone" in row:
         fields["timezone"] = parse_zone("timezone", row["timezone"])
         zone = fields["timezone"] or default_zone
-    if since > now.astimezone(ZoneInfo(zone)).date():
+    today = now.astimezone(ZoneInfo(zone)).date()
+    if since is not None and since > today:
         raise _in_the_future("customer_since", row["customer_since"])
     if "tags" in row:
         fields["tags"] = parse_tags("tags", row["tags"])
@@ -247,10 +275,11 @@ def customer_record(row: dict[str, str], *, now: datetime, default_zone: str) ->
             birthday_day=day,
             birthday_md=encode_month_day(month, day) if month and day else None,
         )
-    attributes = {k: v.strip() for k, v in row.items() if k not in CUSTOMER_COLUMNS and k}
+    subscribed = parse_consent(CONSENT_COLUMN, row.get(CONSENT_COLUMN, ""))
+    attributes = {k: v.strip() for k, v in row.items() if k not in (*CUSTOMER_COLUMNS, CONSENT_COLUMN) and k}
     for name, value in attributes.items():
         _text(name, value, max_length=2000)
-    return CustomerRecord(external_id, fields, attributes, address)
+    return CustomerRecord(external_id, fields, attributes, address, subscribed, None if since else today)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,14 +289,24 @@ class InteractionRecord:
     occurred_at: datetime
     amount: Decimal | None  # negative for a refund
     reference: str | None
+    email: Address | None = None  # set when the customer is found by address; external_id is then ""
+
+    @property
+    def customer_key(self) -> str:
+        """How the import finds the customer: their external_id, or ``email:<mailbox>``."""
+        return f"email:{self.email.mailbox}" if self.email else self.external_id
 
 
-def interaction_record(row: dict[str, str], *, now: datetime) -> InteractionRecord:
+def interaction_record(row: dict[str, str], *, now: datetime, by_email: bool = False) -> InteractionRecord:
     """Validate one interaction row; raises RowProblem for the first bad column.
 
-    ``occurred_at`` may not be after ``now``.
+    ``occurred_at`` may not be after ``now``. With ``by_email`` the customer is
+    named by the ``email`` column instead of ``external_id``.
     """
-    external_id = _required("external_id", _text("external_id", row.get("external_id", "")))
+    email = parse_address("email", row.get("email", "")) if by_email else None
+    if by_email and email is None:
+        raise RowProblem("email", "is required")
+    external_id = "" if by_email else _required("external_id", _text("external_id", row.get("external_id", "")))
     kind = _required("kind", _text("kind", row.get("kind", ""), max_length=50)).lower()
     if not re.fullmatch(r"[a-z0-9_-]+", kind):
         raise RowProblem("kind", f"use letters, digits, '-' or '_', got {kind!r}")
@@ -282,4 +321,5 @@ def interaction_record(row: dict[str, str], *, now: datetime) -> InteractionReco
         occurred_at=occurred,
         amount=parse_amount("amount", row.get("amount", "")),
         reference=_text("reference", row.get("reference", "")),
+        email=email,
     )

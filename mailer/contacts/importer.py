@@ -10,10 +10,16 @@ keys seen (to catch duplicates inside the file) grows with the file. Two
 customers whose addresses are one mailbox (the same up to the domain's case or
 its Unicode/IDNA spelling), in the file or one in the file and one in the
 store, are a bad row.
+
+A shop's export is first mapped onto mailer's columns (``contacts.mapping``);
+its consent column suppresses or lifts an import's suppression
+(``optout.record_import_choice``), and orders give customer_since when the file
+had none (``contacts.since``).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -22,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select, tuple_
+from sqlalchemy import Engine, func, select, tuple_
 from sqlmodel import Session, col
 
 from mailer.contacts.csvfile import (
@@ -37,14 +43,24 @@ from mailer.contacts.csvfile import (
     write_rejected,
 )
 from mailer.contacts.fields import (
-    CUSTOMER_REQUIRED,
-    INTERACTION_REQUIRED,
     CustomerRecord,
     InteractionRecord,
     customer_record,
     interaction_record,
 )
-from mailer.store.tables import Customer, Interaction, utcnow
+from mailer.contacts.mapping import Layout
+from mailer.contacts.optout import ImportChoice, record_import_choice
+from mailer.contacts.since import FROM_FIRST_ORDER, FROM_IMPORT, counts_as_first_order, since_from_order
+from mailer.store.tables import Customer, Interaction, month_day, utcnow
+
+PREVIEW_ROWS = 5  # rows a dry run shows as mailer reads them
+
+
+_CONSENT_WORDS = {
+    ImportChoice.OPTED_OUT: "suppressed (the file says no)",
+    ImportChoice.OPTED_IN: "opted in again (the file says yes after an import's no)",
+    ImportChoice.KEPT_OUT: "kept unsubscribed (they unsubscribed through mailer)",
+}
 
 
 @dataclass
@@ -57,16 +73,34 @@ class ImportReport:
     rejected: list[RowError] = field(default_factory=list)
     rejected_file: Path | None = None
     dry_run: bool = False
+    lines: int = 0  # physical lines read; more than ``rows`` when an order's lines are grouped
+    no_address: int = 0  # rows left out for want of an email address (a profile's without_email = "skip")
+    since_pending: int = 0  # new customers without customer_since: the import day until an order says
+    since_from_orders: int = 0  # customers whose customer_since an order set or moved earlier
+    consent: Counter[ImportChoice] = field(default_factory=Counter)
+    layout: Layout | None = None
+    preview: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # the first rows, as mailer reads them
 
     def summary(self) -> str:
         verb = "would import" if self.dry_run else "imported"
-        text = f"{self.file.name}: {self.rows} rows, {verb} {self.inserted} new, {self.updated} updated"
+        grouped = self.layout is not None and self.layout.group_lines
+        count = f"{self.lines} lines, {self.rows} orders" if grouped else f"{self.rows} rows"
+        text = f"{self.file.name}: {count}, {verb} {self.inserted} new, {self.updated} updated"
         if self.unchanged:
             text += f", {self.unchanged} already present"
         if self.rejected:
             text += f", rejected {len(self.rejected)}"
             if self.rejected_file:
                 text += f" (see {self.rejected_file})"
+        if self.no_address:
+            text += f", left out {self.no_address} without an email address"
+        if self.since_pending:
+            text += f"; customer_since pending first order: {self.since_pending}"
+        if self.since_from_orders:
+            text += f"; customer_since from first order: {self.since_from_orders}"
+        for choice, words in _CONSENT_WORDS.items():
+            if self.consent[choice]:
+                text += f"; {words}: {self.consent[choice]}"
         return text
 
 
@@ -79,39 +113,39 @@ def import_customers(
     progress: Progress | None = None,
     default_zone: str = "UTC",
     now: datetime | None = None,
+    layout: Layout | None = None,
 ) -> ImportReport:
     """Upsert customers by external_id; raises ImportFailed (nothing written) on bad rows unless skipping.
 
     ``default_zone`` is the zone of customers without one of their own (the
     ``[sender] timezone``); ``now`` (aware, default the current instant) is
-    what "in the future" is measured from.
+    what "in the future" is measured from. ``layout`` maps a shop's columns
+    (default: the file uses mailer's). A consent column (``subscribed``) opts
+    customers out or in again by the rule of ``optout.record_import_choice``.
+    A dry run does all of it in a transaction it rolls back.
     """
-    parse = partial(customer_record, now=now or utcnow(), default_zone=default_zone)
+    moment = now or utcnow()
+    layout = layout or Layout("customers")
+    parse = partial(customer_record, now=moment, default_zone=default_zone)
 
     def rows(progress: Progress | None = None) -> Iterator[ParsedRow[CustomerRecord]]:
-        parsed = read_rows(path, CUSTOMER_REQUIRED, parse, lambda r: r.external_id, progress)
+        parsed = read_rows(path, layout, parse, lambda r: r.external_id, progress)
         return _one_customer_per_mailbox(parsed, str(path))
 
     with Session(engine) as session:
         stored = _StoredMailboxes(session, str(path))
-        report = _validate(path, stored.check(rows(progress)), skip_invalid, dry_run, stored.conflicts)
+        report = _validate(path, stored.check(rows(progress)), skip_invalid, dry_run, stored.conflicts, layout)
 
     def good() -> Iterator[ParsedRow[CustomerRecord]]:
         return (r for r in rows() if r.record and r.line not in stored.bad_lines)
 
-    if dry_run:
-        with Session(engine) as session:
-            for batch in batches(good(), BATCH):
-                ids = [r.record.external_id for r in batch if r.record]
-                query = select(col(Customer.external_id)).where(col(Customer.external_id).in_(ids))
-                existing = set(session.execute(query).scalars())
-                report.updated += len(existing)
-                report.inserted += len(ids) - len(existing)
-        return report
     with Session(engine) as session:
         for batch in batches(good(), BATCH):
-            _upsert_customers(session, [r.record for r in batch if r.record], report)
-        session.commit()
+            _upsert_customers(session, batch, report, path.name, moment)
+        if dry_run:
+            session.rollback()
+        else:
+            session.commit()
     return report
 
 
@@ -194,15 +228,21 @@ def _validate(
     skip_invalid: bool,
     dry_run: bool,
     more: Callable[[], list[tuple[ParsedRow[Any], RowError]]] | None = None,
+    layout: Layout | None = None,
 ) -> ImportReport:
     """First read: count rows, collect every error; raise unless bad rows may be skipped.
 
     ``more`` gives, after the read, the bad rows that only the whole file reveals.
     """
-    report = ImportReport(file=path, dry_run=dry_run)
+    report = ImportReport(file=path, dry_run=dry_run, layout=layout)
     rejected: list[tuple[ParsedRow[Any], RowError]] = []
     for row in rows:
         report.rows += 1
+        report.lines += 1 + len(row.more)
+        report.no_address += row.no_address
+        if len(report.preview) < PREVIEW_ROWS:
+            where = f"line {row.line}" if not row.more else f"lines {row.line}-{row.more[-1][0]}"
+            report.preview.append((where, row.mapped if row.mapped is not None else row.raw))
         if row.error:
             rejected.append((row, row.error))
     if more is not None:
@@ -215,17 +255,28 @@ def _validate(
     return report
 
 
-def _upsert_customers(session: Session, records: list[CustomerRecord], report: ImportReport) -> None:
-    ids = [r.external_id for r in records]
+def _upsert_customers(
+    session: Session, rows: list[ParsedRow[CustomerRecord]], report: ImportReport, file: str, now: datetime
+) -> None:
+    records = [(r.line, r.record) for r in rows if r.record]
+    ids = [record.external_id for _, record in records]
     existing = {
         c.external_id: c
         for c in session.execute(select(Customer).where(Customer.external_id.in_(ids))).scalars()  # type: ignore[attr-defined]
     }
-    now = utcnow()
-    for record in records:
+    written: list[tuple[int, CustomerRecord, Customer]] = []
+    for line, record in records:
         customer = existing.get(record.external_id)
         if customer is None:
-            customer = Customer(external_id=record.external_id, attributes=record.attributes, **record.fields)
+            fields = dict(record.fields)
+            if record.joined_today is not None:
+                # No date in the file: the import day stands in until the first order (contacts/since.py).
+                fields.update(
+                    customer_since=record.joined_today, since_md=month_day(record.joined_today),
+                    customer_since_from=FROM_IMPORT,
+                )
+                report.since_pending += 1
+            customer = Customer(external_id=record.external_id, attributes=record.attributes, **fields)
             report.inserted += 1
         else:
             for name, value in record.fields.items():
@@ -234,7 +285,14 @@ def _upsert_customers(session: Session, records: list[CustomerRecord], report: I
             customer.updated_at = now
             report.updated += 1
         session.add(customer)
+        written.append((line, record, customer))
     session.flush()
+    for line, record, customer in written:
+        # A "yes" for someone who is not opted out has nothing to change: spare the statement.
+        nothing_to_lift = record.subscribed and customer.suppressed_at is None and customer.unsubscribed_at is None
+        if record.subscribed is not None and not nothing_to_lift and customer.id is not None:
+            choice = record_import_choice(session, customer.id, record.subscribed, f"{file}:{line}", now)
+            report.consent[choice] += 1
 
 
 def import_interactions(
@@ -245,6 +303,8 @@ def import_interactions(
     dry_run: bool = False,
     progress: Progress | None = None,
     now: datetime | None = None,
+    default_zone: str = "UTC",
+    layout: Layout | None = None,
 ) -> ImportReport:
     """Add interactions (a reference already present for the customer is not added twice).
 
@@ -252,25 +312,29 @@ def import_interactions(
     interaction) are updated in the same transaction; a refund (an order with
     a negative amount) lowers lifetime spend and is not counted as an order.
     An interaction after ``now`` (aware, default the current instant) is a
-    bad row.
+    bad row. An order sets customer_since when the customer's came from no
+    file (its day in the customer's zone, else ``default_zone``). ``layout``
+    maps a shop's columns, may find customers by email and may group an
+    order's lines into one interaction.
     """
-    parse = partial(interaction_record, now=now or utcnow())
+    layout = layout or Layout("interactions")
+    parse = partial(interaction_record, now=now or utcnow(), by_email=layout.by_email)
     with Session(engine) as session:
-        known = _CustomerIds(session, path)
+        known = _CustomerIds(session, path, layout)
 
         def rows(progress: Progress | None = None) -> Iterator[ParsedRow[InteractionRecord]]:
             parsed = read_rows(
                 path,
-                INTERACTION_REQUIRED,
+                layout,
                 parse,
-                lambda r: (r.external_id, r.reference) if r.reference else None,
+                lambda r: (r.customer_key, r.reference) if r.reference else None,
                 progress,
             )
             return known.check(parsed)
 
-        report = _validate(path, rows(progress), skip_invalid, dry_run)
+        report = _validate(path, rows(progress), skip_invalid, dry_run, layout=layout)
         for batch in batches((r for r in rows() if r.record), BATCH):
-            _add_interactions(session, [r.record for r in batch if r.record], known, report)
+            _add_interactions(session, [r.record for r in batch if r.record], known, report, default_zone)
         if dry_run:
             session.rollback()
         else:
@@ -279,33 +343,72 @@ def import_interactions(
 
 
 class _CustomerIds:
-    """external_id → customer id, looked up a batch at a time and remembered."""
+    """The customer a row names (external_id, or ``email:<mailbox>``) → customer id, looked up a batch at a time."""
 
-    def __init__(self, session: Session, file: Path) -> None:
+    def __init__(self, session: Session, file: Path, layout: Layout) -> None:
         self.session = session
         self.file = str(file)
+        self.layout = layout
         self.ids: dict[str, int] = {}
+        self.shared: dict[str, list[str]] = {}  # a mailbox that several customers have → their external ids
 
     def check(self, rows: Iterator[ParsedRow[InteractionRecord]]) -> Iterator[ParsedRow[InteractionRecord]]:
         for batch in batches(rows, BATCH):
-            wanted = {r.record.external_id for r in batch if r.record and r.record.external_id not in self.ids}
-            if wanted:
+            wanted = [r.record for r in batch if r.record and r.record.customer_key not in self.ids]
+            by_id = {r.external_id for r in wanted if r.email is None}
+            if by_id:
                 found = self.session.execute(
-                    select(col(Customer.external_id), col(Customer.id)).where(col(Customer.external_id).in_(wanted))
+                    select(col(Customer.external_id), col(Customer.id)).where(col(Customer.external_id).in_(by_id))
                 ).all()
                 self.ids.update({external_id: cid for external_id, cid in found})
+            self._by_email([r for r in wanted if r.email is not None])
             for row in batch:
-                if row.record and row.record.external_id not in self.ids:
-                    problem = f"no customer with external_id {row.record.external_id!r}"
-                    yield ParsedRow(row.line, row.raw, None, RowError(self.file, row.line, "external_id", problem))
-                else:
+                record = row.record
+                if record is None or record.customer_key in self.ids:
                     yield row
+                    continue
+                if record.email is not None:
+                    column = self.layout.label("email")
+                    others = self.shared.get(record.email.mailbox)
+                    problem = (
+                        f"several customers have {record.email.stored!r} ({', '.join(others)}): match by external_id"
+                        if others
+                        else f"no customer with email {record.email.stored!r}"
+                    )
+                else:
+                    column = self.layout.label("external_id")
+                    problem = f"no customer with external_id {record.external_id!r}"
+                yield ParsedRow(row.line, row.raw, None, RowError(self.file, row.line, column, problem), row.mapped,
+                                row.more)
+
+    def _by_email(self, records: list[InteractionRecord]) -> None:
+        """Find customers by mailbox, in any spelling of the domain and any case, as `mailer unsubscribe` does."""
+        spellings: dict[str, str] = {}  # a lower-cased spelling → the mailbox
+        for record in records:
+            assert record.email is not None
+            for form in (record.email.stored, *record.email.spellings):
+                spellings[form.lower()] = record.email.mailbox
+        if not spellings:
+            return
+        found = self.session.execute(
+            select(col(Customer.email), col(Customer.external_id), col(Customer.id)).where(
+                func.lower(col(Customer.email)).in_(list(spellings))
+            )
+        ).all()
+        owners: dict[str, dict[str, int]] = {}
+        for email, external_id, cid in found:
+            owners.setdefault(spellings[email.lower()], {})[external_id] = cid
+        for mailbox, customers in owners.items():
+            if len(customers) == 1:
+                self.ids[f"email:{mailbox}"] = next(iter(customers.values()))
+            else:
+                self.shared[mailbox] = sorted(customers)
 
 
 def _add_interactions(
-    session: Session, records: list[InteractionRecord], known: _CustomerIds, report: ImportReport
+    session: Session, records: list[InteractionRecord], known: _CustomerIds, report: ImportReport, default_zone: str
 ) -> None:
-    pairs = {(known.ids[r.external_id], r.reference) for r in records if r.reference}
+    pairs = {(known.ids[r.customer_key], r.reference) for r in records if r.reference}
     present: set[tuple[int, str]] = set()
     if pairs:
         present = {
@@ -316,15 +419,16 @@ def _add_interactions(
                 )
             ).all()
         }
-    fresh = [r for r in records if not (r.reference and (known.ids[r.external_id], r.reference) in present)]
+    fresh = [r for r in records if not (r.reference and (known.ids[r.customer_key], r.reference) in present)]
     report.unchanged += len(records) - len(fresh)
-    touched = {known.ids[r.external_id] for r in fresh}
+    touched = {known.ids[r.customer_key] for r in fresh}
     customers = {
         c.id: c
         for c in session.execute(select(Customer).where(Customer.id.in_(touched))).scalars()  # type: ignore[union-attr]
     }
+    moved: set[int] = set()
     for record in fresh:
-        cid = known.ids[record.external_id]
+        cid = known.ids[record.customer_key]
         session.add(
             Interaction(
                 customer_id=cid,
@@ -343,6 +447,14 @@ def _add_interactions(
             customer.lifetime_spend = (customer.lifetime_spend or Decimal(0)) + (record.amount or Decimal(0))
         if customer.last_interaction_at is None or record.occurred_at > customer.last_interaction_at:
             customer.last_interaction_at = record.occurred_at
+        if counts_as_first_order(record.kind, record.amount):
+            zone = customer.timezone or default_zone
+            day = since_from_order(customer.customer_since, customer.customer_since_from, record.occurred_at, zone)
+            if day is not None:
+                customer.customer_since, customer.since_md = day, month_day(day)
+                customer.customer_since_from = FROM_FIRST_ORDER
+                moved.add(cid)
         session.add(customer)
         report.inserted += 1
+    report.since_from_orders += len(moved)
     session.flush()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import Engine, func, or_, select, update
 from sqlmodel import Session, col
@@ -202,3 +203,56 @@ def opted_out(engine: Engine, limit: int | None = None) -> Sequence[OptedOut]:
                 rows.append(OptedOut(external_id, email, "suppressed", supp_at, reason or ""))
     rows.sort(key=lambda r: r.since, reverse=True)
     return rows[:limit] if limit is not None else rows
+
+
+# An import's opt-out is a suppression whose reason starts so: "import: FILE:LINE: no marketing consent".
+IMPORT_REASON = "import"
+
+
+class ImportChoice(StrEnum):
+    """What an import's consent column did to one customer."""
+
+    OPTED_OUT = "opted out"  # the file says no: suppressed with the reason import: FILE:LINE
+    OPTED_IN = "opted in again"  # the file says yes and only an earlier import had opted them out
+    KEPT_OUT = "kept unsubscribed"  # the file says yes, but they unsubscribed through mailer
+    NONE = "unchanged"
+
+
+def record_import_choice(
+    session: Session, customer_id: int, subscribed: bool, where: str, now: datetime
+) -> ImportChoice:
+    """Apply a consent cell (at ``where``, "FILE:LINE") inside the import's transaction.
+
+    The most recent explicit choice wins, but an export cannot tell when its "yes"
+    was given: so "no" suppresses the customer with the reason ``import: FILE:LINE:
+    no marketing consent`` (an earlier suppression keeps its own), and "yes" lifts
+    only a suppression that an import recorded. An unsubscribe made in mailer
+    (one-click, page, mailto, an admin) is never touched: only the customer's own
+    resubscribe or an admin lifts it.
+    """
+    from_import = col(Customer.suppressed_reason).startswith(f"{IMPORT_REASON}:")
+    if not subscribed:
+        values = {"suppressed_at": now, "suppressed_reason": f"{IMPORT_REASON}: {where}: no marketing consent"}
+        if _update_in(session, customer_id, col(Customer.suppressed_at).is_(None), values, now):
+            return ImportChoice.OPTED_OUT
+        return ImportChoice.NONE
+    lifted = _update_in(session, customer_id, from_import, {"suppressed_at": None, "suppressed_reason": None}, now)
+    still_out = session.execute(
+        select(col(Customer.id)).where(col(Customer.id) == customer_id, col(Customer.unsubscribed_at).is_not(None))
+    ).first()
+    if still_out:
+        return ImportChoice.KEPT_OUT
+    return ImportChoice.OPTED_IN if lifted else ImportChoice.NONE
+
+
+def _update_in(session: Session, customer_id: int, condition: Any, values: dict[str, object], now: datetime) -> bool:
+    """One conditional UPDATE of one customer in the caller's transaction; whether it changed the row."""
+    # No ORM synchronisation: the import's session holds a batch of customers, and matching each
+    # UPDATE against all of them in Python made an import quadratic.
+    result = session.execute(
+        update(Customer)
+        .where(col(Customer.id) == customer_id, condition)
+        .values(**values, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]

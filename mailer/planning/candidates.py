@@ -28,6 +28,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col
 
 from mailer.config import Campaign
+from mailer.contacts.since import FROM_IMPORT
 from mailer.planning.dates import earliest_instant, latest_instant, month_days_for
 from mailer.planning.occasions import CustomerFacts, InteractionFact
 from mailer.store.tables import Customer, Feedback, Interaction, SendLog, SendStatus
@@ -169,10 +170,12 @@ def candidate_query(
     if segment is not None:
         query = query.where(segment)
     kind = campaign.occasion
+    # A customer_since that only stands in for the day of an import (no order yet) is no day to mark.
+    known_since = or_(col(Customer.customer_since_from).is_(None), col(Customer.customer_since_from) != FROM_IMPORT)
     if kind == "anniversary":
-        return query.where(_yearly_open(Customer.since_md, campaign, dates)), None, None
+        return query.where(_yearly_open(Customer.since_md, campaign, dates), known_since), None, None
     if kind == "milestone" and campaign.metric == "years_as_customer":
-        return query.where(col(Customer.since_md).in_(sorted(month_days_for(dates)))), None, None
+        return query.where(col(Customer.since_md).in_(sorted(month_days_for(dates))), known_since), None, None
     if kind == "birthday":
         return query.where(_yearly_open(Customer.birthday_md, campaign, dates)), None, None
     if kind == "milestone":

@@ -38,6 +38,9 @@ class Customer(SQLModel, table=True):
     last_name: str | None = None
     customer_since: date = Field(index=True)  # silence of customers who never interacted
     since_md: int = Field(index=True)
+    # Where customer_since came from: None = the import file; "import" = the day of an import that
+    # had none (until an order says otherwise); "first_order" = the customer's earliest order.
+    customer_since_from: str | None = Field(default=None, max_length=20)
     birthday_month: int | None = None
     birthday_day: int | None = None
     birthday_year: int | None = None

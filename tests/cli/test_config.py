@@ -220,3 +220,42 @@ def test_a_label_that_is_not_text_is_refused_with_its_campaign(project: Path) ->
     _with(project, 'label = "Birthday wishes"', "label = 7")
     with pytest.raises(ConfigError, match=r"\[campaign birthday\] label: .*string"):
         load_settings(project)
+
+
+def test_import_profiles_load_with_their_columns_defaults_and_date_format(project: Path) -> None:
+    section = (
+        '\n[import.profile.till]\nkind = "interactions"\n'
+        'columns = { "Receipt" = "reference", "Card" = "external_id" }\n'
+        'defaults = { kind = "visit" }\ndate_format = "%d/%m/%Y %H:%M"\ngroup_lines = true\n'
+    )
+    project.write_text(project.read_text(encoding="utf-8") + section, encoding="utf-8")
+    [till] = load_settings(project).import_profiles
+    assert (till.name, till.kind, till.columns, till.defaults) == (
+        "till", "interactions", (("Receipt", "reference"), ("Card", "external_id")), (("kind", "visit"),)
+    )
+    assert (till.date_format, till.group_lines, till.match_by, till.unmapped) == (
+        "%d/%m/%Y %H:%M", True, "external_id", "attributes"
+    )
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ('kind = "orders"', "mailer.toml: [import.profile.shop] kind: must be one of customers, interactions, "
+                            "got 'orders'"),
+        ('date_format = "dd/mm/yyyy"',
+         """mailer.toml: [import.profile.shop] date_format: expected a strptime format such as "%d/%m/%Y", """
+         "got 'dd/mm/yyyy'"),
+        ('columns = { "Email" = 3 }', "mailer.toml: [import.profile.shop] columns: 'Email': expected a non-empty "
+                                     "string, got 3"),
+        ('match_by = "phone"', "mailer.toml: [import.profile.shop] match_by: must be one of external_id, email, "
+                              "got 'phone'"),
+        ('colums = { "Email" = "email" }', "mailer.toml: [import.profile.shop] colums: unknown key (did you mean "
+                                           "'columns'?)"),
+    ],
+)
+def test_a_bad_import_profile_is_one_line_naming_the_key(project: Path, lines: str, message: str) -> None:
+    project.write_text(project.read_text(encoding="utf-8") + f"\n[import.profile.shop]\n{lines}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(project)
+    assert str(caught.value) == message

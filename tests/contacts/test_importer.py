@@ -123,7 +123,7 @@ def test_every_bad_row_is_listed_not_just_the_first(engine: Engine, tmp_path: Pa
     ("lines", "encoding", "expected"),
     [
         ([], "utf-8", "c.csv:1: header: the file is empty"),
-        (["external_id,email", "A,a@example.com"], "utf-8", "c.csv:1: customer_since: missing column"),
+        (["external_id,customer_since", "A,2020-01-01"], "utf-8", "c.csv:1: email: missing column"),
         ([HEADER, "A9,ç@example.com,Françoise,,2020-01-01,,,,,"], "latin-1", "c.csv:2: file: not UTF-8 text"),
     ],
 )
