@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -128,11 +130,11 @@ def test_consent_no_suppresses_with_source_import_and_the_line_visible_in_suppre
     result = runner.invoke(cli, ["--config", str(project), "import", "customers", str(export), "--profile", "shopify"])
     assert result.exit_code == 0, result.output
     listing = runner.invoke(cli, ["--config", str(project), "suppressions", "--format", "csv"])
-    rows = [line.split(",") for line in listing.stdout.splitlines()[1:]]
+    rows = list(csv.DictReader(io.StringIO(listing.stdout)))
     # Bruno's row starts on line 3 (his note spans lines 3-4); Dev's is on line 6.
-    assert sorted((r[0], r[2], r[4]) for r in rows) == [
-        ("7012345678902", "suppressed", "import: shopify_customers_export.csv:3: no marketing consent"),
-        ("7012345678904", "suppressed", "import: shopify_customers_export.csv:6: no marketing consent"),
+    assert sorted((r["customer"], r["state"], r["source"], r["source/reason"]) for r in rows) == [
+        ("7012345678902", "suppressed", "import", "import: shopify_customers_export.csv:3: no marketing consent"),
+        ("7012345678904", "suppressed", "import", "import: shopify_customers_export.csv:6: no marketing consent"),
     ]
     assert customer(engine, "7012345678901").suppressed_at is None
 
