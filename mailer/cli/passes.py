@@ -176,7 +176,7 @@ def retry(app: App, if_idle: bool) -> None:
 def requeue(app: App, ids: tuple[int, ...]) -> None:
     """Queue unknown (or failed) send-log rows ID... again, after a human decided they should go out."""
     with Session(app.engine) as session:
-        before = recovery.requeue(session, ids, datetime.now(UTC))
+        before = recovery.requeue(session, ids, datetime.now(UTC), app.settings.campaigns)
     for row_id, status in sorted(before.items()):
         click.echo(f"{row_id}: {status} -> queued")
     click.echo(f"requeued {len(before)} row(s); the next retry sweep (daemon, or `mailer retry`) sends them")

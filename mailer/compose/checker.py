@@ -23,7 +23,14 @@ from pathlib import Path
 import jinja2
 from jinja2 import meta, nodes
 
-from mailer.compose.context import VARIABLES, Variable, sample_customers, sample_occasion, template_context
+from mailer.compose.context import (
+    VARIABLES,
+    Variable,
+    sample_customers,
+    sample_gift,
+    sample_occasion,
+    template_context,
+)
 from mailer.compose.inline import INLINERS
 from mailer.compose.maker import envelope_for
 from mailer.compose.message import HeaderError
@@ -247,7 +254,9 @@ def _check_renders(
         errors[kind] = []
         for customer in sample_customers().values():
             occasion = sample_occasion(kind, customer, CHECK_DAY, by_kind.get(kind))
-            context = template_context(customer, occasion, sender, CHECK_UNSUBSCRIBE_URL)
+            # With a gift and without: a template reads well whether or not its campaign gives one.
+            gift = None if customer.external_id == "sample-email-only" else sample_gift(CHECK_DAY)
+            context = template_context(customer, occasion, sender, CHECK_UNSUBSCRIBE_URL, gift)
             try:
                 result = renderer.render(name, context)
             except RenderError as exc:

@@ -13,7 +13,7 @@ from email.message import EmailMessage
 from mailer.addresses import ascii_domain
 from mailer.compose.context import occasion_view, template_context
 from mailer.compose.message import Envelope, build_message
-from mailer.compose.render import Rendered, Renderer
+from mailer.compose.render import Rendered, Renderer, RenderError
 from mailer.compose.tokens import make_token, occasion_ref
 from mailer.compose.wire import WireMessage, serialize
 from mailer.config import SenderSettings, Settings
@@ -48,6 +48,9 @@ class MessageMaker:
             self._secret = self.settings.sender.secret.reveal()
         return self._secret
 
+    def _promises_gift(self, campaign: str) -> bool:
+        return any(c.name == campaign and c.gift is not None for c in self.settings.campaigns)
+
     def compose(self, row: SendLog, customer: Customer) -> EmailMessage:
         """The row's message for its customer, as an object; raises RenderError or HeaderError."""
         rendered, envelope, message_id = self._render(row, customer)
@@ -63,7 +66,11 @@ class MessageMaker:
         token = make_token(self.secret, customer.id or 0)
         unsubscribe_url = f"{sender.unsubscribe_url}/u/{token}"
         details = occasion_view(row.occasion_kind, row.occasion_key, row.campaign, row.due_date, dict(row.occasion))
-        context = template_context(customer, details, sender, unsubscribe_url)
+        gift = row.gift
+        if gift is None and not row.is_test and self._promises_gift(row.campaign):
+            # Never without the promised gift: the pass binds a code (or defers) before any email is made.
+            raise RenderError(f"campaign {row.campaign!r} gives a gift but no code is bound to this row yet")
+        context = template_context(customer, details, sender, unsubscribe_url, gift)
         rendered = self.renderer.render(row.template, context)
         reference = occasion_ref(self.secret, customer.id or 0, row.campaign, row.occasion_key)
         envelope = envelope_for(customer, sender, unsubscribe_url, reference=reference)

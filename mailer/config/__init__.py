@@ -9,11 +9,13 @@ from mailer.config.loading import find_config, load_settings, parse_settings
 from mailer.config.reader import parse_duration
 from mailer.config.settings import (
     CONFIG_NAME,
+    GIFT_KINDS,
     MILESTONE_METRICS,
     OCCASION_KINDS,
     WEEKDAYS,
     Campaign,
     ConfigError,
+    Gift,
     InboxSettings,
     PolicySettings,
     RenderSettings,
@@ -27,7 +29,8 @@ from mailer.config.settings import (
 )
 
 __all__ = [
-    "CONFIG_NAME", "MILESTONE_METRICS", "OCCASION_KINDS", "WEEKDAYS", "Campaign", "ConfigError", "InboxSettings",
+    "CONFIG_NAME", "GIFT_KINDS", "MILESTONE_METRICS", "OCCASION_KINDS", "WEEKDAYS", "Campaign", "ConfigError", "Gift",
+    "InboxSettings",
     "PolicySettings", "RenderSettings", "ScheduleSettings", "Secret", "SenderSettings", "Settings", "StoreSettings",
     "TransportSettings", "WebSettings", "find_config", "load_settings", "parse_duration", "parse_settings",
 ]

@@ -146,6 +146,26 @@ class InboxSettings:
     processed: Path  # a Maildir folder for handled mail; default ``<path>/.processed`` (a Maildir++ subfolder)
 
 
+GIFT_KINDS = ("pool", "generated")
+
+
+@dataclass(frozen=True)
+class Gift:
+    """One ``[[gift]]`` table: what a campaign gives with its thanks, and where its codes come from.
+
+    ``pool``: codes the shop imported (``mailer gifts import``); ``generated``: codes
+    mailer makes from ``prefix`` and the signing secret (``secret``, the sender's).
+    """
+
+    name: str
+    label: str
+    kind: str
+    secret: Secret
+    prefix: str = ""
+    valid_days: int = 0  # 0: a code is good until its own expiry (pool) or forever (generated)
+    warn_days: int = 30  # `mailer status` warns when the pool will not last this many days
+
+
 @dataclass(frozen=True)
 class Campaign:
     """One ``[[campaign]]`` table: which occasion, for whom, with which template."""
@@ -165,6 +185,7 @@ class Campaign:
     # silence (a series of steps) and follow_up (one delay)
     after_days: tuple[int, ...] = ()
     interaction_kind: str = ""
+    gift: Gift | None = None  # given with every email of the campaign, exactly once per occasion
 
 
 @dataclass(frozen=True)
@@ -179,6 +200,14 @@ class Settings:
     campaigns: tuple[Campaign, ...]
     web: WebSettings = field(default_factory=WebSettings)
     inbox: InboxSettings | None = None  # no [inbox] section: nothing reads returned mail
+    gifts: tuple[Gift, ...] = ()
+
+    def gift(self, name: str) -> Gift:
+        for gift in self.gifts:
+            if gift.name == name:
+                return gift
+        hint = suggest(name, [g.name for g in self.gifts])
+        raise ConfigError(f"{self.path.name}: no gift named {name!r}{hint}")
 
     @property
     def base_dir(self) -> Path:

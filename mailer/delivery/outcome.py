@@ -20,7 +20,7 @@ from mailer.compose.message import HeaderError
 from mailer.compose.render import RenderError
 from mailer.config import Settings
 from mailer.delivery.transport import Outcome, SendResult, Transport
-from mailer.outbox import claims
+from mailer.outbox import claims, gifts
 from mailer.outbox.retry import retry_at, span
 from mailer.store.tables import Customer, SendLog, SendStatus
 
@@ -142,6 +142,8 @@ class Deliverer:
             log.warning("send-log row %s was taken over while sending; its outcome here: %s", row_id, reason)
             session.rollback()
             return Delivery("lost", result)
+        if status in gifts.ENDED_UNSEEN:  # the customer never saw its gift: the code goes back
+            gifts.release(session, row_id, f"{status}: {reason}", now)
         if commit:
             session.commit()
         return Delivery("retrying" if status == SendStatus.QUEUED else str(status), result)

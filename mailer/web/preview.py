@@ -36,7 +36,7 @@ from sqlmodel import Session, col
 
 from mailer import store
 from mailer.compose.checker import Problem, check_email, template_kinds
-from mailer.compose.context import sample_customers, sample_occasion, template_context
+from mailer.compose.context import sample_customers, sample_gift, sample_occasion, template_context
 from mailer.compose.maker import envelope_for
 from mailer.compose.message import build_message
 from mailer.compose.render import Rendered, Renderer, RenderError
@@ -132,7 +132,9 @@ def render_preview(
     url = unsubscribe_url or f"{settings.sender.unsubscribe_url}/u/preview"
     preview = Preview(name, customer.external_id, kind, occasion)
     try:
-        preview.rendered = renderer.render(name, template_context(customer, occasion, settings.sender, url))
+        campaign = _campaign_for(settings, name, kind)
+        gift = sample_gift(day, campaign.gift.label) if campaign and campaign.gift else None
+        preview.rendered = renderer.render(name, template_context(customer, occasion, settings.sender, url, gift))
     except RenderError as exc:
         preview.problems.append(str(exc))
     return preview
