@@ -17,7 +17,7 @@ from mailer.delivery.transport import make_transport
 from mailer.outbox import recovery
 from mailer.planning.clock import PassClock
 from mailer.planning.forecast import forecast
-from mailer.service import passes, preflight, runs
+from mailer.service import giftwatch, passes, preflight, runs
 from mailer.service.daemon import Daemon
 
 
@@ -96,12 +96,15 @@ def plan_command(app: App, days: int, start: datetime | None, campaigns: tuple[s
     first = start.date() if start else today()
     with Session(app.engine) as session:
         rows = forecast(session, settings, first, days, chosen)
+        gift_needs = giftwatch.needs(session, settings, first, days, chosen) if fmt == "table" else []
     headers = ["day", "weekday", "campaign", "send", "defer", "skip"]
     table: list[tuple[object, ...]] = [(r.day, f"{r.day:%a}", r.campaign, r.send, r.defer, r.skip) for r in rows]
     if fmt == "table":
         totals = [sum(r.send for r in rows), sum(r.defer for r in rows), sum(r.skip for r in rows)]
         table.append(("total", "", f"{days} days", *totals))
     click.echo(format_rows(headers, table, fmt))
+    for need in gift_needs:  # what the gifts take over the same days (`mailer gifts` lists the pools)
+        click.echo(need.describe())
 
 
 @cli.command("simulate")

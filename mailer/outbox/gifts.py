@@ -271,8 +271,10 @@ class GivenCode:
     send_log_id: int
 
 
-def given(session: Session, gift: str, since: datetime | None = None) -> list[GivenCode]:
-    """Codes of ``gift`` bound to emails (given on or after ``since``), oldest first."""
+def given(
+    session: Session, gift: str, since: datetime | None = None, *, row_id: int | None = None
+) -> list[GivenCode]:
+    """Codes of ``gift`` bound to emails (given on or after ``since``; or the one of row ``row_id``), oldest first."""
     query = (
         select(GiftCode, SendLog, col(Customer.external_id))
         .join(SendLog, col(SendLog.id) == col(GiftCode.send_log_id))
@@ -282,6 +284,8 @@ def given(session: Session, gift: str, since: datetime | None = None) -> list[Gi
     )
     if since is not None:
         query = query.where(col(GiftCode.given_at) >= since)
+    if row_id is not None:
+        query = query.where(col(GiftCode.send_log_id) == row_id)
     out = []
     for code, row, external_id in session.execute(query).all():
         assert code.given_at is not None and row.id is not None
@@ -306,8 +310,7 @@ def look_up(session: Session, code: str) -> list[CodeRecord]:
     query = select(GiftCode).where(func.upper(col(GiftCode.code)) == code.strip().upper()).order_by(col(GiftCode.id))
     found = []
     for record in session.execute(query).scalars():
-        match = None
-        if record.send_log_id is not None:
-            match = next((g for g in given(session, record.gift) if g.send_log_id == record.send_log_id), None)
-        found.append(CodeRecord(record.gift, record.code, record.state, record.expires_on, record.note, match))
+        bound = given(session, record.gift, row_id=record.send_log_id) if record.send_log_id is not None else []
+        found.append(CodeRecord(record.gift, record.code, record.state, record.expires_on, record.note,
+                                bound[0] if bound else None))
     return found

@@ -14,6 +14,7 @@ from mailer.contacts import sample
 from mailer.errors import MailerError
 
 SECRET_FILE = ".mailer-secret"
+DEMO_GIFT = "anniversary-5"  # the pool of the sample project's 5th-anniversary campaign
 
 
 def _shipped_templates() -> Path:
@@ -76,12 +77,30 @@ catch_up_days = 3                      # occasions missed while down are sent if
 templates = "templates/email"
 inliner = "premailer"
 
+# A gift with the thanks: every 5th-anniversary email carries its own code from the shop's pool
+# (`mailer gifts import anniversary-5 FILE.csv`); `mailer gifts` shows what is left, `mailer status` warns early.
+[[gift]]
+name = "anniversary-5"
+label = "a free bag of coffee with your next order"
+kind = "pool"                          # or "generated" (with prefix = "THANKS"): codes made by mailer
+valid_days = 60
+
 [[campaign]]
 name = "customer-anniversary"
 occasion = "anniversary"
+years = [1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 25, 30, 40, 50]   # the 5th: below
 template = "anniversary"
 priority = 30
 tags_none = ["staff"]
+
+[[campaign]]
+name = "fifth-anniversary"
+occasion = "anniversary"
+years = [5]
+template = "anniversary"
+priority = 30
+tags_none = ["staff"]
+gift = "anniversary-5"
 
 [[campaign]]
 name = "staff-work-anniversary"        # staff are "internal customers": same occasion, own segment and words
@@ -153,5 +172,6 @@ def init_project(directory: Path, today: date, *, customers: int = 300) -> Path:
     data = directory / "data"
     data.mkdir(exist_ok=True)
     sample.write_sample_data(data / "customers.csv", data / "interactions.csv", today, customers)
+    sample.write_gift_codes(data / f"{DEMO_GIFT}-codes.csv", today)
     config.write_text(CONFIG_TEMPLATE.format(secret_file=SECRET_FILE), encoding="utf-8")
     return config
