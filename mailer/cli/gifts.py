@@ -22,14 +22,18 @@ EXPORT_HEADERS = (
 
 
 @cli.group("gifts", invoke_without_command=True)
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.pass_context
-def gifts_group(ctx: click.Context, fmt: str) -> None:
+def gifts_group(ctx: click.Context) -> None:
+    """Gifts given with campaigns' emails; alone, the same as `mailer gifts list`."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(list_gifts)
+
+
+@gifts_group.command("list")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@pass_app
+def list_gifts(app: App, fmt: str = "table") -> None:
     """Each gift: codes left, given, returned, expired (and generated codes voided)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    app = ctx.find_object(App)
-    assert app is not None
     settings = app.settings
     if not settings.gifts:
         click.echo("no gifts configured: add a [[gift]] table to mailer.toml and name it in a campaign (gift = …)")
