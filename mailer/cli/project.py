@@ -13,10 +13,10 @@ from sqlmodel import Session
 from mailer import store
 from mailer.cli.app import App, cli, pass_app, today
 from mailer.cli.tabular import format_rows
-from mailer.config import Settings, load_settings
-from mailer.contacts import giftpool, importer
+from mailer.config import load_settings
+from mailer.contacts import importer
 from mailer.delivery.report import PassReport
-from mailer.outbox import gifts, history
+from mailer.outbox import history
 from mailer.planning.clock import PassClock
 from mailer.service import project, runs
 from mailer.store import migrate
@@ -28,8 +28,12 @@ def init(directory: Path) -> None:
     """Scaffold a project: mailer.toml, templates/email/, sample data, a secret and the store."""
     config = project.init_project(directory, today())
     settings = load_settings(config)
-    store.create_schema(store.make_engine(settings.store.url))
+    engine = store.make_engine(settings.store.url)
+    store.create_schema(engine)
+    filled = project.fill_sample_pools(engine, settings, directory / "data", today(), datetime.now(UTC))
     click.echo(f"created {config}")
+    for pool in filled:
+        click.echo(f"  {pool.summary()}")
     click.echo(f"  templates: {settings.render.templates}")
     click.echo(f"  sample data: {directory / 'data'}")
     click.echo(f"next: cd {directory} && mailer import customers data/customers.csv && mailer run --dry-run")
@@ -52,7 +56,8 @@ def demo(directory: Path) -> None:
     data = directory / "data"
     for kind, run in (("customers", importer.import_customers), ("interactions", importer.import_interactions)):
         click.echo(run(engine, data / f"{kind}.csv").summary())
-    _fill_gift_pools(engine, settings, data)
+    for filled in project.fill_sample_pools(engine, settings, data, day, datetime.now(UTC)):
+        click.echo(filled.summary())
     # The same recorded, locked pass as `mailer run --date today`, so `mailer status` sees it.
     with runs.exclusive(settings.store.url, "demo"):
         report = runs.scheduled_pass(engine, settings, PassClock.on(day)).report
@@ -60,16 +65,6 @@ def demo(directory: Path) -> None:
     _print_deliveries(engine, report)
     if settings.transport.kind == "maildir":
         click.echo(f"messages are in {settings.transport.path / 'new'}/ (open any .eml in a mail client)")
-
-
-def _fill_gift_pools(engine: Engine, settings: Settings, data: Path) -> None:
-    """Import the sample codes of each pooled gift that has never had any (a second demo adds none)."""
-    with Session(engine) as session:
-        empty = [c.name for c in gifts.counts(session, settings.gifts, today()) if c.left == c.given == c.expired == 0]
-    for name in empty:
-        codes = data / f"{name}-codes.csv"
-        if codes.exists():
-            click.echo(giftpool.import_codes(engine, name, codes, today(), datetime.now(UTC)).summary())
 
 
 def _print_deliveries(engine: Engine, report: PassReport) -> None:

@@ -6,12 +6,16 @@ import importlib.util
 import os
 import secrets
 import shutil
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
-from mailer.config import CONFIG_NAME
-from mailer.contacts import sample
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from mailer.config import CONFIG_NAME, Settings
+from mailer.contacts import giftpool, sample
 from mailer.errors import MailerError
+from mailer.outbox import gifts
 
 SECRET_FILE = ".mailer-secret"
 DEMO_GIFT = "anniversary-5"  # the pool of the sample project's 5th-anniversary campaign
@@ -175,3 +179,17 @@ def init_project(directory: Path, today: date, *, customers: int = 300) -> Path:
     sample.write_gift_codes(data / f"{DEMO_GIFT}-codes.csv", today)
     config.write_text(CONFIG_TEMPLATE.format(secret_file=SECRET_FILE), encoding="utf-8")
     return config
+
+
+def fill_sample_pools(
+    engine: Engine, settings: Settings, data: Path, today: date, now: datetime
+) -> list[giftpool.PoolImport]:
+    """Import ``data/<gift>-codes.csv`` into each pooled gift that has never had a code (a second run adds none)."""
+    with Session(engine) as session:
+        counted = gifts.counts(session, settings.gifts, today)
+    filled = []
+    for pool in counted:
+        codes = data / f"{pool.name}-codes.csv"
+        if pool.left == pool.given == pool.expired == pool.returned == 0 and codes.exists():
+            filled.append(giftpool.import_codes(engine, pool.name, codes, today, now))
+    return filled

@@ -7,7 +7,8 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Engine, select
+import pytest
+from sqlalchemy import Engine, delete, select
 from sqlmodel import Session
 
 from mailer.config import Gift, Settings
@@ -28,6 +29,14 @@ NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 GIFT = "anniversary-5"
 CAMPAIGN = "fifth-anniversary"
 POOL_CODE = re.compile(r"NW-[A-Z0-9]+")
+
+
+@pytest.fixture(autouse=True)
+def empty_pool(engine: Engine) -> None:
+    """The project comes with the sample codes (as `mailer init` makes it); these tests count their own."""
+    with Session(engine) as session:
+        session.execute(delete(GiftCode))
+        session.commit()
 
 
 def fifth_anniversaries(engine: Engine, *addresses: str) -> None:
