@@ -137,7 +137,8 @@ class SendLog(SQLModel, table=True):
     claimed_by: int | None = None
     claimed_at: datetime | None = None
     # The gift this email carries (name, code, label, expires), bound with the decision: every attempt shows it.
-    gift: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    # No gift is SQL NULL (not JSON null), so the rows still waiting for a code are found with IS NULL.
+    gift: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
 
 
 class PassRun(SQLModel, table=True):
