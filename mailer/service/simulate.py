@@ -36,7 +36,9 @@ from mailer.service import passes
 from mailer.store.tables import SendLog
 
 # In foreign-key order; the pass records (pass_run) and worker leases are not needed.
-COPIED_TABLES = tuple(SQLModel.metadata.tables[name] for name in ("customer", "interaction", "send_log", "plan_mark"))
+COPIED_TABLES = tuple(
+    SQLModel.metadata.tables[name] for name in ("customer", "interaction", "send_log", "plan_mark", "gift_code")
+)
 COPY_BATCH = 5000
 
 
