@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from mailer import store
 from mailer.config import Settings, load_settings
-from mailer.service.project import init_project
+from mailer.service.project import fill_sample_pools, init_project
 from tests.support.factories import deliver_to
 from tests.support.smtpserver import DeliveryRecord, SmtpServer, read_delivery_log
 
@@ -30,7 +30,12 @@ PG_ADMIN_URL = os.environ.get("MAILER_TEST_PG", "postgresql+psycopg://postgres@1
 def project(tmp_path: Path) -> Path:
     """A fresh `mailer init` project (sample data for 2026-11-23) with its store created."""
     config = init_project(tmp_path / "proj", date(2026, 11, 23), customers=60)
-    store.create_schema(store.make_engine(load_settings(config).store.url))
+    settings = load_settings(config)
+    engine = store.make_engine(settings.store.url)
+    store.create_schema(engine)
+    # As `mailer init` does: the sample gift pool is stocked, so no test finds it short by chance of the date.
+    fill_sample_pools(engine, settings, config.parent / "data", date(2026, 11, 23), datetime(2026, 11, 23, tzinfo=UTC))
+    engine.dispose()
     return config
 
 

@@ -17,7 +17,7 @@ from mailer.delivery.transport import make_transport
 from mailer.outbox import feedback_report, recovery
 from mailer.planning.clock import PassClock
 from mailer.planning.forecast import forecast
-from mailer.service import passes, preflight, runs
+from mailer.service import giftwatch, passes, preflight, runs
 from mailer.service.daemon import Daemon
 
 
@@ -97,6 +97,7 @@ def plan_command(app: App, days: int, start: datetime | None, campaigns: tuple[s
     with Session(app.engine) as session:
         rows = forecast(session, settings, first, days, chosen)
         held = feedback_report.waiting(session)
+        gift_needs = giftwatch.needs(session, settings, first, days, chosen) if fmt == "table" else []
     # "paused" and "opted out": how many of the deferred and skipped the customers' own wishes held back.
     headers = ["day", "weekday", "campaign", "send", "defer", "skip", "paused", "opted out"]
     table: list[tuple[object, ...]] = [
@@ -106,6 +107,8 @@ def plan_command(app: App, days: int, start: datetime | None, campaigns: tuple[s
         totals = [sum(getattr(r, n) for r in rows) for n in ("send", "defer", "skip", "paused", "opted_out")]
         table.append(("total", "", f"{days} days", *totals))
     click.echo(format_rows(headers, table, fmt))
+    for need in gift_needs:  # what the gifts take over the same days (`mailer gifts` lists the pools)
+        click.echo(need.describe())
     # Customers whose appreciation waits for a person: their occasions show above as deferred.
     pause = settings.policy.unhappy_pause_days
     for item in held:
@@ -189,7 +192,7 @@ def retry(app: App, if_idle: bool) -> None:
 def requeue(app: App, ids: tuple[int, ...]) -> None:
     """Queue unknown (or failed) send-log rows ID... again, after a human decided they should go out."""
     with Session(app.engine) as session:
-        before = recovery.requeue(session, ids, datetime.now(UTC))
+        before = recovery.requeue(session, ids, datetime.now(UTC), app.settings.campaigns)
     for row_id, status in sorted(before.items()):
         click.echo(f"{row_id}: {status} -> queued")
     click.echo(f"requeued {len(before)} row(s); the next retry sweep (daemon, or `mailer retry`) sends them")

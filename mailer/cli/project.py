@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -27,8 +28,12 @@ def init(directory: Path) -> None:
     """Scaffold a project: mailer.toml, templates/email/, sample data, a secret and the store."""
     config = project.init_project(directory, today())
     settings = load_settings(config)
-    store.create_schema(store.make_engine(settings.store.url))
+    engine = store.make_engine(settings.store.url)
+    store.create_schema(engine)
+    filled = project.fill_sample_pools(engine, settings, directory / "data", today(), datetime.now(UTC))
     click.echo(f"created {config}")
+    for pool in filled:
+        click.echo(f"  {pool.summary()}")
     click.echo(f"  templates: {settings.render.templates}")
     click.echo(f"  sample data: {directory / 'data'}")
     click.echo(f"next: cd {directory} && mailer import customers data/customers.csv && mailer run --dry-run")
@@ -51,6 +56,8 @@ def demo(directory: Path) -> None:
     data = directory / "data"
     for kind, run in (("customers", importer.import_customers), ("interactions", importer.import_interactions)):
         click.echo(run(engine, data / f"{kind}.csv").summary())
+    for filled in project.fill_sample_pools(engine, settings, data, day, datetime.now(UTC)):
+        click.echo(filled.summary())
     # The same recorded, locked pass as `mailer run --date today`, so `mailer status` sees it.
     with runs.exclusive(settings.store.url, "demo"):
         report = runs.scheduled_pass(engine, settings, PassClock.on(day)).report

@@ -13,7 +13,7 @@ from mailer.cli.app import App, cli, pass_app
 from mailer.cli.tabular import FORMATS, format_rows
 from mailer.contacts import optout_stats
 from mailer.outbox import feedback_report, history
-from mailer.service import monitor
+from mailer.service import giftwatch, monitor
 from mailer.service.daemon import next_pass
 from mailer.store.tables import SendStatus
 
@@ -89,6 +89,9 @@ def status(app: App, fmt: str) -> None:
     settings = app.settings
     with Session(app.engine) as session:
         facts = monitor.gather(session, datetime.now(UTC), lambda after: next_pass(settings, after))
+        # A gift pool that will not last its warning horizon needs a human before it runs dry.
+        local_today = facts.now.astimezone(ZoneInfo(settings.sender.timezone)).date()
+        facts.problems.extend(giftwatch.problems(session, settings, local_today))
     if fmt == "json":
         click.echo(json.dumps(monitor.as_json(facts), indent=2))
     else:

@@ -24,7 +24,14 @@ from jinja2 import meta, nodes
 
 from mailer.compose import page
 from mailer.compose.answers import ANSWER_PAGE, PAGE_VARIABLES, notice_envelope, page_samples, sample_ask
-from mailer.compose.context import VARIABLES, Variable, sample_customers, sample_occasion, template_context
+from mailer.compose.context import (
+    VARIABLES,
+    Variable,
+    sample_customers,
+    sample_gift,
+    sample_occasion,
+    template_context,
+)
 from mailer.compose.inline import INLINERS
 from mailer.compose.maker import envelope_for
 from mailer.compose.message import HeaderError
@@ -268,7 +275,9 @@ def _check_renders(
         for customer in sample_customers().values():
             occasion = sample_occasion(kind, customer, CHECK_DAY, by_kind.get(kind))
             ask = sample_ask(by_kind.get(kind), sender.unsubscribe_url)
-            context = template_context(customer, occasion, sender, CHECK_UNSUBSCRIBE_URL, ask)
+            # With a gift and without: a template reads well whether or not its campaign gives one.
+            gift = None if customer.external_id == "sample-email-only" else sample_gift(CHECK_DAY)
+            context = template_context(customer, occasion, sender, CHECK_UNSUBSCRIBE_URL, ask, gift=gift)
             try:
                 result = renderer.render(name, context)
             except RenderError as exc:

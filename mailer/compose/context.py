@@ -1,4 +1,4 @@
-"""The variables a template sees: ``customer``, ``occasion``, ``company``, ``owner``, ``unsubscribe_url``.
+"""The variables a template sees: ``customer``, ``occasion``, ``company``, ``owner``, ``gift``, ``unsubscribe_url``.
 
 Plain dicts of plain values, so a sandboxed template can read them and do
 nothing else. :data:`VARIABLES` is the documented set: ``mailer templates
@@ -133,6 +133,15 @@ VARIABLES: dict[str, Variable] = {
             "is_person": V("true when a named person signs, false when the company does", "true"),
         },
     ),
+    "gift": V(
+        "the gift the campaign gives with this email, or empty when it gives none: "
+        "write `{% if gift %}…{% endif %}`",
+        fields={
+            "code": V("the customer's own code, given once (a retry carries the same one)", "THANKS-7KQM-4XRT-9HWC"),
+            "label": V("what it is, from [[gift]] label in mailer.toml", "10% off your next order"),
+            "expires": V("its last good day, or empty (write `{{ gift.expires | date }}`)", "15 July 2026"),
+        },
+    ),
     "unsubscribe_url": V(
         "the one-click unsubscribe link: required in every email, HTML and text", "https://northwind.example/mailer/u/…"
     ),
@@ -195,15 +204,36 @@ def template_context(
     sender: SenderSettings,
     unsubscribe_url: str,
     ask: dict[str, Any] | None = None,
+    *,
+    gift: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "customer": customer_view(customer),
         "occasion": occasion,
         "company": company_view(sender),
         "owner": owner_view(customer, sender),
+        "gift": gift_variable(gift),
         "unsubscribe_url": unsubscribe_url,
         "ask": ask or {"question": "", "answers": [], "scale": 0},
     }
+
+
+def gift_variable(stored: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The ``gift`` variable from what the send log holds (``send_log.gift``); None when there is no gift."""
+    if not stored:
+        return None
+    expires = stored.get("expires")
+    return {
+        "code": str(stored["code"]),
+        "label": str(stored.get("label") or ""),
+        "expires": date.fromisoformat(expires) if isinstance(expires, str) else None,
+    }
+
+
+def sample_gift(day: date, label: str = "10% off your next order") -> dict[str, Any]:
+    """A gift as a campaign's email would carry it, for previews, test sends and checks (never a real code)."""
+    expires = (day + timedelta(days=30)).isoformat()
+    return {"name": "sample", "label": label, "code": "SAMPLE-7KQM-4XRT-9HWC", "expires": expires}
 
 
 def occasion_view(kind: str, key: str, campaign: str, due: date, details: dict[str, Any]) -> dict[str, Any]:

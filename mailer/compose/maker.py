@@ -16,7 +16,7 @@ from mailer.addresses import ascii_domain
 from mailer.compose import answers
 from mailer.compose.context import occasion_view, template_context
 from mailer.compose.message import Envelope, build_message
-from mailer.compose.render import Rendered, Renderer
+from mailer.compose.render import Rendered, Renderer, RenderError
 from mailer.compose.returnpath import unsubscribe_mailto
 from mailer.compose.tokens import HANDLED, make_message_token, make_token, occasion_ref
 from mailer.compose.wire import WireMessage, serialize
@@ -60,6 +60,9 @@ class MessageMaker:
             self._secret = self.settings.sender.secret.reveal()
         return self._secret
 
+    def _promises_gift(self, campaign: str) -> bool:
+        return any(c.name == campaign and c.gift is not None for c in self.settings.campaigns)
+
     def compose(self, row: SendLog, customer: Customer) -> EmailMessage:
         """The row's message for its customer, as an object; raises RenderError or HeaderError."""
         rendered, envelope, message_id = self._render(row, customer)
@@ -88,7 +91,11 @@ class MessageMaker:
         notice = row.occasion_kind == NOTICE_KIND
         if notice:
             details["handled_url"] = self._handled_url(int(details.get("feedback_id", 0)))
-        context = template_context(customer, details, sender, unsubscribe_url, self._ask(row))
+        gift = row.gift
+        if gift is None and not row.is_test and self._promises_gift(row.campaign):
+            # Never without the promised gift: the pass binds a code (or defers) before any email is made.
+            raise RenderError(f"campaign {row.campaign!r} gives a gift but no code is bound to this row yet")
+        context = template_context(customer, details, sender, unsubscribe_url, self._ask(row), gift=gift)
         rendered = self.renderer.render(row.template, context)
         reference = occasion_ref(self.secret, customer.id or 0, row.campaign, row.occasion_key)
         if notice:

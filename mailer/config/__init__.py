@@ -9,12 +9,14 @@ from mailer.config.loading import find_config, load_settings, parse_settings
 from mailer.config.reader import parse_duration
 from mailer.config.settings import (
     CONFIG_NAME,
+    GIFT_KINDS,
     MILESTONE_METRICS,
     OCCASION_KINDS,
     WEEKDAYS,
     Campaign,
     ConfigError,
     FeedbackSettings,
+    Gift,
     ImapSettings,
     ImportProfile,
     InboxSettings,
@@ -35,12 +37,14 @@ from mailer.config.settings import (
 
 __all__ = [
     "CONFIG_NAME",
+    "GIFT_KINDS",
     "MILESTONE_METRICS",
     "OCCASION_KINDS",
     "WEEKDAYS",
     "Campaign",
     "ConfigError",
     "FeedbackSettings",
+    "Gift",
     "ImapSettings",
     "ImportProfile",
     "InboxSettings",

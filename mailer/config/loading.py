@@ -22,12 +22,14 @@ from mailer.config.reader import HOSTNAME, Table, email_value, zone_value
 from mailer.config.settings import (
     ASK_KINDS,
     CONFIG_NAME,
+    GIFT_KINDS,
     MILESTONE_METRICS,
     OCCASION_KINDS,
     WEEKDAYS,
     Campaign,
     ConfigError,
     FeedbackSettings,
+    Gift,
     ImapSettings,
     InboxSettings,
     MailgunHookSettings,
@@ -84,8 +86,9 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
     webhooks = _webhooks(top.table("webhooks"), base, urlsplit(sender.unsubscribe_url).path.rstrip("/"))
     feedback = _feedback(top.table("feedback"))
     import_profiles = read_import_profiles(top.table("import"))
+    gifts = _gifts(top, sender)
     campaigns = tuple(
-        _campaign(Table(name, f"campaign {i + 1}", table))
+        _campaign(Table(name, f"campaign {i + 1}", table), {g.name: g for g in gifts})
         for i, table in enumerate(top.array_of_tables("campaign"))
     )
     top.done()
@@ -95,7 +98,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
             raise ConfigError(f"{name}: [[campaign]] name: {campaign.name!r} is used twice")
         seen.add(campaign.name)
     return Settings(path, store, sender, transport, schedule, policy, render, campaigns, web, inbox,
-                    webhooks=webhooks, feedback=feedback, import_profiles=import_profiles)
+                    webhooks=webhooks, feedback=feedback, import_profiles=import_profiles, gifts=gifts)
 
 
 
@@ -358,7 +361,51 @@ def _mailgun_hook(t: Table, base: Path, prefix: str) -> MailgunHookSettings:
     return settings
 
 
-def _campaign(t: Table) -> Campaign:
+def _gifts(top: Table, sender: SenderSettings) -> tuple[Gift, ...]:
+    """Every ``[[gift]]``: names and generated-code prefixes unique, so a code names its gift."""
+    gifts: list[Gift] = []
+    for i, table in enumerate(top.array_of_tables("gift")):
+        gift = _gift(Table(top.file, f"gift {i + 1}", table), sender)
+        for other in gifts:
+            if other.name == gift.name:
+                raise ConfigError(f"{top.file}: [[gift]] name: {gift.name!r} is used twice")
+            if gift.prefix and other.prefix == gift.prefix:
+                raise ConfigError(f"{top.file}: [gift {gift.name}] prefix: {gift.prefix!r} is also {other.name!r}'s")
+        gifts.append(gift)
+    return tuple(gifts)
+
+
+def _gift(t: Table, sender: SenderSettings) -> Gift:
+    name = t.text("name", required=True)
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise t.error("name", f"use letters, digits, '-', '_' or '.', got {name!r}")
+    t.section = f"gift {name}"
+    if "kind" not in t.data:
+        raise t.error("kind", f"is required (one of {', '.join(GIFT_KINDS)})")
+    kind = t.choice("kind", "pool", GIFT_KINDS)
+    label = t.text("label", required=True).strip()
+    if any(ch in label for ch in "\r\n\0"):
+        raise t.error("label", "must not contain line breaks")
+    prefix = t.text("prefix", "")
+    if kind == "generated" and not re.fullmatch(r"[A-Z][A-Z0-9]{0,11}", prefix):
+        rule = "a generated gift needs 1-12 capital letters or digits, starting with a letter"
+        raise t.error("prefix", f"{rule}, got {prefix!r}")
+    if kind == "pool" and prefix:
+        raise t.error("prefix", "only generated gifts have a prefix; a pool's codes come from the shop")
+    gift = Gift(
+        name=name,
+        label=label,
+        kind=kind,
+        secret=sender.secret,
+        prefix=prefix,
+        valid_days=t.integer("valid_days", 0),
+        warn_days=t.integer("warn_days", 30, minimum=1),
+    )
+    t.done()
+    return gift
+
+
+def _campaign(t: Table, gifts: Mapping[str, Gift]) -> Campaign:
     name = t.text("name", required=True)
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise t.error("name", f"use letters, digits, '-', '_' or '.', got {name!r}")
@@ -385,6 +432,11 @@ def _campaign(t: Table) -> Campaign:
     }
     fields.update(readers[occasion]())
     fields.update(_ask(t))
+    gift = t.text("gift")
+    if gift is not None:
+        if gift not in gifts:
+            raise t.error("gift", f"no [[gift]] named {gift!r}{suggest(gift, gifts)}")
+        fields["gift"] = gifts[gift]
     t.done()
     return Campaign(**fields)
 

@@ -211,6 +211,26 @@ class WebhookSettings:
     mailgun: MailgunHookSettings | None = None
 
 
+GIFT_KINDS = ("pool", "generated")
+
+
+@dataclass(frozen=True)
+class Gift:
+    """One ``[[gift]]`` table: what a campaign gives with its thanks, and where its codes come from.
+
+    ``pool``: codes the shop imported (``mailer gifts import``); ``generated``: codes
+    mailer makes from ``prefix`` and the signing secret (``secret``, the sender's).
+    """
+
+    name: str
+    label: str
+    kind: str
+    secret: Secret
+    prefix: str = ""
+    valid_days: int = 0  # 0: a code is good until its own expiry (pool) or forever (generated)
+    warn_days: int = 30  # `mailer status` warns when the pool will not last this many days
+
+
 @dataclass(frozen=True)
 class Campaign:
     """One ``[[campaign]]`` table: which occasion, for whom, with which template."""
@@ -236,6 +256,7 @@ class Campaign:
     ask: str = ""
     scale: tuple[str, ...] = ()  # the answers' labels, worst first; answer n is scale[n - 1]
     unhappy_at_most: int = 0  # an answer at or below this goes to a person
+    gift: Gift | None = None  # given with every email of the campaign, exactly once per occasion
 
     @property
     def title(self) -> str:
@@ -299,6 +320,14 @@ class Settings:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)  # none configured: no webhook routes
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     import_profiles: tuple[ImportProfile, ...] = ()  # [import.profile.NAME] tables
+    gifts: tuple[Gift, ...] = ()
+
+    def gift(self, name: str) -> Gift:
+        for gift in self.gifts:
+            if gift.name == name:
+                return gift
+        hint = suggest(name, [g.name for g in self.gifts])
+        raise ConfigError(f"{self.path.name}: no gift named {name!r}{hint}")
 
     @property
     def base_dir(self) -> Path:

@@ -96,6 +96,8 @@ class Layout:
     plan: list[tuple[str, str]] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
     absent: list[tuple[str, str]] = field(default_factory=list)  # the profile's columns this file lacks
+    # The columns a file of another kind must have (a gift pool's "code"); customers and interactions know theirs.
+    needs: tuple[str, ...] = ()
 
     @property
     def mapped(self) -> bool:
@@ -111,6 +113,8 @@ class Layout:
 
     @property
     def required(self) -> tuple[str, ...]:
+        if self.needs:
+            return self.needs
         if self.kind == "customers":
             return CUSTOMER_REQUIRED
         return INTERACTION_REQUIRED_BY_EMAIL if self.by_email else INTERACTION_REQUIRED

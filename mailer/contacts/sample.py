@@ -116,6 +116,8 @@ def write_sample_data(
             # Every 37th customer joined on this day some years ago; every 53rd was born on it.
             if n % 37 == 0:
                 since = _on(today, rng.randint(1, 9))
+                if n == 74:
+                    since = _on(today, 5)  # someone's 5th: the demo shows a gift going out
             if n % 53 == 0:
                 birthday = _on(today, rng.randint(20, 60)).isoformat()
             tags = []
@@ -188,3 +190,19 @@ def _write_orders(
         day = today - timedelta(days=rng.randint(1, 300))
         writer.writerow([external_id, "support", f"{day.isoformat()}T10:00:00", "", f"TCK-{reference}"])
     return reference
+
+
+GIFT_CODE_CHARS = "ABCDEFGHJKMNPQRSTVWXYZ23456789"
+
+
+def write_gift_codes(path: Path, today: date, count: int = 60, seed: int = 11) -> None:
+    """A shop's export of gift codes, as `mailer gifts import` reads it: ``code,expires``, unique codes."""
+    rng = random.Random(seed)
+    codes: dict[str, None] = {}
+    while len(codes) < count:
+        codes["NW-" + "".join(rng.choice(GIFT_CODE_CHARS) for _ in range(8))] = None
+    expires = today + timedelta(days=365)
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["code", "expires"])
+        writer.writerows([code, expires.isoformat()] for code in codes)

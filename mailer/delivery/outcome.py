@@ -22,7 +22,7 @@ from mailer.compose.returnpath import envelope_sender
 from mailer.config import Settings
 from mailer.contacts import softbounces
 from mailer.delivery.transport import Outcome, SendResult, Stage, Transport
-from mailer.outbox import claims
+from mailer.outbox import claims, gifts
 from mailer.outbox.feedback import NOTICE_KIND
 from mailer.outbox.retry import retry_at, span
 from mailer.store.tables import Customer, SendLog, SendStatus
@@ -174,6 +174,8 @@ class Deliverer:
             log.warning("send-log row %s was taken over while sending; its outcome here: %s", row_id, reason)
             session.rollback()
             return Delivery("lost", result)
+        if status in gifts.ENDED_UNSEEN:  # the customer never saw its gift: the code goes back
+            gifts.release(session, row_id, f"{status}: {reason}", now)
         if commit:
             session.commit()
         return Delivery("retrying" if status == SendStatus.QUEUED else str(status), result)

@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session
 
 from mailer.config import Campaign, Settings
+from mailer.outbox import gifts
 from mailer.planning import candidates
 from mailer.planning.clock import PassClock
 from mailer.planning.occasions import Occasion
@@ -56,13 +57,17 @@ def settle(session: Session, settings: Settings, clock: PassClock) -> Counter[st
 RECORD_BATCH = 2000  # rows per executemany
 
 
-def record(session: Session, planned: Iterable[Planned], by_name: dict[str, Campaign], now: datetime) -> None:
+def record(
+    session: Session, planned: Iterable[Planned], by_name: dict[str, Campaign], now: datetime
+) -> Counter[str]:
     """Write decisions to the send log and commit: new rows inserted, earlier deferrals updated, nothing else touched.
 
     In batches (one ``executemany`` each). A new occasion's row is inserted
     unless one exists by then (whoever wrote it first wins: the key is UNIQUE);
     a deferral is decided again only while its row is still ``deferred``, so a
-    row another pass has moved on is left alone.
+    row another pass has moved on is left alone. In the same transaction, queued
+    rows of gift campaigns get their codes (:func:`mailer.outbox.gifts.bind_due`);
+    returns how many were deferred for want of one, per campaign.
     """
     table = cast(Table, SendLog.__table__)  # type: ignore[attr-defined]
     dialect = session.get_bind().dialect.name
@@ -97,7 +102,9 @@ def record(session: Session, planned: Iterable[Planned], by_name: dict[str, Camp
     for statement, rows in ((insert, new), (redecide, again)):
         if rows:
             connection.execute(statement, rows)
+    held = gifts.bind_due(session, by_name.values(), now)
     session.commit()
+    return held
 
 
 def _new_row(item: Planned, by_name: dict[str, Campaign], now: datetime) -> dict[str, object]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import (
@@ -12,6 +12,8 @@ from sqlalchemy import (
 )
 from sqlmodel import Session, col
 
+from mailer.config import Campaign
+from mailer.outbox import gifts
 from mailer.outbox.lease import is_dead, lease_for
 from mailer.store import StoreError
 from mailer.store.tables import SendLog, SendStatus, utcnow
@@ -56,8 +58,13 @@ def recover_interrupted(engine: Engine, now: datetime | None = None) -> list[int
 REQUEUEABLE = frozenset({SendStatus.UNKNOWN, SendStatus.FAILED})
 
 
-def requeue(session: Session, row_ids: Sequence[int], now: datetime) -> dict[int, str]:
+def requeue(
+    session: Session, row_ids: Sequence[int], now: datetime, campaigns: Iterable[Campaign] = ()
+) -> dict[int, str]:
     """Queue ``unknown`` or ``failed`` rows again, all or none; returns id → the status each had, committed.
+
+    A row whose gift code went back when it failed gets one again in the same
+    transaction (``campaigns``: the configured ones), or is deferred if its pool is empty.
 
     Raises StoreError naming every id that does not exist or is in another
     status (nothing is changed then). The move is a conditional update, so a
@@ -86,5 +93,6 @@ def requeue(session: Session, row_ids: Sequence[int], now: datetime) -> dict[int
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             session.rollback()
             raise StoreError(f"nothing requeued: {row_id} changed while requeueing; look again")
+    gifts.bind_due(session, campaigns, now)
     session.commit()
     return found

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Engine, select, update
 from sqlmodel import Session, col
 
+from mailer.outbox import gifts
 from mailer.store.tables import SendLog, SendStatus
 
 
@@ -23,14 +24,17 @@ def bounce_later(engine: Engine, message_id: str, what: str, now: datetime) -> b
     ``sent`` row (or an ``unknown`` one, which may have gone out) can bounce; anything else is left.
     """
     with Session(engine) as session:
-        result = session.execute(
+        bounced = session.execute(
             update(SendLog)
             .where(col(SendLog.message_id).in_(_ids(message_id)),
                    col(SendLog.status).in_([SendStatus.SENT, SendStatus.UNKNOWN]))
             .values(status=SendStatus.BOUNCED, reason=f"bounced: {what}", last_reply=what, updated_at=now)
-        )
+            .returning(col(SendLog.id))
+        ).scalars().all()
+        for row_id in bounced:  # its gift never reached the customer: the code goes back
+            gifts.release(session, row_id, f"bounced: {what}", now)
         session.commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(bounced)
 
 
 def address_of(engine: Engine, message_id: str) -> str:

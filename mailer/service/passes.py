@@ -6,15 +6,16 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import date, timedelta
 
 from sqlalchemy import Engine
 from sqlmodel import Session
 
+from mailer.compose.context import sample_gift
 from mailer.compose.maker import MessageMaker
 from mailer.compose.render import Renderer
 from mailer.compose.returnpath import envelope_sender
-from mailer.config import Settings
+from mailer.config import Campaign, Settings
 from mailer.delivery.drain import TransportFactory, drain
 from mailer.delivery.report import PassReport
 from mailer.delivery.transport import Transport, WireTransport
@@ -59,11 +60,11 @@ def run_pass(
             return report
         if candidates.try_plan_lock(session):
             planned = plan(session, settings, clock, campaigns)
-            record(session, planned, {c.name: c for c in campaigns}, clock.now)
+            held_for_gifts = record(session, planned, {c.name: c for c in campaigns}, clock.now)
             # record() committed, which released the lock: settle under it again, or leave it to its holder.
             expired = settle(session, settings, clock) if candidates.try_plan_lock(session) else Counter()
         else:
-            planned, expired = [], _join_planner(session, settings, clock)
+            planned, expired, held_for_gifts = [], _join_planner(session, settings, clock), Counter()
     interrupted = recovery.recover_interrupted(engine)
     if interrupted:
         log.warning("%d messages were interrupted while sending, now `unknown`: %s", len(interrupted), interrupted)
@@ -78,6 +79,7 @@ def run_pass(
     report.expired = expired
     report.counts["skipped"] += sum(expired.values())
     report.counts["unknown"] += len(interrupted)
+    report.counts["deferred"] += sum(held_for_gifts.values())  # due, but the gift's pool is empty
     for item in planned:
         if item.decision.verdict is not Verdict.SEND:
             report.counts[_planned_name(item.decision)] += 1
@@ -122,6 +124,7 @@ def render_planned(engine: Engine, settings: Settings, planned: Iterable[Planned
                 occasion=json_details(occasion),
                 template=settings.campaign(occasion.campaign).template,
                 status=SendStatus.QUEUED,
+                gift=_dry_run_gift(settings.campaign(occasion.campaign), occasion.due),
             )
             if isinstance(transport, WireTransport):
                 wire = maker.compose_wire(row, customer)
@@ -131,6 +134,11 @@ def render_planned(engine: Engine, settings: Settings, planned: Iterable[Planned
                 transport.send(envelope_sender(settings.sender, str(msg["Message-ID"])), customer.email, msg)
             written += 1
     return written
+
+
+def _dry_run_gift(campaign: Campaign, day: date) -> dict[str, object] | None:
+    """A dry run binds no code: its messages show a sample one where the campaign gives a gift."""
+    return sample_gift(day, campaign.gift.label) if campaign.gift else None
 
 
 def _planned_name(decision: Decision) -> str:

@@ -6,14 +6,19 @@ import importlib.util
 import os
 import secrets
 import shutil
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
-from mailer.config import CONFIG_NAME
-from mailer.contacts import sample
+from sqlalchemy import Engine
+from sqlmodel import Session
+
+from mailer.config import CONFIG_NAME, Settings
+from mailer.contacts import giftpool, sample
 from mailer.errors import MailerError
+from mailer.outbox import gifts
 
 SECRET_FILE = ".mailer-secret"
+DEMO_GIFT = "anniversary-5"  # the pool of the sample project's 5th-anniversary campaign
 
 
 def _shipped_templates() -> Path:
@@ -79,13 +84,31 @@ unhappy_pause_days = 30                # after an unhappy answer, notes wait for
 templates = "templates/email"
 inliner = "premailer"
 
+# A gift with the thanks: every 5th-anniversary email carries its own code from the shop's pool
+# (`mailer gifts import anniversary-5 FILE.csv`); `mailer gifts` shows what is left, `mailer status` warns early.
+[[gift]]
+name = "anniversary-5"
+label = "a free bag of coffee with your next order"
+kind = "pool"                          # or "generated" (with prefix = "THANKS"): codes made by mailer
+valid_days = 60
+
 [[campaign]]
 name = "customer-anniversary"
 occasion = "anniversary"
+years = [1, 2, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 25, 30, 40, 50]   # the 5th: below
 template = "anniversary"
 priority = 30
 tags_none = ["staff"]
 label = "Anniversary thank-yous"        # what customers read on the preference page (default: from the name)
+
+[[campaign]]
+name = "fifth-anniversary"
+occasion = "anniversary"
+years = [5]
+template = "anniversary"
+priority = 30
+tags_none = ["staff"]
+gift = "anniversary-5"
 
 [[campaign]]
 name = "staff-work-anniversary"        # staff are "internal customers": same occasion, own segment and words
@@ -166,5 +189,20 @@ def init_project(directory: Path, today: date, *, customers: int = 300) -> Path:
     data = directory / "data"
     data.mkdir(exist_ok=True)
     sample.write_sample_data(data / "customers.csv", data / "interactions.csv", today, customers)
+    sample.write_gift_codes(data / f"{DEMO_GIFT}-codes.csv", today)
     config.write_text(CONFIG_TEMPLATE.format(secret_file=SECRET_FILE), encoding="utf-8")
     return config
+
+
+def fill_sample_pools(
+    engine: Engine, settings: Settings, data: Path, today: date, now: datetime
+) -> list[giftpool.PoolImport]:
+    """Import ``data/<gift>-codes.csv`` into each pooled gift that has never had a code (a second run adds none)."""
+    with Session(engine) as session:
+        counted = gifts.counts(session, settings.gifts, today)
+    filled = []
+    for pool in counted:
+        codes = data / f"{pool.name}-codes.csv"
+        if pool.left == pool.given == pool.expired == pool.returned == 0 and codes.exists():
+            filled.append(giftpool.import_codes(engine, pool.name, codes, today, now))
+    return filled

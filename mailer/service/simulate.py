@@ -36,10 +36,13 @@ from mailer.service import passes
 from mailer.store.tables import SendLog
 
 # In foreign-key order; the pass records (pass_run) and worker leases are not needed. Feedback holds
-# customers whose notes wait for a person; campaign opt-outs and pauses are the customers' own wishes.
+# customers whose notes wait for a person; campaign opt-outs and pauses are the customers' own wishes;
+# gift codes are bound to rows as the simulated passes record them.
 COPIED_TABLES = tuple(
     SQLModel.metadata.tables[name]
-    for name in ("customer", "interaction", "send_log", "plan_mark", "feedback", "campaign_opt_out", "mail_pause")
+    for name in (
+        "customer", "interaction", "send_log", "plan_mark", "feedback", "campaign_opt_out", "mail_pause", "gift_code"
+    )
 )
 COPY_BATCH = 5000
 

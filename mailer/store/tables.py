@@ -140,6 +140,9 @@ class SendLog(SQLModel, table=True):
     # a `sending` row whose claimer is dead was interrupted and becomes `unknown`.
     claimed_by: int | None = None
     claimed_at: datetime | None = None
+    # The gift this email carries (name, code, label, expires), bound with the decision: every attempt shows it.
+    # No gift is SQL NULL (not JSON null), so the rows still waiting for a code are found with IS NULL.
+    gift: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
 
 
 class PassRun(SQLModel, table=True):
@@ -264,3 +267,35 @@ class Feedback(SQLModel, table=True):
     notices: int = 0
     resolved_at: datetime | None = None
     resolved_by: str = Field(default="", max_length=200)
+
+
+class GiftState(StrEnum):
+    AVAILABLE = "available"  # in the pool, nobody's yet (or given back by a row that never reached anyone)
+    GIVEN = "given"  # bound to one send-log row: that email, and every retry of it, carries this code
+    VOID = "void"  # a generated code whose email never went out: the shop must not honour it
+
+
+class GiftCode(SQLModel, table=True):
+    """One gift code: imported into a pool or generated for a row, and which send-log row it went to."""
+
+    __tablename__ = "gift_code"
+    __table_args__ = (
+        UniqueConstraint("gift", "code", name="uq_gift_code"),
+        # A pass takes the next available codes of a gift, soonest expiry first.
+        Index("ix_gift_code_pick", "gift", "state", "expires_on"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    gift: str = Field(max_length=100)
+    code: str = Field(max_length=100)
+    generated: bool = False
+    expires_on: date | None = None  # the shop's own expiry of a pooled code (None: never)
+    state: str = Field(default=GiftState.AVAILABLE, max_length=20)
+    # UNIQUE: a row never holds two codes (NULLs do not collide on SQLite or PostgreSQL).
+    send_log_id: int | None = Field(default=None, foreign_key="send_log.id", unique=True)
+    given_at: datetime | None = None
+    returned_at: datetime | None = None
+    returns: int = 0  # how often the code came back from an email that never reached its customer
+    note: str = ""  # why it came back or was voided
+    added_at: datetime = Field(default_factory=utcnow)
+    source: str = Field(default="", max_length=300)  # FILE:LINE it was imported from

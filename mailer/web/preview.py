@@ -37,7 +37,7 @@ from sqlmodel import Session, col
 from mailer import store
 from mailer.compose.answers import ANSWER_PAGE, page_samples, sample_ask
 from mailer.compose.checker import Problem, check_email, template_kinds
-from mailer.compose.context import sample_customers, sample_occasion, template_context
+from mailer.compose.context import sample_customers, sample_gift, sample_occasion, template_context
 from mailer.compose.maker import envelope_for
 from mailer.compose.message import build_message
 from mailer.compose.render import Rendered, Renderer, RenderError
@@ -134,8 +134,11 @@ def render_preview(
     url = unsubscribe_url or f"{settings.sender.unsubscribe_url}/u/preview"
     preview = Preview(name, customer.external_id, kind, occasion)
     try:
-        ask = sample_ask(_campaign_for(settings, name, kind), settings.sender.unsubscribe_url)
-        preview.rendered = renderer.render(name, template_context(customer, occasion, settings.sender, url, ask))
+        campaign = _campaign_for(settings, name, kind)
+        ask = sample_ask(campaign, settings.sender.unsubscribe_url)
+        gift = sample_gift(day, campaign.gift.label) if campaign and campaign.gift else None
+        context = template_context(customer, occasion, settings.sender, url, ask, gift=gift)
+        preview.rendered = renderer.render(name, context)
     except RenderError as exc:
         preview.problems.append(str(exc))
     return preview

@@ -259,3 +259,48 @@ def test_a_bad_import_profile_is_one_line_naming_the_key(project: Path, lines: s
     with pytest.raises(ConfigError) as caught:
         load_settings(project)
     assert str(caught.value) == message
+
+
+def test_a_campaign_names_its_gift_and_carries_the_gift_settings(project: Path) -> None:
+    settings = load_settings(project)
+    gift = settings.campaign("fifth-anniversary").gift
+    assert gift is not None and gift == settings.gift("anniversary-5")
+    assert (gift.kind, gift.valid_days, gift.warn_days) == ("pool", 60, 30)
+    assert gift.secret == settings.sender.secret  # generated codes are signed with the sender's secret
+    assert settings.campaign("customer-anniversary").gift is None
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('gift = "anniversary-5"', 'gift = "anniversary-50"',
+         "mailer.toml: [campaign fifth-anniversary] gift: no [[gift]] named 'anniversary-50' "
+         "(did you mean 'anniversary-5'?)"),
+        ('kind = "pool"   ', 'kind = "voucher"',
+         "mailer.toml: [gift anniversary-5] kind: must be one of pool, generated, got 'voucher'"),
+        ('kind = "pool"   ', 'kind = "generated"',
+         "mailer.toml: [gift anniversary-5] prefix: a generated gift needs 1-12 capital letters or digits, "
+         "starting with a letter, got ''"),
+        ('kind = "pool"   ', 'prefix = "NW"\nkind = "pool"',
+         "mailer.toml: [gift anniversary-5] prefix: only generated gifts have a prefix"),
+        ('label = "a free bag of coffee with your next order"', 'label = ""',
+         "mailer.toml: [gift anniversary-5] label: must not be empty"),
+        ("valid_days = 60", "valid_days = -1",
+         "mailer.toml: [gift anniversary-5] valid_days: must be at least 0, got -1"),
+        ("valid_days = 60", 'valid_days = 60\ncode = "SECRET"', "mailer.toml: [gift anniversary-5] code: unknown key"),
+    ],
+)
+def test_a_bad_gift_setting_is_one_line_naming_the_gift_and_key(
+    project: Path, old: str, new: str, message: str
+) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(_with(project, old, new))
+    assert str(error.value).startswith(message)
+
+
+def test_two_gifts_with_one_name_are_refused(project: Path) -> None:
+    text = project.read_text(encoding="utf-8")
+    block = text[text.index("[[gift]]"):text.index("[[campaign]]")]
+    project.write_text(text.replace(block, block + block, 1), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"\[\[gift\]\] name: 'anniversary-5' is used twice"):
+        load_settings(project)

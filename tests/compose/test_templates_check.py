@@ -68,6 +68,25 @@ def test_an_unknown_top_level_name_is_reported_with_a_suggestion(folder: Path) -
     assert lines == ["templates/email/birthday/subject.txt:1: unknown variable 'compnay' (did you mean 'company'?)"]
 
 
+def test_the_gift_variables_are_known_and_a_typo_in_them_is_caught_in_the_gift_partial(folder: Path) -> None:
+    uses = "{% if gift %}{{ gift.label }} until {{ gift.expires | date }}{% endif %}\n"
+    edit(folder / "birthday" / "body.txt", "{% include", uses + "{% include")
+    assert check(folder) == (0, [f"7 templates in {folder}: no problems"])  # six emails and the owner's notice
+    edit(folder / "_gift.txt", "{{ gift.code }}", "{{ gift.cod }}")
+    code, lines = check(folder)
+    assert code == 2
+    assert "templates/email/_gift.txt:4: unknown variable 'gift.cod' (did you mean 'gift.code'?)" in lines
+
+
+def test_a_template_that_uses_the_gift_outside_an_if_fails_for_an_email_without_one(folder: Path) -> None:
+    edit(folder / "birthday" / "body.txt", "{% include", "Your code: {{ gift.code }}\n{% include")
+    code, lines = check(folder)
+    assert code == 2
+    assert lines == [  # the check renders each email with a gift and without one
+        "templates/email/birthday/body.txt:10: 'None' has no attribute 'code' (birthday email for sample-email-only)"
+    ]
+
+
 def test_an_occasion_detail_from_another_kind_of_email_is_reported(folder: Path) -> None:
     edit(folder / "birthday" / "body.txt", "Happy birthday", "{{ occasion.years }} years, happy birthday")
     code, lines = check(folder)

@@ -59,9 +59,9 @@ def test_a_backlog_rendered_in_worker_processes_is_sent_once_per_row_with_what_t
     add_due(engine, count)
     with SmtpServer() as server:
         mine = smtp_settings(settings, server, processes=2)
-        report = run_pass(
-            engine, mine, PassClock.on(DAY), SmtpTransport(mine.transport), campaign_names=["customer-anniversary"]
-        )
+        # Every 9th customer reaches their 5th: that campaign's emails carry a gift code through the workers too.
+        campaigns = ["customer-anniversary", "fifth-anniversary"]
+        report = run_pass(engine, mine, PassClock.on(DAY), SmtpTransport(mine.transport), campaign_names=campaigns)
         received = [BytesParser(policy=email.policy.default).parsebytes(m.data) for m in server.messages]
     rows = logged(engine)
     assert report.counts["sent"] == count
@@ -74,6 +74,9 @@ def test_a_backlog_rendered_in_worker_processes_is_sent_once_per_row_with_what_t
         assert (str(message["Subject"]), str(message["To"].addresses[0].addr_spec)) == (row.subject, row.to_address)
         occasion = str(message["X-Mailer-Occasion"])  # opaque: names the occasion, reveals no row id
         assert row.message_id == f"<{occasion}@northwind.example>" and len(occasion) == 32
+        if row.gift is not None:
+            assert row.gift["code"] in message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    assert sum(r.gift is not None for r in rows) == sum(1 for n in range(count) if 2016 + n % 9 == 2021)
 
 
 def test_rendering_in_a_worker_process_or_in_the_sender_gives_the_same_message(

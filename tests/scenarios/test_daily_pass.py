@@ -68,16 +68,16 @@ def test_two_runs_on_one_date_send_once_and_the_next_day_sends_only_its_own(engi
 @pytest.mark.parametrize(
     ("day", "expected"),
     [
-        (date(2025, 2, 28), [("anniversary:2025", 5)]),  # a common year: Feb 29 is marked on Feb 28
+        (date(2025, 2, 28), [("anniversary:2025", 9)]),  # a common year: Feb 29 is marked on Feb 28
         (date(2024, 2, 28), []),  # a leap year: wait for the 29th
-        (date(2024, 2, 29), [("anniversary:2024", 4)]),
+        (date(2024, 2, 29), [("anniversary:2024", 8)]),
         (date(2025, 3, 1), []),  # a day late with no catch-up: never sent
     ],
 )
 def test_feb_29_anniversary_is_marked_on_feb_28_in_common_years(
     engine: Engine, settings: Settings, day: date, expected: list[tuple[str, int]]
 ) -> None:
-    add_customer(engine, "LEAP", since=date(2020, 2, 29))
+    add_customer(engine, "LEAP", since=date(2016, 2, 29))
     settings = replace(settings, policy=replace(settings.policy, catch_up_days=0))
     run_on(engine, settings, day)
     sent = [(r.occasion_key, r.occasion["years"]) for r in rows(engine) if r.status == "sent"]

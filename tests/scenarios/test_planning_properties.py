@@ -114,7 +114,7 @@ def expected_occasions(campaign: Campaign, p: Person, orders: list[tuple[datetim
     years = range(START.year, START.year + 2)
     if campaign.occasion == "anniversary":
         for year in years:
-            if year > p.since.year:
+            if year > p.since.year and (not campaign.years or year - p.since.year in campaign.years):
                 found[f"anniversary:{year}"] = marked(p.since.month, p.since.day, year)
     elif campaign.occasion == "birthday" and p.birthday:
         for year in years:

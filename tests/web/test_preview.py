@@ -143,7 +143,7 @@ def test_send_test_goes_through_smtp_marked_test_and_never_counts_as_the_occasio
     customer_id = add_customer(
         engine,
         "C-1",
-        since=date(2021, 11, 23),
+        since=date(2020, 11, 23),
         first_name="Zoë",
         owner_name="王芳",
         owner_email="wang.fang@northwind.example",
@@ -168,7 +168,7 @@ def test_send_test_goes_through_smtp_marked_test_and_never_counts_as_the_occasio
         [received] = server.messages
     assert list(received.rcpt_tos) == ["marketer@northwind.example"]
     message = received.parsed()
-    assert message["Subject"] == "[TEST] 5 years together, Zoë: thank you"
+    assert message["Subject"] == "[TEST] 6 years together, Zoë: thank you"
     assert "王芳" in (message.get_body(("plain",)) or message).get_content()
     token = message["List-Unsubscribe"].split("/u/", 1)[1].split(">", 1)[0]
     with pytest.raises(BadToken):  # clicking unsubscribe in a test message unsubscribes nobody
@@ -177,7 +177,7 @@ def test_send_test_goes_through_smtp_marked_test_and_never_counts_as_the_occasio
         [logged] = session.execute(select(SendLog)).scalars().all()
     assert (logged.id, logged.is_test, logged.status, logged.customer_id) == (row.id, True, "sent", customer_id)
     assert logged.occasion_key.startswith("test:") and len(logged.occasion_key) == len("test:") + 36
-    assert logged.subject == "[TEST] 5 years together, Zoë: thank you"
+    assert logged.subject == "[TEST] 6 years together, Zoë: thank you"
     assert logged.to_address == "marketer@northwind.example"
     # The real occasion is still due: the pass sends the customer their own anniversary email.
     report = passes.run_pass(
@@ -193,7 +193,7 @@ def test_send_test_goes_through_smtp_marked_test_and_never_counts_as_the_occasio
     assert (real.occasion_key, real.to_address, real.subject) == (
         "anniversary:2026",
         "c-1@example.com",
-        "5 years together, Zoë: thank you",
+        "6 years together, Zoë: thank you",
     )
 
 
