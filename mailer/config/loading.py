@@ -41,6 +41,7 @@ from mailer.config.settings import (
     WebSettings,
     suggest,
 )
+from mailer.config.watching import parse_watch
 
 
 def find_config(explicit: str | Path | None) -> Path:
@@ -79,6 +80,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
     web = _web(top.table("web"))
     inbox = _inbox(top.table("inbox"), base) if "inbox" in top.data else None
     webhooks = _webhooks(top.table("webhooks"), base, urlsplit(sender.unsubscribe_url).path.rstrip("/"))
+    watch = parse_watch(top, base)
     campaigns = tuple(
         _campaign(Table(name, f"campaign {i + 1}", table))
         for i, table in enumerate(top.array_of_tables("campaign"))
@@ -90,7 +92,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
             raise ConfigError(f"{name}: [[campaign]] name: {campaign.name!r} is used twice")
         seen.add(campaign.name)
     return Settings(path, store, sender, transport, schedule, policy, render, campaigns, web, inbox,
-                    webhooks=webhooks)
+                    webhooks=webhooks, watch=watch)
 
 
 
