@@ -42,6 +42,8 @@ from mailer.service import runs
 MISFIRE_GRACE = timedelta(hours=6)
 
 log = logs.events("mailer.service.daemon")
+# How often the daemon checks for an alert to send and events to deliver.
+WATCH_EVERY = timedelta(seconds=30)
 
 
 def pass_triggers(settings: Settings) -> list[CronTrigger]:
@@ -67,7 +69,8 @@ class Daemon:
         self._relay_down: str | None = None  # what the relay said, while it cannot take mail
         self.scheduler = BlockingScheduler(
             timezone=ZoneInfo(settings.sender.timezone),
-            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            # "watch" (alerts, events out) has its own thread: a long pass must not hold back either.
+            executors={"default": ThreadPoolExecutor(max_workers=1), "watch": ThreadPoolExecutor(max_workers=1)},
             job_defaults={
                 "coalesce": True,
                 "max_instances": 1,
@@ -89,6 +92,10 @@ class Daemon:
                 self.inbox_job, IntervalTrigger(seconds=self.settings.schedule.inbox_every.total_seconds()),
                 id="inbox", name="inbox", next_run_time=datetime.now(UTC),
             )
+        self.scheduler.add_job(
+            self.watch_job, IntervalTrigger(seconds=WATCH_EVERY.total_seconds()), id="watch",
+            name="alerts and events out", executor="watch", next_run_time=datetime.now(UTC),
+        )
         with self.stop.on_signals(self._stopping):
             log.info(
                 "daemon started: passes %s (%s), retry sweep every %s, %s, %s",
@@ -118,6 +125,13 @@ class Daemon:
 
     def sweep_job(self) -> None:
         self._job("retry", lambda: runs.retry_sweep(self.engine, self.settings, should_stop=self.stop))
+
+    def watch_job(self) -> None:
+        """Tell [alerts] about a change of status and deliver due [[webhook]] events (mailer/service/watching.py)."""
+        from mailer.service import watching  # imports daemon.next_pass: loaded here, not at import time
+
+        if not self.stop():
+            watching.once(self.engine, self.settings, should_stop=self.stop)
 
     def inbox_job(self) -> None:
         """Read the [inbox] once (mailer/service/inbox.py); a failure is logged and the next run tries again."""
