@@ -24,8 +24,8 @@ from sqlmodel import Session, col
 from mailer.config import ConfigError, Settings
 from mailer.delivery.transport import Outcome, make_transport
 from mailer.service import monitor
-from mailer.service.daemon import next_pass
 from mailer.service.posting import PostFailed, post_json
+from mailer.service.schedule import next_pass
 from mailer.store.tables import AlertState, utcnow
 
 log = logging.getLogger(__name__)

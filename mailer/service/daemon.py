@@ -24,7 +24,6 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
@@ -34,7 +33,10 @@ from mailer.config import Settings
 from mailer.delivery.report import relay_answered
 from mailer.planning.clock import PassClock
 from mailer.service import inbox as reading
-from mailer.service import runs
+from mailer.service import runs, watching
+from mailer.service.schedule import next_pass, pass_triggers
+
+__all__ = ["Daemon", "next_pass", "pass_triggers"]  # next_pass: kept importable from here
 
 # A run that starts late (the machine was suspended, the previous pass ran long) still runs
 # within this grace; APScheduler's default of 1 s would silently skip it. Several missed
@@ -44,17 +46,6 @@ MISFIRE_GRACE = timedelta(hours=6)
 log = logs.events("mailer.service.daemon")
 # How often the daemon checks for an alert to send and events to deliver.
 WATCH_EVERY = timedelta(seconds=30)
-
-
-def pass_triggers(settings: Settings) -> list[CronTrigger]:
-    zone = ZoneInfo(settings.sender.timezone)
-    return [CronTrigger.from_crontab(expression, timezone=zone) for expression in settings.schedule.passes]
-
-
-def next_pass(settings: Settings, after: datetime) -> datetime:
-    """When the schedule next starts a pass after ``after`` (aware, UTC)."""
-    times: list[datetime] = [t.get_next_fire_time(None, after) for t in pass_triggers(settings)]
-    return min(times).astimezone(UTC)
 
 
 class Daemon:
@@ -128,8 +119,6 @@ class Daemon:
 
     def watch_job(self) -> None:
         """Tell [alerts] about a change of status and deliver due [[webhook]] events (mailer/service/watching.py)."""
-        from mailer.service import watching  # imports daemon.next_pass: loaded here, not at import time
-
         if not self.stop():
             watching.once(self.engine, self.settings, should_stop=self.stop)
 

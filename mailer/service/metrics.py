@@ -20,7 +20,7 @@ from sqlmodel import Session, col
 from mailer.config import Settings
 from mailer.errors import MailerError
 from mailer.service import monitor
-from mailer.service.daemon import next_pass
+from mailer.service.schedule import next_pass
 from mailer.store import migrate
 from mailer.store.tables import (
     Customer,
