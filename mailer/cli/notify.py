@@ -15,3 +15,6 @@ def notify(app: App) -> None:
     done = watching.once(app.engine, app.settings)
     if done.alert is not None:
         click.echo(f"alert sent: {done.alert.subject()}")
+    for name, count in done.delivered.items():
+        if count:
+            click.echo(f"webhook {name}: {count} event(s) delivered")

@@ -24,6 +24,7 @@ from mailer.contacts import softbounces
 from mailer.delivery.transport import Outcome, SendResult, Stage, Transport
 from mailer.outbox import claims
 from mailer.outbox.retry import retry_at, span
+from mailer.store import events
 from mailer.store.tables import Customer, SendLog, SendStatus
 
 log = logging.getLogger(__name__)
@@ -168,6 +169,8 @@ class Deliverer:
             log.warning("send-log row %s was taken over while sending; its outcome here: %s", row_id, reason)
             session.rollback()
             return Delivery("lost", result)
+        if status in (SendStatus.SENT, SendStatus.BOUNCED, SendStatus.FAILED):  # for [[webhook]]s, same transaction
+            events.record(session, str(status), send_log_id=row_id, data={"reason": reason[:1000]}, now=now)
         if commit:
             session.commit()
         return Delivery("retrying" if status == SendStatus.QUEUED else str(status), result)

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Engine, select, update
 from sqlmodel import Session, col
 
+from mailer.store import events
 from mailer.store.tables import SendLog, SendStatus
 
 
@@ -28,9 +29,13 @@ def bounce_later(engine: Engine, message_id: str, what: str, now: datetime) -> b
             .where(col(SendLog.message_id).in_(_ids(message_id)),
                    col(SendLog.status).in_([SendStatus.SENT, SendStatus.UNKNOWN]))
             .values(status=SendStatus.BOUNCED, reason=f"bounced: {what}", last_reply=what, updated_at=now)
+            .returning(col(SendLog.id))
         )
+        bounced = list(result.scalars())
+        for row_id in bounced:  # for [[webhook]]s, in the same transaction
+            events.record(session, "bounced", send_log_id=row_id, data={"reason": f"bounced: {what}"[:1000]}, now=now)
         session.commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(bounced)
 
 
 def address_of(engine: Engine, message_id: str) -> str:

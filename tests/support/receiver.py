@@ -24,6 +24,7 @@ class Receiver:
     """``with Receiver(fail_first=2) as r:`` → ``r.url``; ``r.calls`` holds the POSTs answered 2xx."""
 
     fail_first: int = 0
+    stall: bool = False  # hold every request unanswered (until the receiver closes); ``waiting`` is set
     calls: list[Call] = field(default_factory=list)
     refused: list[Call] = field(default_factory=list)
 
@@ -34,6 +35,10 @@ class Receiver:
             def do_POST(self) -> None:
                 size = int(self.headers.get("Content-Length", "0"))
                 call = Call(self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(size))
+                if receiver.stall:
+                    receiver.waiting.set()
+                    receiver._release.wait(120)
+                    return
                 with receiver._lock:
                     failing = len(receiver.refused) < receiver.fail_first
                     (receiver.refused if failing else receiver.calls).append(call)
@@ -45,6 +50,8 @@ class Receiver:
                 pass
 
         self._lock = threading.Lock()
+        self.waiting = threading.Event()
+        self._release = threading.Event()
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
@@ -55,6 +62,7 @@ class Receiver:
         return f"http://127.0.0.1:{self._server.server_address[1]}/hook"
 
     def __exit__(self, *exc: object) -> None:
+        self._release.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
