@@ -12,7 +12,7 @@ from sqlmodel import Session
 from mailer.cli.app import App, cli, pass_app
 from mailer.cli.tabular import FORMATS, format_rows
 from mailer.outbox import history
-from mailer.service import monitor
+from mailer.service import events, monitor
 from mailer.service.daemon import next_pass
 from mailer.store.tables import SendStatus
 
@@ -64,8 +64,9 @@ def status(app: App, fmt: str) -> None:
     settings = app.settings
     with Session(app.engine) as session:
         facts = monitor.gather(session, datetime.now(UTC), lambda after: next_pass(settings, after))
+    outbound = events.backlog(app.engine)  # [[webhook]] deliveries by status
     if fmt == "json":
-        click.echo(json.dumps(monitor.as_json(facts), indent=2))
+        click.echo(json.dumps({**monitor.as_json(facts), "events": outbound}, indent=2))
     else:
         zone = ZoneInfo(settings.sender.timezone)
         lines = [
@@ -74,6 +75,8 @@ def status(app: App, fmt: str) -> None:
             ("next pass", f"{facts.next_pass:%Y-%m-%d %H:%M} UTC ({facts.next_pass.astimezone(zone):%H:%M} {zone})"),
             ("queue", monitor.describe_queue(facts.queue)),
             ("oldest retry", monitor.describe_retry(facts.oldest_retry)),
+            *[(f"webhook {name}", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+              for name, counts in sorted(outbound.items())],
         ]
         for label, text in lines:
             click.echo(f"{label + ':':<14}{text}")
