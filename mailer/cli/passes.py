@@ -160,11 +160,19 @@ def simulate_command(
 
 
 @cli.command()
+@click.option("--metrics-port", type=click.IntRange(1, 65535),
+              help="Also serve Prometheus metrics on this port (for hosts that run no `mailer serve`).")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True, help="Address for --metrics-port.")
 @pass_app
-def daemon(app: App) -> None:
+def daemon(app: App, metrics_port: int | None, metrics_host: str) -> None:
     """Run passes on the [schedule] crontab and retry sweeps until SIGTERM (then finish the message in flight)."""
     settings = app.settings_for(preflight.DAEMON)
     with runs.exclusive(settings.store.url, "daemon") as sole:
+        if metrics_port is not None:
+            from mailer.service import metrics
+
+            metrics.serve(app.engine, settings, metrics_host, metrics_port)
+            click.echo(f"Prometheus metrics on http://{metrics_host}:{metrics_port}/metrics")
         Daemon(app.engine, settings, sole_sender=sole).run()
 
 

@@ -30,6 +30,7 @@ def serve(app: App, host: str, port: int, threads: int, with_preview: bool) -> N
     if with_preview:
         mount_preview(wsgi, app.settings)
     hooks = mount_webhooks(wsgi, app.settings, app.engine)
+    hooks += [line for line in [mount_metrics(wsgi, app.settings, app.engine)] if line]
     server = make_server(wsgi, host, port, threads, trusted_proxies=app.settings.web.trusted_proxies)
     click.echo(f"serving on http://{host}:{server.effective_port}/ (links use {app.settings.sender.unsubscribe_url})")
     prefix = mount_path(app.settings.sender.unsubscribe_url)
@@ -57,6 +58,13 @@ def mount_webhooks(wsgi: Any, settings: Settings, engine: Any) -> list[str]:
     from mailer.web import webhooks
 
     return webhooks.mount(wsgi, settings, engine)
+
+
+def mount_metrics(wsgi: Any, settings: Settings, engine: Any) -> str:
+    """Mount /metrics (mailer/web/metrics.py) unless [metrics] enabled = false; a line saying where."""
+    from mailer.web import metrics
+
+    return metrics.mount(wsgi, settings, engine)
 
 
 def _exit_quietly(_signum: int, _frame: object) -> None:

@@ -13,7 +13,7 @@ from mailer.cli.app import App, cli, pass_app
 from mailer.cli.tabular import FORMATS, format_rows
 from mailer.contacts import optout_stats
 from mailer.outbox import feedback_report, history
-from mailer.service import giftwatch, monitor
+from mailer.service import events, giftwatch, monitor
 from mailer.service.daemon import next_pass
 from mailer.store.tables import SendStatus
 
@@ -92,8 +92,9 @@ def status(app: App, fmt: str) -> None:
         # A gift pool that will not last its warning horizon needs a human before it runs dry.
         local_today = facts.now.astimezone(ZoneInfo(settings.sender.timezone)).date()
         facts.problems.extend(giftwatch.problems(session, settings, local_today))
+    outbound = events.backlog(app.engine)  # [[webhook]] deliveries by status
     if fmt == "json":
-        click.echo(json.dumps(monitor.as_json(facts), indent=2))
+        click.echo(json.dumps({**monitor.as_json(facts), "events": outbound}, indent=2))
     else:
         zone = ZoneInfo(settings.sender.timezone)
         lines = [
@@ -102,6 +103,8 @@ def status(app: App, fmt: str) -> None:
             ("next pass", f"{facts.next_pass:%Y-%m-%d %H:%M} UTC ({facts.next_pass.astimezone(zone):%H:%M} {zone})"),
             ("queue", monitor.describe_queue(facts.queue)),
             ("oldest retry", monitor.describe_retry(facts.oldest_retry)),
+            *[(f"webhook {name}", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+              for name, counts in sorted(outbound.items())],
         ]
         for label, text in lines:
             click.echo(f"{label + ':':<14}{text}")

@@ -46,6 +46,7 @@ from mailer.config.settings import (
     WebSettings,
     suggest,
 )
+from mailer.config.watching import parse_watch
 
 
 def find_config(explicit: str | Path | None) -> Path:
@@ -87,6 +88,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
     feedback = _feedback(top.table("feedback"))
     import_profiles = read_import_profiles(top.table("import"))
     gifts = _gifts(top, sender)
+    watch = parse_watch(top, base)
     campaigns = tuple(
         _campaign(Table(name, f"campaign {i + 1}", table), {g.name: g for g in gifts})
         for i, table in enumerate(top.array_of_tables("campaign"))
@@ -98,7 +100,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
             raise ConfigError(f"{name}: [[campaign]] name: {campaign.name!r} is used twice")
         seen.add(campaign.name)
     return Settings(path, store, sender, transport, schedule, policy, render, campaigns, web, inbox,
-                    webhooks=webhooks, feedback=feedback, import_profiles=import_profiles, gifts=gifts)
+                    webhooks=webhooks, feedback=feedback, import_profiles=import_profiles, gifts=gifts, watch=watch)
 
 
 

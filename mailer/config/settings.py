@@ -305,6 +305,51 @@ class ImportProfile:
     origin: str = ""  # where it was defined, for error messages: "mailer.toml: [import.profile.shop]" or "built-in"
 
 
+# ---- watching it run: [metrics], [alerts], [[webhook]] (parsed in mailer/config/watching.py) ----
+EVENT_KINDS = ("sent", "bounced", "unsubscribed", "suppressed", "failed")
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    """``[metrics]``: ``/metrics`` on ``mailer serve``; with a token, scrapers must send it as a Bearer token."""
+
+    enabled: bool = True
+    token: Secret = field(default_factory=Secret)
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    """``[alerts]``: who is told when ``mailer status`` would exit 1, and when it is fine again."""
+
+    webhook_url: Secret = field(default_factory=Secret)  # a Slack-compatible incoming webhook (JSON {"text": ...})
+    email: tuple[str, ...] = ()  # sent through the [transport]
+    ca_file: Path | None = None
+
+    @property
+    def configured(self) -> bool:
+        return self.webhook_url.is_set or bool(self.email)
+
+
+@dataclass(frozen=True)
+class EventHookSettings:
+    """One ``[[webhook]]``: where events are POSTed, signed with HMAC-SHA256 of the body."""
+
+    name: str
+    url: Secret
+    secret: Secret
+    events: tuple[str, ...] = EVENT_KINDS
+    timeout: float = 10.0
+    max_age: timedelta = timedelta(days=3)  # an event not delivered by then is given up (status `failed`)
+    ca_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class WatchSettings:
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+    webhooks: tuple[EventHookSettings, ...] = ()
+
+
 @dataclass(frozen=True)
 class Settings:
     path: Path
@@ -321,6 +366,7 @@ class Settings:
     feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     import_profiles: tuple[ImportProfile, ...] = ()  # [import.profile.NAME] tables
     gifts: tuple[Gift, ...] = ()
+    watch: WatchSettings = field(default_factory=WatchSettings)  # metrics, alerts, events out
 
     def gift(self, name: str) -> Gift:
         for gift in self.gifts:

@@ -21,6 +21,7 @@ from sqlmodel import Session, col
 
 from mailer.contacts.fields import RowProblem, parse_address
 from mailer.errors import MailerError
+from mailer.store import events
 from mailer.store.tables import Customer, utcnow
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,11 @@ def _change(
         result = session.execute(
             update(Customer).where(col(Customer.id) == customer_id, condition).values(**values)  # type: ignore[arg-type]
         )
+        for kind, column, detail in (("unsubscribed", "unsubscribed_at", "unsubscribe_source"),
+                                     ("suppressed", "suppressed_at", "suppressed_reason")):
+            if values.get(column) and result.rowcount == 1:  # type: ignore[attr-defined]  # for [[webhook]]s
+                events.record(session, kind, customer_id=customer_id, data={"reason": values.get(detail)},
+                              now=values["updated_at"])  # type: ignore[arg-type]
         session.commit()
         if result.rowcount == 1:  # type: ignore[attr-defined]
             log.info("customer %s %s", customer_id, what)

@@ -25,6 +25,7 @@ from mailer.delivery.transport import Outcome, SendResult, Stage, Transport
 from mailer.outbox import claims, gifts
 from mailer.outbox.feedback import NOTICE_KIND
 from mailer.outbox.retry import retry_at, span
+from mailer.store import events
 from mailer.store.tables import Customer, SendLog, SendStatus
 
 log = logging.getLogger(__name__)
@@ -176,6 +177,8 @@ class Deliverer:
             return Delivery("lost", result)
         if status in gifts.ENDED_UNSEEN:  # the customer never saw its gift: the code goes back
             gifts.release(session, row_id, f"{status}: {reason}", now)
+        if status in (SendStatus.SENT, SendStatus.BOUNCED, SendStatus.FAILED):  # for [[webhook]]s, same transaction
+            events.record(session, str(status), send_log_id=row_id, data={"reason": reason[:1000]}, now=now)
         if commit:
             session.commit()
         return Delivery("retrying" if status == SendStatus.QUEUED else str(status), result)

@@ -8,6 +8,7 @@ from sqlalchemy import Engine, select, update
 from sqlmodel import Session, col
 
 from mailer.outbox import gifts
+from mailer.store import events
 from mailer.store.tables import SendLog, SendStatus
 
 
@@ -31,8 +32,9 @@ def bounce_later(engine: Engine, message_id: str, what: str, now: datetime) -> b
             .values(status=SendStatus.BOUNCED, reason=f"bounced: {what}", last_reply=what, updated_at=now)
             .returning(col(SendLog.id))
         ).scalars().all()
-        for row_id in bounced:  # its gift never reached the customer: the code goes back
+        for row_id in bounced:  # its gift never reached the customer: the code goes back; [[webhook]]s hear of it
             gifts.release(session, row_id, f"bounced: {what}", now)
+            events.record(session, "bounced", send_log_id=row_id, data={"reason": f"bounced: {what}"[:1000]}, now=now)
         session.commit()
     return bool(bounced)
 

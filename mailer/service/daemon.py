@@ -24,7 +24,6 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
@@ -34,7 +33,10 @@ from mailer.config import Settings
 from mailer.delivery.report import relay_answered
 from mailer.planning.clock import PassClock
 from mailer.service import inbox as reading
-from mailer.service import runs
+from mailer.service import runs, watching
+from mailer.service.schedule import next_pass, pass_triggers
+
+__all__ = ["Daemon", "next_pass", "pass_triggers"]  # next_pass: kept importable from here
 
 # A run that starts late (the machine was suspended, the previous pass ran long) still runs
 # within this grace; APScheduler's default of 1 s would silently skip it. Several missed
@@ -42,17 +44,8 @@ from mailer.service import runs
 MISFIRE_GRACE = timedelta(hours=6)
 
 log = logs.events("mailer.service.daemon")
-
-
-def pass_triggers(settings: Settings) -> list[CronTrigger]:
-    zone = ZoneInfo(settings.sender.timezone)
-    return [CronTrigger.from_crontab(expression, timezone=zone) for expression in settings.schedule.passes]
-
-
-def next_pass(settings: Settings, after: datetime) -> datetime:
-    """When the schedule next starts a pass after ``after`` (aware, UTC)."""
-    times: list[datetime] = [t.get_next_fire_time(None, after) for t in pass_triggers(settings)]
-    return min(times).astimezone(UTC)
+# How often the daemon checks for an alert to send and events to deliver.
+WATCH_EVERY = timedelta(seconds=30)
 
 
 class Daemon:
@@ -67,7 +60,8 @@ class Daemon:
         self._relay_down: str | None = None  # what the relay said, while it cannot take mail
         self.scheduler = BlockingScheduler(
             timezone=ZoneInfo(settings.sender.timezone),
-            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            # "watch" (alerts, events out) has its own thread: a long pass must not hold back either.
+            executors={"default": ThreadPoolExecutor(max_workers=1), "watch": ThreadPoolExecutor(max_workers=1)},
             job_defaults={
                 "coalesce": True,
                 "max_instances": 1,
@@ -89,6 +83,10 @@ class Daemon:
                 self.inbox_job, IntervalTrigger(seconds=self.settings.schedule.inbox_every.total_seconds()),
                 id="inbox", name="inbox", next_run_time=datetime.now(UTC),
             )
+        self.scheduler.add_job(
+            self.watch_job, IntervalTrigger(seconds=WATCH_EVERY.total_seconds()), id="watch",
+            name="alerts and events out", executor="watch", next_run_time=datetime.now(UTC),
+        )
         with self.stop.on_signals(self._stopping):
             log.info(
                 "daemon started: passes %s (%s), retry sweep every %s, %s, %s",
@@ -118,6 +116,11 @@ class Daemon:
 
     def sweep_job(self) -> None:
         self._job("retry", lambda: runs.retry_sweep(self.engine, self.settings, should_stop=self.stop))
+
+    def watch_job(self) -> None:
+        """Tell [alerts] about a change of status and deliver due [[webhook]] events (mailer/service/watching.py)."""
+        if not self.stop():
+            watching.once(self.engine, self.settings, should_stop=self.stop)
 
     def inbox_job(self) -> None:
         """Read the [inbox] once (mailer/service/inbox.py); a failure is logged and the next run tries again."""

@@ -210,7 +210,17 @@ def as_json(facts: Facts) -> dict[str, object]:
         "queue": facts.queue,
         "unknown_ids": facts.unknown_ids,
         "oldest_retry": None if facts.oldest_retry is None else facts.oldest_retry.id,
+        # The same numbers as /metrics (mailer/service/metrics.py), for scripts that read this instead.
+        "oldest_retry_age_seconds": oldest_retry_age(facts),
+        "overdue_queued": facts.overdue_queued,
+        "relay_down": facts.relay_down is not None,
     }
+
+
+def oldest_retry_age(facts: Facts) -> float:
+    """Seconds since the oldest queued row that has been tried before was recorded; 0 when there is none."""
+    row = facts.oldest_retry
+    return max(0.0, (facts.now - row.created_at).total_seconds()) if row else 0.0
 
 
 def stats_headers() -> Sequence[str]:

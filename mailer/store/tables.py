@@ -299,3 +299,68 @@ class GiftCode(SQLModel, table=True):
     note: str = ""  # why it came back or was voided
     added_at: datetime = Field(default_factory=utcnow)
     source: str = Field(default="", max_length=300)  # FILE:LINE it was imported from
+
+
+class AlertState(SQLModel, table=True):
+    """Whether the alert for "``mailer status`` would exit 1" is firing, so one alert goes out per change.
+
+    One row (``name = "status"``). ``notified`` is False while the latest change is still to be told;
+    ``notifying_until`` is a short claim, so two workers never send the same notice.
+    """
+
+    __tablename__ = "alert_state"
+
+    name: str = Field(primary_key=True, max_length=50)
+    firing: bool = False
+    problems: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    changed_at: datetime = Field(default_factory=utcnow)
+    notified: bool = True
+    notifying_until: datetime | None = None
+    last_error: str = ""
+
+
+class Event(SQLModel, table=True):
+    """Something a customer's record went through (sent, bounced, unsubscribed, suppressed, failed).
+
+    Recorded in the same transaction as the change it reports, so a crash loses none; ``uid``
+    is what a receiver de-duplicates by.
+    """
+
+    __tablename__ = "event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(unique=True, max_length=40)
+    kind: str = Field(max_length=20)
+    occurred_at: datetime = Field(index=True)
+    customer_id: int | None = None
+    send_log_id: int | None = None
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class EventDelivery(SQLModel, table=True):
+    """One event on its way to one ``[[webhook]]``: pending, sending (claimed), delivered or failed."""
+
+    __tablename__ = "event_delivery"
+    __table_args__ = (
+        UniqueConstraint("event_id", "webhook", name="uq_event_delivery"),
+        Index("ix_event_delivery_status_next", "status", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(foreign_key="event.id")
+    webhook: str = Field(max_length=100)
+    status: str = Field(default="pending", max_length=20)
+    attempts: int = 0
+    next_attempt_at: datetime
+    claimed_until: datetime | None = None
+    last_error: str = ""
+    delivered_at: datetime | None = None
+
+
+class EventCursor(SQLModel, table=True):
+    """How far each ``[[webhook]]`` has taken events into its deliveries (the last event id)."""
+
+    __tablename__ = "event_cursor"
+
+    webhook: str = Field(primary_key=True, max_length=100)
+    last_event_id: int = 0
