@@ -3,7 +3,7 @@
 Importing this package registers every command on :data:`cli`; ``main`` is the console script.
 """
 
-from mailer.cli import contacts, inbox, passes, project, serve, templates, watch
+from mailer.cli import contacts, inbox, passes, project, serve, sync, templates, watch
 from mailer.cli.app import cli, main
 
-__all__ = ["cli", "contacts", "inbox", "main", "passes", "project", "serve", "templates", "watch"]
+__all__ = ["cli", "contacts", "inbox", "main", "passes", "project", "serve", "sync", "templates", "watch"]

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Generic, TypeVar
+from typing import Any, BinaryIO, Generic, Protocol, TypeVar
 
 from mailer.contacts.fields import InteractionRecord, RowProblem
 from mailer.errors import MailerError
@@ -157,6 +157,30 @@ def _parse_one(
             column = "reference" if isinstance(record, InteractionRecord) else "external_id"
             return ParsedRow(line, raw, None, RowError(name, line, column, f"duplicate of line {first}"))
     return ParsedRow(line, raw, record, None)
+
+
+class RowReader(Protocol):
+    """Where an import's rows come from when not from its file: called once per read (the importer reads twice)."""
+
+    def __call__(
+        self,
+        required: Sequence[str],
+        parse: Callable[[dict[str, str]], R],
+        key: Callable[[R], object],
+        progress: Progress | None,
+    ) -> Iterator[ParsedRow[R]]: ...
+
+
+def parse_rows(
+    name: str,
+    rows: Iterable[tuple[int, dict[str, str]]],
+    parse: Callable[[dict[str, str]], R],
+    key: Callable[[R], object],
+) -> Iterator[ParsedRow[R]]:
+    """Numbered rows from elsewhere (a database source), checked exactly as a file's rows are."""
+    seen: dict[object, int] = {}
+    for line, raw in rows:
+        yield _parse_one(name, line, raw, parse, key, seen)
 
 
 def batches(rows: Iterator[ParsedRow[R]], size: int) -> Iterator[list[ParsedRow[R]]]:

@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, select, tuple_
+from sqlalchemy import Connection, Engine, select, tuple_
 from sqlmodel import Session, col
 
 from mailer.contacts.csvfile import (
@@ -31,6 +31,7 @@ from mailer.contacts.csvfile import (
     ParsedRow,
     Progress,
     RowError,
+    RowReader,
     batches,
     header_row,
     read_rows,
@@ -71,7 +72,7 @@ class ImportReport:
 
 
 def import_customers(
-    engine: Engine,
+    engine: Engine | Connection,
     path: Path,
     *,
     skip_invalid: bool = False,
@@ -79,17 +80,22 @@ def import_customers(
     progress: Progress | None = None,
     default_zone: str = "UTC",
     now: datetime | None = None,
+    reader: RowReader | None = None,
 ) -> ImportReport:
     """Upsert customers by external_id; raises ImportFailed (nothing written) on bad rows unless skipping.
 
     ``default_zone`` is the zone of customers without one of their own (the
     ``[sender] timezone``); ``now`` (aware, default the current instant) is
-    what "in the future" is measured from.
+    what "in the future" is measured from. ``reader`` gives the rows from
+    elsewhere than the file (a database source); ``path`` then only names them.
+    Given a Connection inside a transaction, the import commits nothing: the
+    caller's transaction decides.
     """
     parse = partial(customer_record, now=now or utcnow(), default_zone=default_zone)
+    read = reader or partial(read_rows, path)
 
     def rows(progress: Progress | None = None) -> Iterator[ParsedRow[CustomerRecord]]:
-        parsed = read_rows(path, CUSTOMER_REQUIRED, parse, lambda r: r.external_id, progress)
+        parsed = read(CUSTOMER_REQUIRED, parse, lambda r: r.external_id, progress)
         return _one_customer_per_mailbox(parsed, str(path))
 
     with Session(engine) as session:
@@ -99,19 +105,14 @@ def import_customers(
     def good() -> Iterator[ParsedRow[CustomerRecord]]:
         return (r for r in rows() if r.record and r.line not in stored.bad_lines)
 
-    if dry_run:
-        with Session(engine) as session:
-            for batch in batches(good(), BATCH):
-                ids = [r.record.external_id for r in batch if r.record]
-                query = select(col(Customer.external_id)).where(col(Customer.external_id).in_(ids))
-                existing = set(session.execute(query).scalars())
-                report.updated += len(existing)
-                report.inserted += len(ids) - len(existing)
-        return report
     with Session(engine) as session:
         for batch in batches(good(), BATCH):
             _upsert_customers(session, [r.record for r in batch if r.record], report)
-        session.commit()
+        # A dry run writes inside the transaction and takes it back, so its counts are the real ones.
+        if dry_run:
+            session.rollback()
+        else:
+            session.commit()
     return report
 
 
@@ -228,9 +229,15 @@ def _upsert_customers(session: Session, records: list[CustomerRecord], report: I
             customer = Customer(external_id=record.external_id, attributes=record.attributes, **record.fields)
             report.inserted += 1
         else:
+            attributes = {**(customer.attributes or {}), **record.attributes}
+            if attributes == customer.attributes and all(
+                getattr(customer, name) == value for name, value in record.fields.items()
+            ):
+                report.unchanged += 1  # only a row whose values changed counts (and is stamped) as updated
+                continue
             for name, value in record.fields.items():
                 setattr(customer, name, value)
-            customer.attributes = {**(customer.attributes or {}), **record.attributes}
+            customer.attributes = attributes
             customer.updated_at = now
             report.updated += 1
         session.add(customer)
@@ -238,13 +245,14 @@ def _upsert_customers(session: Session, records: list[CustomerRecord], report: I
 
 
 def import_interactions(
-    engine: Engine,
+    engine: Engine | Connection,
     path: Path,
     *,
     skip_invalid: bool = False,
     dry_run: bool = False,
     progress: Progress | None = None,
     now: datetime | None = None,
+    reader: RowReader | None = None,
 ) -> ImportReport:
     """Add interactions (a reference already present for the customer is not added twice).
 
@@ -255,12 +263,12 @@ def import_interactions(
     bad row.
     """
     parse = partial(interaction_record, now=now or utcnow())
+    read = reader or partial(read_rows, path)
     with Session(engine) as session:
         known = _CustomerIds(session, path)
 
         def rows(progress: Progress | None = None) -> Iterator[ParsedRow[InteractionRecord]]:
-            parsed = read_rows(
-                path,
+            parsed = read(
                 INTERACTION_REQUIRED,
                 parse,
                 lambda r: (r.external_id, r.reference) if r.reference else None,
