@@ -1,4 +1,4 @@
-"""The drop folder: good files imported and moved to done/, bad ones to rejected/ with every bad row, partial ones left."""
+"""The drop folder: good files go to done/, bad ones to rejected/ with every bad row, partial ones wait."""
 
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ def test_good_bad_and_half_written_files(engine: Engine, settings: Settings, tmp
     assert outcome.failed and "1 file(s) rejected" in outcome.error
     assert external_ids(engine) == {"D1", "D2"}  # nothing of the bad file, though D4 was a good row
     assert sorted(p.name for p in (folder / "done").iterdir()) == ["customers-1.csv", "interactions-1.csv"]
-    assert sorted(p.name for p in (folder / "rejected").iterdir()) == ["customers-2.csv", "customers-2.csv.errors.txt"]
+    rejected = sorted(p.name for p in (folder / "rejected").iterdir())
+    assert rejected == ["customers-2.csv", "customers-2.csv.errors.txt"]
     errors = (folder / "rejected" / "customers-2.csv.errors.txt").read_text(encoding="utf-8").splitlines()
     assert [line.split(": ")[0:2] for line in errors] == [["customers-2.csv:2", "email"], ["customers-2.csv:4", "email"]]
     # Still being written: left where they are for the next sync.
