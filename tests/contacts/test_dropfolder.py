@@ -56,7 +56,8 @@ def test_good_bad_and_half_written_files(engine: Engine, settings: Settings, tmp
     rejected = sorted(p.name for p in (folder / "rejected").iterdir())
     assert rejected == ["customers-2.csv", "customers-2.csv.errors.txt"]
     errors = (folder / "rejected" / "customers-2.csv.errors.txt").read_text(encoding="utf-8").splitlines()
-    assert [line.split(": ")[0:2] for line in errors] == [["customers-2.csv:2", "email"], ["customers-2.csv:4", "email"]]
+    where = [line.split(": ")[0:2] for line in errors]
+    assert where == [["customers-2.csv:2", "email"], ["customers-2.csv:4", "email"]]
     # Still being written: left where they are for the next sync.
     assert sorted(p.name for p in folder.glob("customers-*")) == ["customers-3.csv.part", "customers-4.csv"]
 
