@@ -14,6 +14,7 @@ from mailer.cli.tabular import FORMATS, format_rows
 from mailer.contacts import optout_stats
 from mailer.outbox import history
 from mailer.service import monitor
+from mailer.service import sync as syncing
 from mailer.service.daemon import next_pass
 from mailer.store.tables import SendStatus
 
@@ -78,8 +79,12 @@ def status(app: App, fmt: str) -> None:
     settings = app.settings
     with Session(app.engine) as session:
         facts = monitor.gather(session, datetime.now(UTC), lambda after: next_pass(settings, after))
+    # The [[source]]s: each one's last sync, and a problem once one has failed longer than its alert_after.
+    source_states = syncing.states(app.engine)
+    facts.problems.extend(syncing.problems(settings.sources, source_states, facts.now))
+    source_lines = [(s.name, syncing.describe(source_states.get(s.name))) for s in settings.sources]
     if fmt == "json":
-        click.echo(json.dumps(monitor.as_json(facts), indent=2))
+        click.echo(json.dumps({**monitor.as_json(facts), "sources": dict(source_lines)}, indent=2))
     else:
         zone = ZoneInfo(settings.sender.timezone)
         lines = [
@@ -89,6 +94,7 @@ def status(app: App, fmt: str) -> None:
             ("queue", monitor.describe_queue(facts.queue)),
             ("oldest retry", monitor.describe_retry(facts.oldest_retry)),
         ]
+        lines += [(f"source {name}", text) for name, text in source_lines]
         for label, text in lines:
             click.echo(f"{label + ':':<14}{text}")
         if facts.problems:

@@ -168,3 +168,31 @@ def _record(engine: Engine, name: str, outcome: SourceOutcome, now: datetime) ->
 def states(engine: Engine) -> dict[str, SourceState]:
     with Session(engine) as session:
         return {row.name: row for row in session.exec(select(SourceState)).all()}
+
+
+def describe(state: SourceState | None) -> str:
+    """One line for `mailer status`: when the source last worked, and what is wrong with it now."""
+    if state is None or state.last_attempt_at is None:
+        return "never synced"
+    success = _when(state.last_success_at) if state.last_success_at else "never"
+    if state.failing_since is None:
+        counts = ", ".join(f"{k} {v}" for k, v in state.last_counts.items())
+        return f"last sync {success}: {counts}"
+    return f"failing since {_when(state.failing_since)} (last success {success}): {state.last_error}"
+
+
+def problems(sources: Sequence[SourceSettings], states: dict[str, SourceState], now: datetime) -> list[str]:
+    """The sources that have failed for longer than their ``alert_after``, one line each (pure)."""
+    found: list[str] = []
+    for source in sources:
+        state = states.get(source.name)
+        if state is not None and state.failing_since is not None and now - state.failing_since > source.alert_after:
+            found.append(
+                f"source {source.name} failing since {_when(state.failing_since)}: {state.last_error} "
+                f"(`mailer sync {source.name}` shows why)"
+            )
+    return found
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
