@@ -220,3 +220,29 @@ def test_a_label_that_is_not_text_is_refused_with_its_campaign(project: Path) ->
     _with(project, 'label = "Birthday wishes"', "label = 7")
     with pytest.raises(ConfigError, match=r"\[campaign birthday\] label: .*string"):
         load_settings(project)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ('name = "shop"\nkind = "sql"\nurl = "postgresql://shop:hunter2@db/shop"\ncustomers = "SELECT 1"',
+         "[source shop] url: holds a password: move the URL to url_env or url_file"),
+        ('name = "shop"\nkind = "sql"\nurl = "sqlite:///shop.db"\ncustomers = "DELETE FROM customers"',
+         "[source shop] customers: must be a SELECT query (the source is only read)"),
+        ('name = "drop"\nkind = "folder"', "[source drop] path: is required: the folder CSV files are dropped into"),
+        ('name = "x"\nkind = "ftp"', "[source x] kind: must be one of sql, folder"),
+    ],
+)
+def test_a_bad_source_is_one_line_naming_it(project: Path, source: str, message: str) -> None:
+    with project.open("a", encoding="utf-8") as config:
+        config.write(f"\n[[source]]\n{source}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(project)
+    assert str(caught.value).startswith(f"mailer.toml: {message}")
+
+
+def test_a_sqlite_source_is_relative_to_the_config_file(project: Path) -> None:
+    with project.open("a", encoding="utf-8") as config:
+        config.write('\n[[source]]\nname = "shop"\nkind = "sql"\nurl = "sqlite:///shop.db"\ncustomers = "SELECT 1;"\n')
+    [source] = load_settings(project).sources
+    assert (source.url, source.customers) == (f"sqlite:///{project.parent / 'shop.db'}", "SELECT 1")
