@@ -14,6 +14,7 @@ from mailer.cli.tabular import FORMATS, format_rows
 from mailer.contacts import optout_stats
 from mailer.outbox import feedback_report, history
 from mailer.service import events, giftwatch, monitor
+from mailer.service import sync as syncing
 from mailer.service.daemon import next_pass
 from mailer.store.tables import SendStatus
 
@@ -92,9 +93,13 @@ def status(app: App, fmt: str) -> None:
         # A gift pool that will not last its warning horizon needs a human before it runs dry.
         local_today = facts.now.astimezone(ZoneInfo(settings.sender.timezone)).date()
         facts.problems.extend(giftwatch.problems(session, settings, local_today))
+    # The [[source]]s: each one's last sync, and a problem once one has failed longer than its alert_after.
+    source_states = syncing.states(app.engine)
+    facts.problems.extend(syncing.problems(settings.sources, source_states, facts.now))
+    source_lines = [(s.name, syncing.describe(source_states.get(s.name))) for s in settings.sources]
     outbound = events.backlog(app.engine)  # [[webhook]] deliveries by status
     if fmt == "json":
-        click.echo(json.dumps({**monitor.as_json(facts), "events": outbound}, indent=2))
+        click.echo(json.dumps({**monitor.as_json(facts), "events": outbound, "sources": dict(source_lines)}, indent=2))
     else:
         zone = ZoneInfo(settings.sender.timezone)
         lines = [
@@ -106,6 +111,7 @@ def status(app: App, fmt: str) -> None:
             *[(f"webhook {name}", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
               for name, counts in sorted(outbound.items())],
         ]
+        lines += [(f"source {name}", text) for name, text in source_lines]
         for label, text in lines:
             click.echo(f"{label + ':':<14}{text}")
         if facts.problems:

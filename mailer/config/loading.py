@@ -46,6 +46,7 @@ from mailer.config.settings import (
     WebSettings,
     suggest,
 )
+from mailer.config.sources import crontab_list, source_tables
 from mailer.config.watching import parse_watch
 
 
@@ -93,6 +94,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
         _campaign(Table(name, f"campaign {i + 1}", table), {g.name: g for g in gifts})
         for i, table in enumerate(top.array_of_tables("campaign"))
     )
+    sources = source_tables(top, base)
     top.done()
     seen: set[str] = set()
     for campaign in campaigns:
@@ -100,7 +102,8 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
             raise ConfigError(f"{name}: [[campaign]] name: {campaign.name!r} is used twice")
         seen.add(campaign.name)
     return Settings(path, store, sender, transport, schedule, policy, render, campaigns, web, inbox,
-                    webhooks=webhooks, feedback=feedback, import_profiles=import_profiles, gifts=gifts, watch=watch)
+                    webhooks=webhooks, feedback=feedback, import_profiles=import_profiles, gifts=gifts, watch=watch,
+                    sources=sources)
 
 
 
@@ -206,6 +209,7 @@ def _schedule(t: Table) -> ScheduleSettings:
         passes=tuple(passes),
         retry_every=t.duration("retry_every", timedelta(minutes=5)),
         inbox_every=t.duration("inbox_every", timedelta(minutes=15)),
+        sync=crontab_list(t, "sync"),
     )
     if settings.inbox_every <= timedelta(0):
         raise t.error("inbox_every", "must be a positive duration, e.g. \"15m\"")

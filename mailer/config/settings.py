@@ -119,6 +119,7 @@ class ScheduleSettings:
     passes: tuple[str, ...] = ("5 * * * *",)
     retry_every: timedelta = timedelta(minutes=5)
     inbox_every: timedelta = timedelta(minutes=15)  # how often the daemon reads the [inbox]; only with one
+    sync: tuple[str, ...] = ()  # crontab expressions for running the [[source]]s; empty: before every pass
 
 
 @dataclass(frozen=True)
@@ -351,6 +352,28 @@ class WatchSettings:
 
 
 @dataclass(frozen=True)
+class SourceSettings:
+    """One ``[[source]]``: customers and interactions that reach the store without a person importing a CSV."""
+
+    name: str
+    kind: Literal["sql", "folder"]
+    alert_after: timedelta = timedelta(hours=6)  # `mailer status` fails once the source has failed this long
+    # sql: the business's database, by a URL without a password (url) or from env/file (url_env, url_file)
+    url: str = ""
+    url_secret: Secret = field(default_factory=Secret)
+    customers: str = ""  # the customers query; result columns named like the CSV import's headers
+    interactions: str = ""  # the interactions query (needs a reference column: rows are read again)
+    updated_column: str = ""  # a column both queries return; its high-water mark makes a sync incremental
+    # folder: CSV files dropped by another job; done/ and rejected/ are made inside it
+    path: Path | None = None
+    settle: timedelta = timedelta(minutes=1)  # a file unchanged for this long is no longer being written
+
+    def database_url(self) -> str:
+        """The SQL source's URL; raises ConfigError when url_env/url_file cannot be read."""
+        return self.url or self.url_secret.reveal()
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     store: StoreSettings
@@ -367,6 +390,7 @@ class Settings:
     import_profiles: tuple[ImportProfile, ...] = ()  # [import.profile.NAME] tables
     gifts: tuple[Gift, ...] = ()
     watch: WatchSettings = field(default_factory=WatchSettings)  # metrics, alerts, events out
+    sources: tuple[SourceSettings, ...] = ()  # [[source]] tables: `mailer sync` and the daemon read them
 
     def gift(self, name: str) -> Gift:
         for gift in self.gifts:
@@ -390,6 +414,14 @@ class Settings:
                 return campaign
         hint = suggest(name, [c.name for c in self.campaigns])
         raise ConfigError(f"{self.path.name}: no campaign named {name!r}{hint}")
+
+    def source(self, name: str) -> SourceSettings:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        hint = suggest(name, [s.name for s in self.sources])
+        raise ConfigError(f"{self.path.name}: no [[source]] named {name!r}{hint}")
+
 
 def suggest(word: str, choices: Any, prefix: str = "") -> str:
     """A " (did you mean 'x'?)" hint naming the choice closest to ``word`` (after ``prefix``), or ""."""

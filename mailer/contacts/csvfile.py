@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Generic, TypeVar
+from typing import Any, BinaryIO, Generic, Protocol, TypeVar
 
 from mailer.contacts.fields import InteractionRecord, RowProblem
 from mailer.contacts.mapping import Layout, NoAddress
@@ -251,6 +251,34 @@ def _parse_one(
             return ParsedRow(line, unit.raw, None, RowError(name, line, column, f"duplicate of line {first}"),
                              unit.mapped, unit.more)
     return ParsedRow(line, unit.raw, record, None, unit.mapped, unit.more)
+
+
+class RowReader(Protocol):
+    """Where an import's rows come from when not from its file: called once per read (the importer reads twice)."""
+
+    def __call__(
+        self,
+        layout: Layout,
+        parse: Callable[[dict[str, str]], R],
+        key: Callable[[R], object],
+        progress: Progress | None,
+    ) -> Iterator[ParsedRow[R]]: ...
+
+
+def parse_rows(
+    name: str,
+    rows: Iterable[tuple[int, dict[str, str]]],
+    layout: Layout,
+    parse: Callable[[dict[str, str]], R],
+    key: Callable[[R], object],
+) -> Iterator[ParsedRow[R]]:
+    """Numbered rows from elsewhere (a database source), mapped and checked exactly as a file's rows are.
+
+    ``layout`` must be bound to the rows' columns already (:meth:`Layout.bind`).
+    """
+    seen: dict[object, int] = {}
+    for line, raw in rows:
+        yield _parse_one(name, _shape(name, line, raw, layout), parse, key, seen, layout)
 
 
 def batches(rows: Iterator[ParsedRow[R]], size: int) -> Iterator[list[ParsedRow[R]]]:

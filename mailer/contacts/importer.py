@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, select, tuple_
+from sqlalchemy import Connection, Engine, func, select, tuple_
 from sqlmodel import Session, col
 
 from mailer.contacts.csvfile import (
@@ -37,6 +37,7 @@ from mailer.contacts.csvfile import (
     ParsedRow,
     Progress,
     RowError,
+    RowReader,
     batches,
     header_row,
     read_rows,
@@ -105,7 +106,7 @@ class ImportReport:
 
 
 def import_customers(
-    engine: Engine,
+    engine: Engine | Connection,
     path: Path,
     *,
     skip_invalid: bool = False,
@@ -114,6 +115,7 @@ def import_customers(
     default_zone: str = "UTC",
     now: datetime | None = None,
     layout: Layout | None = None,
+    reader: RowReader | None = None,
 ) -> ImportReport:
     """Upsert customers by external_id; raises ImportFailed (nothing written) on bad rows unless skipping.
 
@@ -122,14 +124,18 @@ def import_customers(
     what "in the future" is measured from. ``layout`` maps a shop's columns
     (default: the file uses mailer's). A consent column (``subscribed``) opts
     customers out or in again by the rule of ``optout.record_import_choice``.
-    A dry run does all of it in a transaction it rolls back.
+    ``reader`` gives the rows from elsewhere than the file (a database source);
+    ``path`` then only names them. Given a Connection inside a transaction, the
+    import commits nothing: the caller's transaction decides. A dry run does all
+    of it in a transaction it rolls back, so its counts are the real ones.
     """
     moment = now or utcnow()
     layout = layout or Layout("customers")
     parse = partial(customer_record, now=moment, default_zone=default_zone)
+    read = reader or partial(read_rows, path)
 
     def rows(progress: Progress | None = None) -> Iterator[ParsedRow[CustomerRecord]]:
-        parsed = read_rows(path, layout, parse, lambda r: r.external_id, progress)
+        parsed = read(layout, parse, lambda r: r.external_id, progress)
         return _one_customer_per_mailbox(parsed, str(path))
 
     with Session(engine) as session:
@@ -277,15 +283,22 @@ def _upsert_customers(
                 )
                 report.since_pending += 1
             customer = Customer(external_id=record.external_id, attributes=record.attributes, **fields)
+            session.add(customer)
             report.inserted += 1
         else:
-            for name, value in record.fields.items():
-                setattr(customer, name, value)
-            customer.attributes = {**(customer.attributes or {}), **record.attributes}
-            customer.updated_at = now
-            report.updated += 1
-        session.add(customer)
-        written.append((line, record, customer))
+            attributes = {**(customer.attributes or {}), **record.attributes}
+            if attributes == customer.attributes and all(
+                getattr(customer, name) == value for name, value in record.fields.items()
+            ):
+                report.unchanged += 1  # only a row whose values changed counts (and is stamped) as updated
+            else:
+                for name, value in record.fields.items():
+                    setattr(customer, name, value)
+                customer.attributes = attributes
+                customer.updated_at = now
+                session.add(customer)
+                report.updated += 1
+        written.append((line, record, customer))  # its consent is read even when nothing else changed
     session.flush()
     for line, record, customer in written:
         # A "yes" for someone who is not opted out has nothing to change: spare the statement.
@@ -296,7 +309,7 @@ def _upsert_customers(
 
 
 def import_interactions(
-    engine: Engine,
+    engine: Engine | Connection,
     path: Path,
     *,
     skip_invalid: bool = False,
@@ -305,6 +318,7 @@ def import_interactions(
     now: datetime | None = None,
     default_zone: str = "UTC",
     layout: Layout | None = None,
+    reader: RowReader | None = None,
 ) -> ImportReport:
     """Add interactions (a reference already present for the customer is not added twice).
 
@@ -319,12 +333,12 @@ def import_interactions(
     """
     layout = layout or Layout("interactions")
     parse = partial(interaction_record, now=now or utcnow(), by_email=layout.by_email)
+    read = reader or partial(read_rows, path)
     with Session(engine) as session:
         known = _CustomerIds(session, path, layout)
 
         def rows(progress: Progress | None = None) -> Iterator[ParsedRow[InteractionRecord]]:
-            parsed = read_rows(
-                path,
+            parsed = read(
                 layout,
                 parse,
                 lambda r: (r.customer_key, r.reference) if r.reference else None,

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import Engine
@@ -34,6 +35,7 @@ from mailer.delivery.report import relay_answered
 from mailer.planning.clock import PassClock
 from mailer.service import inbox as reading
 from mailer.service import runs, watching
+from mailer.service import sync as syncing
 from mailer.service.schedule import next_pass, pass_triggers
 
 __all__ = ["Daemon", "next_pass", "pass_triggers"]  # next_pass: kept importable from here
@@ -78,6 +80,11 @@ class Daemon:
             id="retry", name="retry sweep",
         )
         self.scheduler.add_job(self.pass_job, DateTrigger(), id="catch-up", name="catch-up pass at start-up")
+        if self.settings.sources:
+            zone = ZoneInfo(self.settings.sender.timezone)
+            for number, expression in enumerate(self.settings.schedule.sync):
+                self.scheduler.add_job(self.sync_job, CronTrigger.from_crontab(expression, timezone=zone),
+                                       id=f"sync-{number}", name=f"sync ({expression})")
         if self.settings.inbox is not None:
             self.scheduler.add_job(
                 self.inbox_job, IntervalTrigger(seconds=self.settings.schedule.inbox_every.total_seconds()),
@@ -110,9 +117,28 @@ class Daemon:
         self.scheduler.shutdown(wait=False)
 
     def pass_job(self) -> None:
-        self._job("pass", lambda: runs.scheduled_pass(
-            self.engine, self.settings, PassClock.at(), should_stop=self.stop
-        ))
+        def sync_then_pass() -> runs.Run | None:
+            if not self.settings.schedule.sync:  # no sync schedule of its own: the sources run before each pass
+                self.sync_sources()
+            return runs.scheduled_pass(self.engine, self.settings, PassClock.at(), should_stop=self.stop)
+
+        self._job("pass", sync_then_pass)
+
+    def sync_job(self) -> None:
+        """``[schedule] sync``: the sources on their own schedule, one job at a time like the others."""
+        with self._busy:
+            if not self.stop():
+                self.sync_sources()
+
+    def sync_sources(self) -> None:
+        """Run every [[source]]; a failing one is logged and the pass plans on the last good data."""
+        for outcome in syncing.sync(self.engine, self.settings):
+            level = logging.ERROR if outcome.failed else logging.INFO
+            log.log(
+                level, "source %s", outcome.summary(),
+                extra={"fields": {"event": "sync_failed" if outcome.failed else "sync_done", "source": outcome.name,
+                                  "counts": outcome.counts(), "error": outcome.error}},
+            )
 
     def sweep_job(self) -> None:
         self._job("retry", lambda: runs.retry_sweep(self.engine, self.settings, should_stop=self.stop))

@@ -364,3 +364,22 @@ class EventCursor(SQLModel, table=True):
 
     webhook: str = Field(primary_key=True, max_length=100)
     last_event_id: int = 0
+
+
+class SourceState(SQLModel, table=True):
+    """Where each ``[[source]]`` stands: its high-water marks and how its last syncs went (`mailer status`).
+
+    A mark is the largest ``updated_column`` value a committed sync read, kept with its type
+    (``{"type": "datetime", "value": "..."}``) so the next query compares like with like.
+    """
+
+    __tablename__ = "source_state"
+
+    name: str = Field(primary_key=True, max_length=100)
+    customers_mark: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    interactions_mark: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    last_attempt_at: datetime | None = None
+    last_success_at: datetime | None = None
+    failing_since: datetime | None = None  # the first failure since the last success; None while it works
+    last_error: str = ""
+    last_counts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

@@ -304,3 +304,29 @@ def test_two_gifts_with_one_name_are_refused(project: Path) -> None:
     project.write_text(text.replace(block, block + block, 1), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"\[\[gift\]\] name: 'anniversary-5' is used twice"):
         load_settings(project)
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ('name = "shop"\nkind = "sql"\nurl = "postgresql://shop:hunter2@db/shop"\ncustomers = "SELECT 1"',
+         "[source shop] url: holds a password: move the URL to url_env or url_file"),
+        ('name = "shop"\nkind = "sql"\nurl = "sqlite:///shop.db"\ncustomers = "DELETE FROM customers"',
+         "[source shop] customers: must be a SELECT query (the source is only read)"),
+        ('name = "drop"\nkind = "folder"', "[source drop] path: is required: the folder CSV files are dropped into"),
+        ('name = "x"\nkind = "ftp"', "[source x] kind: must be one of sql, folder"),
+    ],
+)
+def test_a_bad_source_is_one_line_naming_it(project: Path, source: str, message: str) -> None:
+    with project.open("a", encoding="utf-8") as config:
+        config.write(f"\n[[source]]\n{source}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(project)
+    assert str(caught.value).startswith(f"mailer.toml: {message}")
+
+
+def test_a_sqlite_source_is_relative_to_the_config_file(project: Path) -> None:
+    with project.open("a", encoding="utf-8") as config:
+        config.write('\n[[source]]\nname = "shop"\nkind = "sql"\nurl = "sqlite:///shop.db"\ncustomers = "SELECT 1;"\n')
+    [source] = load_settings(project).sources
+    assert (source.url, source.customers) == (f"sqlite:///{project.parent / 'shop.db'}", "SELECT 1")
