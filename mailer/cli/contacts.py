@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -31,7 +32,10 @@ def _import_command(kind: str, run: Callable[..., importer.ImportReport]) -> Non
     def command(app: App, file: Path, skip_invalid: bool, dry_run: bool) -> None:
         with _progress(file) as progress:
             # A customer without a zone of their own joined on a date in the sender's zone.
-            zone = {"default_zone": app.settings.sender.timezone} if kind == "customers" else {}
+            zone: dict[str, Any] = {}
+            if kind == "customers":
+                dated = [c.attribute for c in app.settings.campaigns if c.occasion == "date"]
+                zone = {"default_zone": app.settings.sender.timezone, "date_columns": dated}
             report = run(app.engine, file, skip_invalid=skip_invalid, dry_run=dry_run, progress=progress, **zone)
         click.echo(report.summary())
 

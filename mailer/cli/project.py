@@ -49,8 +49,9 @@ def demo(directory: Path) -> None:
     engine = store.make_engine(settings.store.url)
     store.create_schema(engine)
     data = directory / "data"
-    for kind, run in (("customers", importer.import_customers), ("interactions", importer.import_interactions)):
-        click.echo(run(engine, data / f"{kind}.csv").summary())
+    dated = [c.attribute for c in settings.campaigns if c.occasion == "date"]
+    click.echo(importer.import_customers(engine, data / "customers.csv", date_columns=dated).summary())
+    click.echo(importer.import_interactions(engine, data / "interactions.csv").summary())
     # The same recorded, locked pass as `mailer run --date today`, so `mailer status` sees it.
     with runs.exclusive(settings.store.url, "demo"):
         report = runs.scheduled_pass(engine, settings, PassClock.on(day)).report

@@ -14,8 +14,8 @@ store, are a bad row.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
@@ -36,6 +36,7 @@ from mailer.contacts.csvfile import (
     read_rows,
     write_rejected,
 )
+from mailer.contacts.dates import date_attributes, sync_many
 from mailer.contacts.fields import (
     CUSTOMER_REQUIRED,
     INTERACTION_REQUIRED,
@@ -79,14 +80,20 @@ def import_customers(
     progress: Progress | None = None,
     default_zone: str = "UTC",
     now: datetime | None = None,
+    date_columns: Collection[str] = (),
 ) -> ImportReport:
     """Upsert customers by external_id; raises ImportFailed (nothing written) on bad rows unless skipping.
 
     ``default_zone`` is the zone of customers without one of their own (the
     ``[sender] timezone``); ``now`` (aware, default the current instant) is
-    what "in the future" is measured from.
+    what "in the future" is measured from. ``date_columns`` (the attributes
+    date campaigns name) must hold dates or be blank.
     """
-    parse = partial(customer_record, now=now or utcnow(), default_zone=default_zone)
+    checked = partial(customer_record, now=now or utcnow(), default_zone=default_zone)
+
+    def parse(row: dict[str, str]) -> CustomerRecord:
+        record = checked(row)
+        return replace(record, dates=date_attributes(record.attributes, date_columns))
 
     def rows(progress: Progress | None = None) -> Iterator[ParsedRow[CustomerRecord]]:
         parsed = read_rows(path, CUSTOMER_REQUIRED, parse, lambda r: r.external_id, progress)
@@ -222,6 +229,7 @@ def _upsert_customers(session: Session, records: list[CustomerRecord], report: I
         for c in session.execute(select(Customer).where(Customer.external_id.in_(ids))).scalars()  # type: ignore[attr-defined]
     }
     now = utcnow()
+    written: list[tuple[Customer, CustomerRecord]] = []
     for record in records:
         customer = existing.get(record.external_id)
         if customer is None:
@@ -234,7 +242,9 @@ def _upsert_customers(session: Session, records: list[CustomerRecord], report: I
             customer.updated_at = now
             report.updated += 1
         session.add(customer)
+        written.append((customer, record))
     session.flush()
+    sync_many(session, [(customer.id or 0, record.dates) for customer, record in written])
 
 
 def import_interactions(
