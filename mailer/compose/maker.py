@@ -8,6 +8,7 @@ customer gets.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from email.message import EmailMessage
 
 from mailer.addresses import ascii_domain
@@ -64,7 +65,13 @@ class MessageMaker:
     def compose_wire(self, row: SendLog, customer: Customer) -> WireMessage:
         """The same message as :meth:`compose`, straight to SMTP DATA bytes (see :mod:`mailer.compose.wire`)."""
         rendered, envelope, message_id = self._render(row, customer)
-        return serialize(rendered, envelope, self.settings.sender, message_id=message_id)
+        wire = serialize(rendered, envelope, self.settings.sender, message_id=message_id)
+        return replace(wire, locale=rendered.locale or self.settings.sender.locale)
+
+    def locale_for(self, row: SendLog, customer: Customer) -> str:
+        """The locale the row's message is written in: its customer's variant of the template, else the default's."""
+        sender = self.settings.sender
+        return self.renderer.variant(row.template, customer.locale or sender.locale) or sender.locale
 
     def _render(self, row: SendLog, customer: Customer) -> tuple[Rendered, Envelope, str]:
         sender = self.settings.sender
@@ -76,7 +83,9 @@ class MessageMaker:
         unsubscribe_url = f"{sender.unsubscribe_url}/u/{token}"
         details = occasion_view(row.occasion_kind, row.occasion_key, row.campaign, row.due_date, dict(row.occasion))
         context = template_context(customer, details, sender, unsubscribe_url)
-        rendered = self.renderer.render(row.template, context)
+        rendered = self.renderer.render(
+            row.template, context, customer.locale or sender.locale, default_locale=sender.locale
+        )
         reference = occasion_ref(self.secret, customer.id or 0, row.campaign, row.occasion_key)
         mailto = unsubscribe_mailto(sender, self.secret, customer.id or 0)
         envelope = envelope_for(customer, sender, unsubscribe_url, reference=reference, unsubscribe_mailto=mailto)

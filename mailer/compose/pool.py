@@ -50,6 +50,7 @@ class Prepared:
     data: bytes = b""
     error: str = ""  # a render or header error: the row fails with it
     campaign: str = ""  # re-checked before sending: the customer may have left it since
+    locale: str = ""  # the templates' locale, recorded in the send log
 
 
 def prepare(maker: MessageMaker, row: SendLog, customer: Customer) -> Prepared:
@@ -60,7 +61,7 @@ def prepare(maker: MessageMaker, row: SendLog, customer: Customer) -> Prepared:
         wire = maker.compose_wire(row, customer)
     except (RenderError, HeaderError) as exc:
         return Prepared(*where, error=f"render error: {exc}", campaign=row.campaign)
-    return Prepared(*where, wire.subject, wire.message_id, wire.data, campaign=row.campaign)
+    return Prepared(*where, wire.subject, wire.message_id, wire.data, campaign=row.campaign, locale=wire.locale)
 
 
 # The message maker of one worker process (its renderer, templates and secret), made once.
