@@ -67,11 +67,17 @@ VARIABLES: dict[str, Variable] = {
     "occasion": V(
         "why the email is sent",
         fields={
-            "kind": V("anniversary, birthday, milestone, silence or follow_up", "anniversary"),
-            "date": V("the day the occasion falls on (the email may go out a few days later)", "23 November 2026"),
+            "kind": V("anniversary, birthday, milestone, silence, follow_up or date", "anniversary"),
+            "date": V(
+                "the day the occasion falls on (the email may go out a few days later); for a date occasion, "
+                "the attribute's date itself (the renewal day)",
+                "23 November 2026",
+            ),
             "key": V("the occasion's unique key", "anniversary:2026"),
             "campaign": V("the campaign's name in mailer.toml", "customer-anniversary"),
-            "years": V("whole years as a customer", "5", ("anniversary",)),
+            "years": V(
+                "whole years as a customer (date: years since the attribute's date)", "5", ("anniversary", "date")
+            ),
             "age": V("their new age when the birth year is known, else empty", "40", ("birthday",)),
             "metric": V(
                 "what was counted: order_count, lifetime_spend, interaction_count or years_as_customer",
@@ -84,6 +90,10 @@ VARIABLES: dict[str, Variable] = {
                 "the day we last heard from them (or they became a customer)", "24 September 2026", ("silence",)
             ),
             "days_after": V("days between the interaction and this email", "7", ("follow_up",)),
+            "attribute": V("the customer column holding the date", "renewal_date", ("date",)),
+            "days_until": V(
+                "days from the email's due day to the date (negative: the date has passed)", "14", ("date",)
+            ),
             "interaction": V(
                 "the order, visit or call being followed up",
                 occasions=("follow_up",),
@@ -294,6 +304,12 @@ def sample_occasion(kind: str, customer: Customer, day: date, campaign: Campaign
         days = campaign.after_days[0] if campaign and campaign.after_days else 60
         last = day - timedelta(days=days)
         details, key = {"days_silent": days, "silent_since": last}, f"silence:{last.isoformat()}:{days}"
+    elif kind == "date":
+        attribute = campaign.attribute if campaign and campaign.attribute else "renewal_date"
+        ahead = -campaign.offset_days if campaign else 14
+        marked = day + timedelta(days=ahead)
+        details = {"attribute": attribute, "date": marked, "days_until": ahead, "years": 1}
+        key = f"date:{attribute}:{marked.isoformat()}"
     else:
         days = campaign.after_days[0] if campaign and campaign.after_days else 7
         interaction = {

@@ -51,7 +51,8 @@ def test_preview_prints_subject_and_text_for_a_sample_customer_and_writes_the_ht
     )
     assert code == 0
     assert stdout.startswith(
-        "Subject: 7 years together, Zoë: thank you\n(anniversary email for sample-unicode, in en: the default templates)\n"
+        "Subject: 7 years together, Zoë: thank you\n"
+        "(anniversary email for sample-unicode, in en: the default templates)\n"
     )
     assert "Happy 7th anniversary, Zoë." in stdout
     assert "On 28 February 2019 you became a customer of Northwind Coffee Roasters." in stdout
