@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -42,8 +43,10 @@ def _import_command(kind: str, run: Callable[..., importer.ImportReport]) -> Non
         layout = layout_for(kind, file, profile=profile, maps=pairs, settings=app.settings)
         with _progress(file) as progress:
             # Customers without a zone of their own live in the sender's zone (join day, first order day).
-            report = run(app.engine, file, skip_invalid=skip_invalid, dry_run=dry_run, progress=progress,
-                         default_zone=app.settings.sender.timezone, layout=layout)
+            options: dict[str, Any] = {"default_zone": app.settings.sender.timezone, "layout": layout}
+            if kind == "customers":  # the attributes date campaigns name must hold dates
+                options["date_columns"] = [c.attribute for c in app.settings.campaigns if c.occasion == "date"]
+            report = run(app.engine, file, skip_invalid=skip_invalid, dry_run=dry_run, progress=progress, **options)
         if dry_run:
             _show_reading(report)
         click.echo(report.summary())

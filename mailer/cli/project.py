@@ -54,8 +54,9 @@ def demo(directory: Path) -> None:
     engine = store.make_engine(settings.store.url)
     store.create_schema(engine)
     data = directory / "data"
-    for kind, run in (("customers", importer.import_customers), ("interactions", importer.import_interactions)):
-        click.echo(run(engine, data / f"{kind}.csv").summary())
+    dated = [c.attribute for c in settings.campaigns if c.occasion == "date"]
+    click.echo(importer.import_customers(engine, data / "customers.csv", date_columns=dated).summary())
+    click.echo(importer.import_interactions(engine, data / "interactions.csv").summary())
     for filled in project.fill_sample_pools(engine, settings, data, day, datetime.now(UTC)):
         click.echo(filled.summary())
     # The same recorded, locked pass as `mailer run --date today`, so `mailer status` sees it.

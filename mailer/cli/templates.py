@@ -50,6 +50,8 @@ def templates_check(app: App, directory: Path | None, spam_score: bool) -> None:
         folder = directory.resolve()
         campaigns, sender, inliner = (), PLACEHOLDER_SENDER, "premailer"
     problems = check_templates(folder, campaigns, sender, inliner)
+    if directory is None:
+        problems += _missing_versions(app, folder)
     if spam_score:
         problems = sorted([*problems, *_spam_scores(folder, problems, campaigns, sender, inliner)])
     base = Path.cwd()
@@ -63,6 +65,22 @@ def templates_check(app: App, directory: Path | None, spam_score: bool) -> None:
     names = [p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))]
     noted = f", {warnings} warning{'s' if warnings != 1 else ''}" if warnings else ""
     click.echo(f"{len(names)} templates in {folder}: no problems{noted}")
+
+
+def _missing_versions(app: App, folder: Path) -> list[Problem]:
+    """Warnings for emails lacking a version in a language the stored customers read; none without a store."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from mailer.compose.checker import missing_version_warnings
+    from mailer.contacts.languages import locale_counts
+
+    locale = app.settings.sender.locale
+    try:
+        counts = locale_counts(app.engine, locale)
+    except (MailerError, SQLAlchemyError):
+        click.echo("languages not compared: the store cannot be read (mailer db upgrade?)", err=True)
+        return []
+    return missing_version_warnings(folder, counts, locale)
 
 
 def _spam_scores(
@@ -95,20 +113,28 @@ def templates_variables() -> None:
 @click.argument("name", required=False)
 @click.option(
     "--customer", "customer_id", metavar="EXTERNAL_ID",
-    help="A customer from the store, or sample-full / sample-email-only / sample-unicode.",
+    help="A customer from the store, or sample-full / sample-email-only / sample-unicode / sample-de.",
 )
 @click.option("--date", "day", type=click.DateTime(["%Y-%m-%d"]), help="The occasion's day (default: today).")
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path),
     help="Write the HTML (FILE.html) or the whole message (FILE.eml).",
 )
+@click.option("--locale", default="", help="Render in this language (de, de-AT…); default: the customer's.")
 @click.option("--serve", is_flag=True, help="Start the preview page on 127.0.0.1 instead.")
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8026, show_default=True, help="With --serve (0: any free port)."
 )
 @pass_app
 def preview(
-    app: App, name: str | None, customer_id: str | None, day: datetime | None, out: Path | None, serve: bool, port: int
+    app: App,
+    name: str | None,
+    customer_id: str | None,
+    day: datetime | None,
+    out: Path | None,
+    locale: str,
+    serve: bool,
+    port: int,
 ) -> None:
     """Render template NAME for a customer: subject and text here, HTML to --out; or --serve the preview page."""
     from mailer.web import preview as previews
@@ -122,11 +148,14 @@ def preview(
     renderer = Renderer(settings.render.templates, settings.render.inliner)
     engine = app.engine if customer_id and not customer_id.startswith("sample-") else None
     customer = previews.find_customer(engine, customer_id or previews.DEFAULT_SAMPLE)
-    shown = previews.render_preview(settings, renderer, name, customer, day.date() if day else today(), engine)
+    shown = previews.render_preview(
+        settings, renderer, name, customer, day.date() if day else today(), engine, locale=locale
+    )
     if shown.rendered is None:
         raise MailerError("\n".join(shown.problems))
     click.echo(f"Subject: {shown.rendered.subject}")
-    click.echo(f"({shown.kind} email for {shown.customer_label})\n")
+    version = shown.rendered.locale or "default"
+    click.echo(f"({shown.kind} email for {shown.customer_label}, in {shown.locale}: the {version} templates)\n")
     click.echo(shown.rendered.text, nl=False)
     if out:
         if out.suffix == ".eml":

@@ -13,7 +13,7 @@ requires the unsubscribe link and the postal address in both parts.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from html import unescape
@@ -35,9 +35,16 @@ from mailer.compose.context import (
 from mailer.compose.inline import INLINERS
 from mailer.compose.maker import envelope_for
 from mailer.compose.message import HeaderError
-from mailer.compose.render import HTML, PARTS, SUBJECT, TEXT, Renderer, RenderError
+from mailer.compose.render import HTML, PARTS, SUBJECT, TEXT, Renderer, RenderError, part_name
 from mailer.compose.spamscore import SPAM_ABOVE, WARN_ABOVE, score_messages
 from mailer.compose.text import html_to_text
+from mailer.compose.variants import (
+    attribute_columns,
+    columns_beyond_default,
+    missing_versions,
+    variant_naming_problems,
+    variants,
+)
 from mailer.compose.wire import serialize
 from mailer.config import OCCASION_KINDS, Campaign, Secret, SenderSettings
 from mailer.config.settings import suggest
@@ -140,9 +147,50 @@ def check_email(
             problems.append(Problem(path, 1, f"missing: every email needs {', '.join(PARTS)}"))
         else:
             problems.extend(check_file(renderer, path, kinds))
+    versions = check_versions(renderer, name, kinds, campaigns, sender, inliner)
     if problems:
-        return problems  # rendering a broken or incomplete template would only repeat these
-    return _check_renders(renderer, name, kinds, campaigns, sender, inliner)
+        return problems + versions  # rendering a broken or incomplete template would only repeat these
+    return _check_renders(renderer, name, kinds, campaigns, sender, inliner) + versions
+
+
+def check_versions(
+    renderer: Renderer,
+    name: str,
+    kinds: tuple[str, ...],
+    campaigns: Sequence[Campaign],
+    sender: SenderSettings,
+    inliner: str = "premailer",
+) -> list[Problem]:
+    """Each language version of ``name`` checked as the default is (files, syntax, variables, rendering),
+    and for customer columns the default version does not read (see :mod:`mailer.compose.variants`)."""
+    folder = renderer.templates_dir / name
+    default_columns = {c for part in PARTS for c in _attribute_columns(renderer, folder / part)}
+    problems: list[Problem] = []
+    for locale, parts in sorted(variants(folder).items()):
+        naming = [Problem(path, 1, message) for path, message in variant_naming_problems(folder, locale, parts)]
+        files = [folder / part_name(part, locale) for part in PARTS]
+        found = naming or [p for path in files for p in check_file(renderer, path, kinds)]
+        for path in files:
+            beyond = columns_beyond_default(_attribute_columns(renderer, path), default_columns)
+            found.extend(Problem(path, line, message) for line, message in beyond)
+        problems.extend(found or _check_renders(renderer, name, kinds, campaigns, sender, inliner, variant=locale))
+    return problems
+
+
+def _attribute_columns(renderer: Renderer, path: Path) -> dict[str, int]:
+    try:
+        return attribute_columns(renderer.env.parse(path.read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, jinja2.TemplateSyntaxError):
+        return {}  # reported by check_file
+
+
+def missing_version_warnings(
+    templates_dir: Path, locale_counts: Mapping[str, int], default_locale: str
+) -> list[Problem]:
+    """A warning per email that has no version for locales the customers have (``locale_counts``: customers each)."""
+    names = Renderer(templates_dir, None).names()
+    found = missing_versions(templates_dir, names, locale_counts, default_locale)
+    return [Problem(folder, 0, message, warning=True) for folder, message in found]
 
 
 def check_page(
@@ -264,9 +312,11 @@ def _check_renders(
     campaigns: Sequence[Campaign],
     sender: SenderSettings,
     inliner: str,
+    variant: str = "",
 ) -> list[Problem]:
     """Render for every sample customer and occasion; then look for the unsubscribe link and address."""
     folder = renderer.templates_dir / name
+    text_part, html_part, subject_part = (part_name(part, variant) for part in (TEXT, HTML, SUBJECT))
     by_kind = {c.occasion: c for c in campaigns if c.template == name}
     errors: dict[str, list[Problem]] = {}
     rendered = None
@@ -279,9 +329,9 @@ def _check_renders(
             gift = None if customer.external_id == "sample-email-only" else sample_gift(CHECK_DAY)
             context = template_context(customer, occasion, sender, CHECK_UNSUBSCRIBE_URL, ask, gift=gift)
             try:
-                result = renderer.render(name, context)
+                result = renderer.render(name, context, variant, variant=variant, default_locale=sender.locale)
             except RenderError as exc:
-                errors[kind].append(_located(exc, folder / HTML, f" ({kind} email for {customer.external_id})"))
+                errors[kind].append(_located(exc, folder / html_part, f" ({kind} email for {customer.external_id})"))
                 continue
             if customer.external_id == "sample-full":
                 rendered = result
@@ -298,32 +348,34 @@ def _check_renders(
         pass
     elif CHECK_UNSUBSCRIBE_URL not in rendered.text:
         problems.append(
-            Problem(folder / TEXT, 1, 'no unsubscribe link: add {{ unsubscribe_url }} (or include "_footer.txt")')
+            Problem(folder / text_part, 1, 'no unsubscribe link: add {{ unsubscribe_url }} (or include "_footer.txt")')
         )
     if kinds != (NOTICE_KIND,) and not re.search(
         r"<a\b[^>]*\bhref=[\"']" + re.escape(CHECK_UNSUBSCRIBE_URL) + r"[\"']", rendered.html
     ):
         problems.append(
             Problem(
-                folder / HTML,
+                folder / html_part,
                 1,
                 'no unsubscribe link: add <a href="{{ unsubscribe_url }}">Unsubscribe</a> (the layout has one)',
             )
         )
     if address not in text_words:
         problems.append(
-            Problem(folder / TEXT, 1, 'no postal address: add {{ company.postal_address }} (or include "_footer.txt")')
+            Problem(
+                folder / text_part, 1, 'no postal address: add {{ company.postal_address }} (or include "_footer.txt")'
+            )
         )
     if address not in unescape(html_words):
         problems.append(
-            Problem(folder / HTML, 1, "no postal address: add {{ company.postal_address }} (the layout has it)")
+            Problem(folder / html_part, 1, "no postal address: add {{ company.postal_address }} (the layout has it)")
         )
     if not rendered.subject:
-        problems.append(Problem(folder / SUBJECT, 1, "the subject renders empty"))
+        problems.append(Problem(folder / subject_part, 1, "the subject renders empty"))
     try:
         INLINERS[inliner](rendered.html)
     except Exception as exc:  # an inliner's parse errors have no common type; each is reported, none ignored
-        problems.append(Problem(folder / HTML, 1, f"the CSS inliner ({inliner}) failed: {exc}"))
+        problems.append(Problem(folder / html_part, 1, f"the CSS inliner ({inliner}) failed: {exc}"))
     return problems
 
 

@@ -70,6 +70,7 @@ VARIABLES: dict[str, Variable] = {
             "customer_since": V("the day they became a customer", "14 March 2021"),
             "birthday": V("their birthday (year 2000 when the year is unknown), or empty", "2 July 1986"),
             "timezone": V("their time zone, or empty", "Europe/London"),
+            "locale": V("their language (BCP 47), or empty for the [sender] locale", "de-AT"),
             "tags": V("their tags, a list", "vip, wholesale"),
             "order_count": V("number of orders so far", "12"),
             "lifetime_spend": V("total amount spent so far", "1,234.50"),
@@ -85,11 +86,17 @@ VARIABLES: dict[str, Variable] = {
     "occasion": V(
         "why the email is sent",
         fields={
-            "kind": V("anniversary, birthday, milestone, silence or follow_up", "anniversary"),
-            "date": V("the day the occasion falls on (the email may go out a few days later)", "23 November 2026"),
+            "kind": V("anniversary, birthday, milestone, silence, follow_up or date", "anniversary"),
+            "date": V(
+                "the day the occasion falls on (the email may go out a few days later); for a date occasion, "
+                "the attribute's date itself (the renewal day)",
+                "23 November 2026",
+            ),
             "key": V("the occasion's unique key", "anniversary:2026"),
             "campaign": V("the campaign's name in mailer.toml", "customer-anniversary"),
-            "years": V("whole years as a customer", "5", ("anniversary",)),
+            "years": V(
+                "whole years as a customer (date: years since the attribute's date)", "5", ("anniversary", "date")
+            ),
             "age": V("their new age when the birth year is known, else empty", "40", ("birthday",)),
             "metric": V(
                 "what was counted: order_count, lifetime_spend, interaction_count or years_as_customer",
@@ -102,6 +109,10 @@ VARIABLES: dict[str, Variable] = {
                 "the day we last heard from them (or they became a customer)", "24 September 2026", ("silence",)
             ),
             "days_after": V("days between the interaction and this email", "7", ("follow_up",)),
+            "attribute": V("the customer column holding the date", "renewal_date", ("date",)),
+            "days_until": V(
+                "days from the email's due day to the date (negative: the date has passed)", "14", ("date",)
+            ),
             "interaction": V(
                 "the order, visit or call being followed up",
                 occasions=("follow_up",),
@@ -171,6 +182,7 @@ def customer_view(customer: Customer) -> dict[str, Any]:
         "customer_since": customer.customer_since,
         "birthday": customer.birthday,
         "timezone": customer.timezone or "",
+        "locale": customer.locale or "",
         "tags": list(customer.tags or []),
         "order_count": customer.order_count,
         "lifetime_spend": customer.lifetime_spend,
@@ -314,6 +326,25 @@ def sample_customers() -> dict[str, Customer]:
             lifetime_spend=Decimal("88"),
             interaction_count=3,
         ),
+        # A reader of the German templates (Austrian German: the de-AT → de fallback and "Jänner").
+        "sample-de": _sample(
+            "sample-de",
+            "juergen.mueller@example.com",
+            date(2020, 1, 15),
+            first_name="Jürgen",
+            last_name="Müller",
+            birthday_month=7,
+            birthday_day=2,
+            birthday_year=1979,
+            timezone="Europe/Vienna",
+            locale="de-AT",
+            owner_name="Hannah Lee",
+            owner_email="hannah@northwind.example",
+            attributes={"favourite_roast": "Wiener Melange"},
+            order_count=12,
+            lifetime_spend=Decimal("1234.50"),
+            interaction_count=14,
+        ),
     }
 
 
@@ -339,6 +370,12 @@ def sample_occasion(kind: str, customer: Customer, day: date, campaign: Campaign
         days = campaign.after_days[0] if campaign and campaign.after_days else 60
         last = day - timedelta(days=days)
         details, key = {"days_silent": days, "silent_since": last}, f"silence:{last.isoformat()}:{days}"
+    elif kind == "date":
+        attribute = campaign.attribute if campaign and campaign.attribute else "renewal_date"
+        ahead = -campaign.offset_days if campaign else 14
+        marked = day + timedelta(days=ahead)
+        details = {"attribute": attribute, "date": marked, "days_until": ahead, "years": 1}
+        key = f"date:{attribute}:{marked.isoformat()}"
     else:
         days = campaign.after_days[0] if campaign and campaign.after_days else 7
         interaction = {

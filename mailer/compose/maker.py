@@ -8,6 +8,7 @@ customer gets.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
@@ -71,7 +72,19 @@ class MessageMaker:
     def compose_wire(self, row: SendLog, customer: Customer) -> WireMessage:
         """The same message as :meth:`compose`, straight to SMTP DATA bytes (see :mod:`mailer.compose.wire`)."""
         rendered, envelope, message_id = self._render(row, customer)
-        return serialize(rendered, envelope, self.settings.sender, message_id=message_id)
+        wire = serialize(rendered, envelope, self.settings.sender, message_id=message_id)
+        return replace(wire, locale=rendered.locale or self.settings.sender.locale)
+
+    def locale_for(self, row: SendLog, customer: Customer) -> str:
+        """The locale the row's message is written in: its reader's variant of the template, else the default's."""
+        sender = self.settings.sender
+        return self.renderer.variant(row.template, self._reader_locale(row, customer)) or sender.locale
+
+    def _reader_locale(self, row: SendLog, customer: Customer) -> str:
+        """The customer's language; an owner's notice is read by the business, in the sender's."""
+        if row.occasion_kind == NOTICE_KIND:
+            return self.settings.sender.locale
+        return customer.locale or self.settings.sender.locale
 
     def recipient(self, row: SendLog, customer: Customer) -> str:
         """Where the row's message goes: the customer, or for an owner's notice their account owner."""
@@ -96,7 +109,9 @@ class MessageMaker:
             # Never without the promised gift: the pass binds a code (or defers) before any email is made.
             raise RenderError(f"campaign {row.campaign!r} gives a gift but no code is bound to this row yet")
         context = template_context(customer, details, sender, unsubscribe_url, self._ask(row), gift=gift)
-        rendered = self.renderer.render(row.template, context)
+        rendered = self.renderer.render(
+            row.template, context, self._reader_locale(row, customer), default_locale=sender.locale
+        )
         reference = occasion_ref(self.secret, customer.id or 0, row.campaign, row.occasion_key)
         if notice:
             envelope = answers.notice_envelope(customer, sender, reference)

@@ -52,6 +52,7 @@ class Prepared:
     error: str = ""  # a render or header error: the row fails with it
     campaign: str = ""  # re-checked before sending: the customer may have left it since
     to_customer: bool = True  # False for staff mail about the customer (an owner's notice): opt-outs do not stop it
+    locale: str = ""  # the templates' locale, recorded in the send log
 
 
 def prepare(maker: MessageMaker, row: SendLog, customer: Customer) -> Prepared:
@@ -64,7 +65,10 @@ def prepare(maker: MessageMaker, row: SendLog, customer: Customer) -> Prepared:
         wire = maker.compose_wire(row, customer)
     except (RenderError, HeaderError) as exc:
         return Prepared(*where, error=f"render error: {exc}", campaign=row.campaign, to_customer=to_customer)
-    return Prepared(*where, wire.subject, wire.message_id, wire.data, campaign=row.campaign, to_customer=to_customer)
+    return Prepared(
+        *where, wire.subject, wire.message_id, wire.data, campaign=row.campaign, to_customer=to_customer,
+        locale=wire.locale,
+    )
 
 
 # The message maker of one worker process (its renderer, templates and secret), made once.

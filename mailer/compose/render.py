@@ -30,7 +30,6 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +38,10 @@ from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from mailer.compose.formats import LOCALE_FILTERS, LOCALE_KEY, formatting_locale
 from mailer.compose.inline import INLINERS, as_is
 from mailer.compose.text import html_to_text, one_line, tidy_text
+from mailer.config.locales import fallback_chain
 from mailer.errors import MailerError
 
 SUBJECT = "subject.txt"
@@ -83,6 +84,15 @@ class Rendered:
     subject: str
     text: str
     html: str
+    locale: str = ""  # the locale of the template files used ("" for the default ones)
+
+
+def part_name(part: str, locale: str) -> str:
+    """``subject.txt`` of the ``de`` variant is ``subject.de.txt``; the default variant's is ``subject.txt``."""
+    if not locale:
+        return part
+    stem, _, suffix = part.rpartition(".")
+    return f"{stem}.{locale}.{suffix}"
 
 
 def _default(value: Any, fallback: Any = "", boolean: bool = False) -> Any:
@@ -94,28 +104,6 @@ def _default(value: Any, fallback: Any = "", boolean: bool = False) -> Any:
     return value
 
 
-def _ordinal(value: int) -> str:
-    """1 → "1st", 12 → "12th", 23 → "23rd"."""
-    number = int(value)
-    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
-    return f"{number}{suffix}"
-
-
-def _format_date(value: date | datetime | None, fmt: str = "%-d %B %Y") -> str:
-    if value is None or isinstance(value, jinja2.Undefined):
-        return ""
-    if isinstance(value, str):
-        value = date.fromisoformat(value[:10])
-    return value.strftime(fmt)
-
-
-def _money(value: Any, symbol: str = "") -> str:
-    """12 → "12.00", 1234.5 → "1,234.50"; with a symbol: "£1,234.50"."""
-    if value is None or value == "" or isinstance(value, jinja2.Undefined):
-        return ""
-    return f"{symbol}{float(value):,.2f}"
-
-
 def _plural(count: Any, singular: str = "", plural: str = "s") -> str:
     """``order{{ n | plural }}`` → "order" or "orders"; ``{{ n | plural("y", "ies") }}``."""
     return singular if count == 1 else plural
@@ -124,10 +112,8 @@ def _plural(count: Any, singular: str = "", plural: str = "s") -> str:
 FILTERS: dict[str, Callable[..., Any]] = {
     "default": _default,
     "d": _default,
-    "ordinal": _ordinal,
-    "date": _format_date,
-    "money": _money,
     "plural": _plural,
+    **LOCALE_FILTERS,  # date, money, number and ordinal, in the reader's language (mailer.compose.formats)
 }
 
 
@@ -345,20 +331,47 @@ class Renderer:
             return []
         return sorted(p.name for p in self.templates_dir.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
 
-    def render(self, name: str, context: Mapping[str, Any]) -> Rendered:
-        """Render subject, text and HTML; raises RenderError naming the file and line."""
+    def variant(self, name: str, locale: str) -> str:
+        """The locale whose files ``name`` has for a reader of ``locale`` (de-AT → de → ""), "" for the default.
+
+        A variant counts when it has its own subject and HTML (the text part may
+        be derived, as for the default), so one email never mixes two languages.
+        """
+        folder = self.templates_dir / name
+        for candidate in fallback_chain(locale):
+            if all((folder / part_name(part, candidate)).is_file() for part in (SUBJECT, HTML)):
+                return candidate
+        return ""
+
+    def render(
+        self,
+        name: str,
+        context: Mapping[str, Any],
+        locale: str = "",
+        *,
+        default_locale: str = "en",
+        variant: str | None = None,
+    ) -> Rendered:
+        """Render subject, text and HTML in the reader's ``locale``; raises RenderError naming the file and line.
+
+        The files are those of :meth:`variant` (or exactly ``variant`` when given,
+        as the check does); dates and money are formatted for the reader.
+        """
         folder = self.templates_dir / name
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) or not folder.is_dir():
             raise RenderError(f"{folder}: no such template")
-        subject = one_line(self.render_file(f"{name}/{SUBJECT}", context))
+        used = self.variant(name, locale) if variant is None else variant
+        context = {**context, LOCALE_KEY: formatting_locale(locale, used, default_locale)}
+        subject_part, html_part, text_part = (part_name(p, used) for p in (SUBJECT, HTML, TEXT))
+        subject = one_line(self.render_file(f"{name}/{subject_part}", context))
         if not subject:
-            raise RenderError(f"{folder / SUBJECT}: the subject renders empty")
-        html = self.render_file(f"{name}/{HTML}", context)
-        if (folder / TEXT).exists():
-            text = tidy_text(self.render_file(f"{name}/{TEXT}", context))
+            raise RenderError(f"{folder / subject_part}: the subject renders empty")
+        html = self.render_file(f"{name}/{html_part}", context)
+        if (folder / text_part).exists():
+            text = tidy_text(self.render_file(f"{name}/{text_part}", context))
         else:
             text = html_to_text(html)
-        return Rendered(subject=subject, text=text, html=self.inline(html))
+        return Rendered(subject=subject, text=text, html=self.inline(html), locale=used)
 
     def render_file(self, path: str, context: Mapping[str, Any]) -> str:
         """Render one file of the folder; raises RenderError as ``FILE:LINE: problem``."""

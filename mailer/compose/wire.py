@@ -74,6 +74,7 @@ class WireMessage:
     data: bytes
     subject: str
     message_id: str
+    locale: str = ""  # the locale of the templates it was written from (set by the message maker)
 
 
 def serialize(

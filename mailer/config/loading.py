@@ -17,11 +17,13 @@ from urllib.parse import urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
 
+from mailer.config.locales import LocaleProblem, normalize_locale
 from mailer.config.profiles import read_import_profiles
 from mailer.config.reader import HOSTNAME, Table, email_value, zone_value
 from mailer.config.settings import (
     ASK_KINDS,
     CONFIG_NAME,
+    DATE_REPEATS,
     GIFT_KINDS,
     MILESTONE_METRICS,
     OCCASION_KINDS,
@@ -153,6 +155,7 @@ def _sender(t: Table, base: Path) -> SenderSettings:
         dkim_key_file=t.path("dkim_key_file", None, base),
         bounce_address=bounce_address,
         verp=verp,
+        locale=_locale(t),
     )
     for key, value in (("company", company), ("from_name", settings.from_name)):
         if any(ch in value for ch in "\r\n\0"):
@@ -435,6 +438,7 @@ def _campaign(t: Table, gifts: Mapping[str, Gift]) -> Campaign:
         "milestone": lambda: _milestone(t),
         "silence": lambda: {"after_days": _after_days(t, required=True)},
         "follow_up": lambda: _follow_up(t),
+        "date": lambda: _date_occasion(t),
     }
     fields.update(readers[occasion]())
     fields.update(_ask(t))
@@ -492,6 +496,25 @@ def _feedback(t: Table) -> FeedbackSettings:
             raise t.error(key, "must be longer than zero")
     t.done()
     return settings
+
+
+def _locale(t: Table) -> str:
+    try:
+        return normalize_locale(t.text("locale", "en"))
+    except LocaleProblem as exc:
+        raise t.error("locale", str(exc)) from None
+
+
+def _date_occasion(t: Table) -> dict[str, Any]:
+    """``occasion = "date"``: which attribute, how often, and how many days before (<0) or after it."""
+    attribute = t.text("attribute", required=True).strip()
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", attribute):
+        raise t.error("attribute", f"name a column of the customer CSV, such as 'renewal_date', got {attribute!r}")
+    repeat = t.choice("repeat", "yearly", DATE_REPEATS)
+    offset = t.integer("offset_days", 0, minimum=None)
+    if abs(offset) > 366:
+        raise t.error("offset_days", f"at most a year before or after the date (-366 to 366), got {offset}")
+    return {"attribute": attribute, "repeat": repeat, "offset_days": offset}
 
 
 def _positive_ints(t: Table, key: str, values: list[int]) -> tuple[int, ...]:

@@ -15,7 +15,10 @@ from mailer.errors import MailerError
 CONFIG_NAME = "mailer.toml"
 
 
-OCCASION_KINDS = ("anniversary", "birthday", "milestone", "silence", "follow_up")
+OCCASION_KINDS = ("anniversary", "birthday", "milestone", "silence", "follow_up", "date")
+
+
+DATE_REPEATS = ("yearly", "once")  # occasion = "date": every year on the month/day, or on the date only
 
 
 MILESTONE_METRICS = ("order_count", "lifetime_spend", "interaction_count", "years_as_customer")
@@ -88,6 +91,7 @@ class SenderSettings:
     # envelope is bounce+<its Message-ID's left part>@domain, so a bounce names the message it is for.
     bounce_address: str = ""
     verp: bool = False
+    locale: str = "en"  # BCP 47: the language of the default templates, and of customers without a locale
 
     @property
     def domain(self) -> str:
@@ -251,6 +255,10 @@ class Campaign:
     # silence (a series of steps) and follow_up (one delay)
     after_days: tuple[int, ...] = ()
     interaction_kind: str = ""
+    # date: a customer attribute holding a date (renewal_date), yearly or once, offset_days before (<0) or after it
+    attribute: str = ""
+    repeat: str = ""
+    offset_days: int = 0
     # What the customer reads on the preference page ("Birthday wishes"); "" means derived from the name.
     label: str = ""
     # "how did we do?": ask = "rating" puts one answer link per step of the scale in the email

@@ -8,7 +8,7 @@ refunds: they lower lifetime spend. Addresses are kept as given, the domain's ca
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from email_validator import EmailNotValidError, validate_email
 
 from mailer.addresses import wire_address
+from mailer.config.locales import LocaleProblem, normalize_locale
 from mailer.store.tables import encode_month_day, month_day
 
 CUSTOMER_COLUMNS = (
@@ -30,6 +31,7 @@ CUSTOMER_COLUMNS = (
     "tags",
     "owner_name",
     "owner_email",
+    "locale",
 )
 
 
@@ -158,6 +160,16 @@ def parse_zone(column: str, value: str) -> str | None:
     return value
 
 
+def parse_locale(column: str, value: str) -> str | None:
+    """A BCP 47 locale Babel knows (``de``, ``de-AT``, ``pt-BR``), written ``de-AT``; None for an empty value."""
+    if not value.strip():
+        return None
+    try:
+        return normalize_locale(value)
+    except LocaleProblem as exc:
+        raise RowProblem(column, str(exc)) from None
+
+
 def parse_instant(column: str, value: str) -> datetime | None:
     """An ISO date (midnight UTC) or date-time; naive times are taken as UTC."""
     value = value.strip()
@@ -233,6 +245,7 @@ class CustomerRecord:
     address: Address | None = None  # the email, stored and compared (None only in records built by hand)
     subscribed: bool | None = None  # the file's marketing consent: None when it says nothing
     joined_today: date | None = None  # no customer_since in the file: today in their zone, until an order says
+    dates: dict[str, date | None] = field(default_factory=dict)  # attributes holding dates (contacts.dates)
 
 
 def customer_record(row: dict[str, str], *, now: datetime, default_zone: str) -> CustomerRecord:
@@ -266,6 +279,8 @@ def customer_record(row: dict[str, str], *, now: datetime, default_zone: str) ->
         raise _in_the_future("customer_since", row["customer_since"])
     if "tags" in row:
         fields["tags"] = parse_tags("tags", row["tags"])
+    if "locale" in row:
+        fields["locale"] = parse_locale("locale", row["locale"])
     if "birthday" in row:
         birthday = parse_birthday("birthday", row["birthday"])
         year, month, day = birthday if birthday else (None, None, None)

@@ -20,8 +20,8 @@ had none (``contacts.since``).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
@@ -43,6 +43,7 @@ from mailer.contacts.csvfile import (
     read_rows,
     write_rejected,
 )
+from mailer.contacts.dates import date_attributes, sync_many
 from mailer.contacts.fields import (
     CustomerRecord,
     InteractionRecord,
@@ -116,6 +117,7 @@ def import_customers(
     now: datetime | None = None,
     layout: Layout | None = None,
     reader: RowReader | None = None,
+    date_columns: Collection[str] = (),
 ) -> ImportReport:
     """Upsert customers by external_id; raises ImportFailed (nothing written) on bad rows unless skipping.
 
@@ -128,11 +130,16 @@ def import_customers(
     ``path`` then only names them. Given a Connection inside a transaction, the
     import commits nothing: the caller's transaction decides. A dry run does all
     of it in a transaction it rolls back, so its counts are the real ones.
+    ``date_columns`` (the attributes date campaigns name) must hold dates or be blank.
     """
     moment = now or utcnow()
     layout = layout or Layout("customers")
-    parse = partial(customer_record, now=moment, default_zone=default_zone)
+    checked = partial(customer_record, now=moment, default_zone=default_zone)
     read = reader or partial(read_rows, path)
+
+    def parse(row: dict[str, str]) -> CustomerRecord:
+        record = checked(row)
+        return replace(record, dates=date_attributes(record.attributes, date_columns))
 
     def rows(progress: Progress | None = None) -> Iterator[ParsedRow[CustomerRecord]]:
         parsed = read(layout, parse, lambda r: r.external_id, progress)
@@ -306,6 +313,7 @@ def _upsert_customers(
         if record.subscribed is not None and not nothing_to_lift and customer.id is not None:
             choice = record_import_choice(session, customer.id, record.subscribed, f"{file}:{line}", now)
             report.consent[choice] += 1
+    sync_many(session, [(customer.id or 0, record.dates) for _line, record, customer in written])
 
 
 def import_interactions(

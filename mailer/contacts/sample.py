@@ -130,6 +130,7 @@ def write_sample_data(
                 # Staff joined on days spread over the coming weeks: work anniversaries on the calendar.
                 since = _on(today + timedelta(days=n // 10), n // 50 + 1)
             owner_name, owner_email = rng.choice(OWNERS)
+            zone = rng.choice(ZONES)
             slug = "".join(ch for ch in (first or "customer").lower() if ch.isascii() and ch.isalpha()) or "customer"
             customers.writerow(
                 [
@@ -139,14 +140,24 @@ def write_sample_data(
                     last,
                     since.isoformat(),
                     birthday,
-                    rng.choice(ZONES),
+                    zone,
                     ";".join(tags),
                     owner_name,
                     owner_email,
+                    _sample_locale(n, zone),
                     rng.choice(ROASTS),
                 ]
             )
             reference = _write_orders(interactions, rng, external_id, since, today, n, reference)
+
+
+def _sample_locale(n: int, zone: str) -> str:
+    """German for customers in Berlin and every third one (Austrian German for some); the rest get the default."""
+    if n % 29 == 0:
+        return "de-AT"
+    if zone == "Europe/Berlin" or n % 3 == 0:
+        return "de"
+    return ""
 
 
 class CsvWriter(Protocol):

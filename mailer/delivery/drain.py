@@ -221,6 +221,7 @@ def _deliver_prepared(
     turn.begin()
     if not prepared.error and isinstance(transport, WireTransport):
         noted = {"subject": prepared.subject, "message_id": prepared.message_id, "to_address": prepared.to_address}
+        noted["locale"] = prepared.locale
         # Staff mail about the customer (an owner's notice) goes whatever the customer opted out of.
         reachable = (prepared.customer_id, prepared.to_address) if prepared.to_customer else None
         if claims.claim(session, prepared.row_id, moment, claimer, cap, noted, reachable=reachable):

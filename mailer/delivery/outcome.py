@@ -84,6 +84,7 @@ class Deliverer:
         except (RenderError, HeaderError) as exc:
             return self._finish(session, row_id, claimer, SendStatus.FAILED, f"render error: {exc}", now())
         noted = {"subject": str(msg["Subject"]), "message_id": str(msg["Message-ID"]), "to_address": to_address}
+        noted["locale"] = self.maker.locale_for(row, customer)
         if not claims.finish(session, row_id, claimer, noted):
             session.rollback()
             return Delivery("lost", None)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -31,7 +31,7 @@ from mailer.config import Campaign
 from mailer.contacts.since import FROM_IMPORT
 from mailer.planning.dates import earliest_instant, latest_instant, month_days_for
 from mailer.planning.occasions import CustomerFacts, InteractionFact
-from mailer.store.tables import Customer, Feedback, Interaction, SendLog, SendStatus
+from mailer.store.tables import Customer, CustomerDate, Feedback, Interaction, SendLog, SendStatus
 
 _FACT_COLUMNS: tuple[Any, ...] = (
     Customer.id,
@@ -149,6 +149,11 @@ def candidates(
     # Core rows (plain tuples), not the ORM's: a pass reads tens of thousands of them.
     result = session.connection().execute(query.execution_options(yield_per=batch))
     for rows in result.partitions():
+        if campaign.occasion == "date":  # the attribute's date comes as one more column
+            for row in rows:
+                facts = _facts(row[:-1], default_zone)
+                yield replace(facts, dates=((campaign.attribute, row[-1]),))
+            continue
         if campaign.occasion == "silence" and recent_from:
             # Spells that ended inside the span are rebuilt from these; the others need only the aggregates.
             active = [row[0] for row in rows if row.last_interaction_at and row.last_interaction_at >= recent_from]
@@ -225,7 +230,24 @@ def candidate_query(
             .where(~_settled(campaign, col(Interaction.customer_id), key))
         )
         return query.where(col(Customer.id).in_(who)), since, campaign.interaction_kind
+    if kind == "date":
+        return _date_query(campaign, dates), None, None
     raise ValueError(f"no candidate query for occasion {kind!r}")
+
+
+def _date_query(campaign: Campaign, dates: Sequence[date]) -> Any:
+    """Customers whose ``campaign.attribute`` date is ``offset_days`` away from one of ``dates`` (by its index)."""
+    marked = [day - timedelta(days=campaign.offset_days) for day in dates]
+    held = CustomerDate.__table__  # type: ignore[attr-defined]
+    query = select(*_FACT_COLUMNS, held.c.value).join(
+        held, and_(held.c.customer_id == Customer.id, held.c.attribute == campaign.attribute)
+    )
+    segment = _may_have_tag(campaign.tags_any)
+    if segment is not None:
+        query = query.where(segment)
+    if campaign.repeat == "once":
+        return query.where(held.c.value.in_(sorted(set(marked))))
+    return query.where(held.c.md.in_(sorted(month_days_for(marked))), held.c.value <= max(marked))
 
 
 def _yearly_open(month_day_column: Any, campaign: Campaign, dates: Sequence[date]) -> Any:

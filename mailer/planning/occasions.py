@@ -44,6 +44,13 @@ The rules, one per occasion kind (the README says the same for marketers):
     ``follow_up:<interaction id>``. Interactions whose follow-up falls before
     the look-back are never occasions (so enabling the campaign does not
     survey the whole history).
+``date``
+    a date the customer's ``attribute`` holds (``renewal_date``), moved by
+    ``offset_days`` (``-14``: two weeks before it). ``repeat = "yearly"`` marks
+    its month/day every year from the date's own year on (Feb 29 on Feb 28 in
+    common years), ``"once"`` the date only. Key ``date:<attribute>:<the date
+    marked>``, so a date changed by a re-import is a new occasion and the same
+    date is never marked twice.
 """
 
 from __future__ import annotations
@@ -105,6 +112,8 @@ class CustomerFacts:
     paused_until: date | None = None
     # When the latest unhappy answer nobody has marked handled came in (see mailer.outbox.feedback); else None.
     unhappy_since: datetime | None = None
+    # Date attributes a date campaign reads (attribute, date); loaded only for those campaigns.
+    dates: tuple[tuple[str, date], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +341,27 @@ def follow_up(customer: CustomerFacts, campaign: Campaign, today: date, lookback
     return found
 
 
+def date_occasion(customer: CustomerFacts, campaign: Campaign, today: date, lookback: int) -> list[Occasion]:
+    """The ``campaign.attribute`` date (every year, or once), ``offset_days`` away, on ``today`` or the look-back."""
+    value = dict(customer.dates).get(campaign.attribute)
+    if value is None:
+        return []
+    found = []
+    for day in days_back(today, lookback):
+        marked = day - timedelta(days=campaign.offset_days)  # the date this day is offset_days away from
+        if campaign.repeat == "once":
+            hit = marked == value
+        else:
+            hit = marked.year >= value.year and marked_on(value.month, value.day, marked.year) == marked
+        if not hit:
+            continue
+        details = {"attribute": campaign.attribute, "date": marked, "days_until": (marked - day).days}
+        details["years"] = marked.year - value.year
+        key = f"date:{campaign.attribute}:{marked.isoformat()}"
+        found.append(Occasion(customer.id, campaign.name, "date", key, day, details))
+    return found
+
+
 Picker = Callable[[CustomerFacts, Campaign, date, int], list[Occasion]]
 
 PICKERS: dict[str, Picker] = {
@@ -340,6 +370,7 @@ PICKERS: dict[str, Picker] = {
     "milestone": milestone,
     "silence": silence,
     "follow_up": follow_up,
+    "date": date_occasion,
 }
 
 

@@ -51,6 +51,7 @@ website = "https://northwind.example"
 unsubscribe_url = "https://northwind.example/mailer"   # where `mailer serve` is reachable
 secret_file = "{secret_file}"          # signs unsubscribe links; or secret_env = "MAILER_SECRET"
 timezone = "Europe/London"             # for customers without a time zone of their own
+locale = "en"                          # the language of the default templates (BCP 47: en, de, de-AT…)
 # bounce_address = "bounces@northwind.example"   # MAIL FROM, where bounces go (default: from_address)
 # verp = true                          # MAIL FROM bounces+<message ref>@…, so every bounce names its message
 

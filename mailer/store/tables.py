@@ -46,6 +46,7 @@ class Customer(SQLModel, table=True):
     birthday_year: int | None = None
     birthday_md: int | None = Field(default=None, index=True)
     timezone: str | None = None
+    locale: str | None = Field(default=None, max_length=35)  # BCP 47 (de-AT); None: the [sender] locale
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     owner_name: str | None = None
     owner_email: str | None = None
@@ -132,6 +133,7 @@ class SendLog(SQLModel, table=True):
     message_id: str = ""
     last_reply: str = ""
     is_test: bool = False
+    locale: str = Field(default="", max_length=35)  # the locale of the templates it was written from
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     sent_at: datetime | None = Field(default=None, index=True)  # indexed: the daily cap counts the last 24 h
@@ -383,3 +385,22 @@ class SourceState(SQLModel, table=True):
     failing_since: datetime | None = None  # the first failure since the last success; None while it works
     last_error: str = ""
     last_counts: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class CustomerDate(SQLModel, table=True):
+    """A customer attribute that holds a date (``renewal_date``), indexed so date occasions find their customers.
+
+    One row per customer and attribute, kept by the importer beside the JSON ``attributes``:
+    a pass looks up "whose renewal_date falls on these month/days" instead of reading everyone.
+    """
+
+    __tablename__ = "customer_date"
+    __table_args__ = (
+        Index("ix_customer_date_attribute_md", "attribute", "md"),
+        Index("ix_customer_date_attribute_value", "attribute", "value"),
+    )
+
+    customer_id: int = Field(foreign_key="customer.id", primary_key=True)
+    attribute: str = Field(primary_key=True, max_length=200)
+    value: date
+    md: int  # MMDD of value (see month_day), for yearly occasions

@@ -44,6 +44,7 @@ from mailer.compose.render import Rendered, Renderer, RenderError
 from mailer.compose.returnpath import envelope_sender
 from mailer.compose.tokens import make_token
 from mailer.config import OCCASION_KINDS, Campaign, Settings
+from mailer.config.locales import LocaleProblem, normalize_locale
 from mailer.delivery.outcome import final_status
 from mailer.delivery.transport import Transport
 from mailer.errors import MailerError
@@ -63,6 +64,7 @@ class Preview:
     occasion: dict[str, Any]
     rendered: Rendered | None = None
     problems: list[str] = field(default_factory=list)
+    locale: str = ""  # the reader's locale the preview is for
 
 
 def find_customer(engine: Engine | None, external_id: str) -> Customer:
@@ -124,21 +126,27 @@ def render_preview(
     day: date,
     engine: Engine | None = None,
     unsubscribe_url: str | None = None,
+    locale: str = "",
 ) -> Preview:
-    """Render ``name`` for ``customer``; render problems are returned in ``problems``, not raised."""
+    """Render ``name`` for ``customer`` (in ``locale``, else theirs); render problems go in ``problems``, not raised."""
     if name not in renderer.names():
         raise MailerError(
             f"{renderer.templates_dir / name}: no such template (templates: {', '.join(renderer.names())})"
         )
     kind, occasion = occasion_for(settings, engine, name, customer, day)
     url = unsubscribe_url or f"{settings.sender.unsubscribe_url}/u/preview"
-    preview = Preview(name, customer.external_id, kind, occasion)
+    sender = settings.sender
+    try:
+        reader = normalize_locale(locale) if locale else customer.locale or sender.locale
+    except LocaleProblem as exc:
+        raise MailerError(f"locale: {exc}") from None
+    preview = Preview(name, customer.external_id, kind, occasion, locale=reader)
     try:
         campaign = _campaign_for(settings, name, kind)
-        ask = sample_ask(campaign, settings.sender.unsubscribe_url)
+        ask = sample_ask(campaign, sender.unsubscribe_url)
         gift = sample_gift(day, campaign.gift.label) if campaign and campaign.gift else None
-        context = template_context(customer, occasion, settings.sender, url, ask, gift=gift)
-        preview.rendered = renderer.render(name, context)
+        context = template_context(customer, occasion, sender, url, ask, gift=gift)
+        preview.rendered = renderer.render(name, context, reader, default_locale=sender.locale)
     except RenderError as exc:
         preview.problems.append(str(exc))
     return preview
@@ -322,7 +330,8 @@ def show(name: str) -> str:
     try:
         day = date.fromisoformat(request.args.get("date") or date.today().isoformat())
         customer = find_customer(state["engine"], customer_id)
-        preview = render_preview(settings, renderer, name, customer, day, state["engine"])
+        locale = request.args.get("locale") or ""
+        preview = render_preview(settings, renderer, name, customer, day, state["engine"], locale=locale)
         problems.extend(preview.problems)
     except (MailerError, ValueError) as exc:
         problems.append(str(exc))
@@ -345,7 +354,11 @@ def email_html(name: str) -> Response:
         abort(404)
     customer = find_customer(state["engine"], request.args.get("customer") or DEFAULT_SAMPLE)
     day = date.fromisoformat(request.args.get("date") or date.today().isoformat())
-    preview = render_preview(state["settings"], renderer, name, customer, day, state["engine"])
+    locale = request.args.get("locale") or ""
+    try:
+        preview = render_preview(state["settings"], renderer, name, customer, day, state["engine"], locale=locale)
+    except MailerError as exc:
+        return Response(str(exc), status=422, mimetype="text/plain")
     if preview.rendered is None:
         return Response("\n".join(preview.problems), status=422, mimetype="text/plain")
     return Response(preview.rendered.html, mimetype="text/html")
@@ -370,6 +383,7 @@ def _page_vars(customer_id: str | None) -> dict[str, Any]:
         "customer_id": customer_id or DEFAULT_SAMPLE,
         "samples": list(sample_customers()),
         "day": request.args.get("date") or date.today().isoformat(),
+        "locale": request.args.get("locale") or "",
         "no_store": _state()["no_store"],
         "stamp_url": url_for("preview.stamp"),
         "stamp": templates_stamp(_state()["renderer"].templates_dir),
@@ -397,7 +411,8 @@ PAGE = """<!DOCTYPE html>
 </style></head><body>
 <header>
  <strong>mailer preview</strong>
- <nav>{% for n in names %}<a href="{{ url_for('preview.show', name=n, customer=customer_id, date=day) }}"
+ <nav>{% for n in names %}<a
+  href="{{ url_for('preview.show', name=n, customer=customer_id, date=day, locale=locale or None) }}"
   class="{{ 'current' if n == name }}">{{ n }}</a>{% endfor %}
   <a href="{{ url_for('preview.answer_page') }}" target="_blank" id="answer-page">answer page</a>
   <a href="{{ url_for('preview.answer_page', thanks=1) }}" target="_blank">after Send</a></nav>
@@ -405,6 +420,8 @@ PAGE = """<!DOCTYPE html>
   <label>customer <input name="customer" value="{{ customer_id }}" list="samples" size="18"></label>
   <datalist id="samples">{% for s in samples %}<option value="{{ s }}">{% endfor %}</datalist>
   <label>date <input type="date" name="date" value="{{ day }}"></label>
+  <label>language <input name="locale" value="{{ locale }}" placeholder="the customer's" size="8"
+   title="a locale such as de or de-AT; empty: the customer's own"></label>
   <button>show</button>
  </form>{% endif %}
  <span>{{ "samples only: " ~ no_store if no_store else "a customer's external_id, or a sample" }}</span>
@@ -413,8 +430,9 @@ PAGE = """<!DOCTYPE html>
 {% if problems %}<div class="problems" id="problems">{{ problems | join("\n") }}</div>{% endif %}
 {% if preview and preview.rendered %}
  <p class="subject" id="subject"><span>Subject:</span> {{ preview.rendered.subject }}
-  <span>· {{ preview.kind }} for {{ preview.customer_label }} ·
-  <a href="{{ url_for('preview.email_html', name=name, customer=customer_id, date=day) }}"
+  <span>· {{ preview.kind }} for {{ preview.customer_label }} in {{ preview.locale }}
+  ({{ (preview.rendered.locale or "default") ~ " templates" }}) ·
+  <a href="{{ url_for('preview.email_html', name=name, customer=customer_id, date=day, locale=locale or None) }}"
      target="_blank">open HTML alone</a></span></p>
  <div class="panes">
   <div class="pane"><h2>HTML</h2>

@@ -63,10 +63,11 @@ URL = re.compile(r"https?://[^\s<>\"')]+")
 
 
 class Sent:
-    def __init__(self, raw: bytes, template: str, customer_id: int) -> None:
+    def __init__(self, raw: bytes, template: str, customer_id: int, locale: str) -> None:
         self.raw = raw
         self.template = template
         self.customer_id = customer_id
+        self.locale = locale
         self.msg: EmailMessage = BytesParser(policy=email.policy.default).parsebytes(raw)  # type: ignore[assignment]
 
     def part(self, subtype: str) -> str:
@@ -85,13 +86,16 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, l
         run(engine, config.parent / "data" / f"{kind}.csv")
     folder = config.parent / "delivered"
     shipped = set(Renderer(settings.render.templates).names()) - {NOTICE_TEMPLATE}  # sent below, not by a pass
-    for offset in range(MAX_DAYS):  # day by day, until every shipped template has been sent once
+    wanted = {(name, locale) for name in shipped for locale in ("en", "de")}  # the demo ships English and German
+    for offset in range(MAX_DAYS):  # day by day, until every shipped template has been sent once in each language
         passes.run_pass(engine, settings, PassClock.on(DAY + timedelta(days=offset)), MaildirTransport(folder))
         with Session(engine) as session:
             rows = session.execute(
-                select(SendLog.message_id, SendLog.template, SendLog.customer_id).where(SendLog.status == "sent")  # type: ignore[arg-type]
+                select(SendLog.message_id, SendLog.template, SendLog.customer_id, SendLog.locale).where(  # type: ignore[call-overload]
+                    SendLog.status == "sent"
+                )
             ).all()
-        if {template for _, template, _ in rows} >= shipped:
+        if {(template, locale) for _, template, _, locale in rows} >= wanted:
             break
     # An unhappy answer to the first follow-up that asked: its notice to the owner goes with the next pass.
     with Session(engine) as session:
@@ -107,9 +111,11 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, l
     passes.run_pass(engine, settings, PassClock.on(DAY + timedelta(days=offset)), MaildirTransport(folder))
     with Session(engine) as session:
         rows = session.execute(
-            select(SendLog.message_id, SendLog.template, SendLog.customer_id).where(SendLog.status == "sent")  # type: ignore[arg-type]
+            select(SendLog.message_id, SendLog.template, SendLog.customer_id, SendLog.locale).where(  # type: ignore[call-overload]
+                SendLog.status == "sent"
+            )
         ).all()
-    by_id = {message_id: (template, customer_id) for message_id, template, customer_id in rows}
+    by_id = {message_id: (template, customer_id, locale) for message_id, template, customer_id, locale in rows}
     messages = []
     for path in sorted((folder / "new").glob("*.eml")):
         raw = path.read_bytes()
@@ -121,7 +127,9 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, l
 
 def test_every_shipped_template_was_sent(sent: tuple[Settings, list[Sent]]) -> None:
     settings, messages = sent
-    assert {m.template for m in messages} == set(Renderer(settings.render.templates).names())
+    names = set(Renderer(settings.render.templates).names()) - {NOTICE_TEMPLATE}
+    wanted = {(name, locale) for name in names for locale in ("en", "de")}
+    assert {(m.template, m.locale) for m in messages} == wanted | {(NOTICE_TEMPLATE, "en")}  # the owner reads English
 
 
 def test_one_click_headers_are_present_unfolded_and_point_at_the_recipient(sent: tuple[Settings, list[Sent]]) -> None:
@@ -249,7 +257,7 @@ def test_one_message_of_every_shipped_template_scores_at_most_half_a_point_with_
     sent: tuple[Settings, list[Sent]],
 ) -> None:
     _settings, messages = sent
-    first_of_each = {m.template: m for m in reversed(messages)}
+    first_of_each = {f"{m.template} ({m.locale})": m for m in reversed(messages)}
     scores = score_messages([m.raw for m in first_of_each.values()])
     too_high = [
         f"{name}: spam score {score.describe()}"

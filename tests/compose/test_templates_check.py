@@ -92,7 +92,7 @@ def test_an_occasion_detail_from_another_kind_of_email_is_reported(folder: Path)
     code, lines = check(folder)
     assert code == 2
     assert lines == [
-        "templates/email/birthday/body.txt:1: 'occasion.years' exists only in anniversary emails; "
+        "templates/email/birthday/body.txt:1: 'occasion.years' exists only in anniversary or date emails; "
         "this template is sent for birthday"
     ]
 

@@ -50,7 +50,10 @@ def test_preview_prints_subject_and_text_for_a_sample_customer_and_writes_the_ht
         project, "preview", "anniversary", "--customer", "sample-unicode", "--date", "2026-02-28", "--out", str(out)
     )
     assert code == 0
-    assert stdout.startswith("Subject: 7 years together, Zoë: thank you\n(anniversary email for sample-unicode)\n")
+    assert stdout.startswith(
+        "Subject: 7 years together, Zoë: thank you\n"
+        "(anniversary email for sample-unicode, in en: the default templates)\n"
+    )
     assert "Happy 7th anniversary, Zoë." in stdout
     assert "On 28 February 2019 you became a customer of Northwind Coffee Roasters." in stdout
     html = out.read_text(encoding="utf-8")
@@ -96,7 +99,7 @@ def test_preview_of_an_unknown_customer_or_template_is_one_clear_line(project: P
     assert code == 2
     assert (
         stderr.strip() == "error: no customer with external_id 'NOPE' in the store "
-        "(samples: sample-full, sample-email-only, sample-unicode)"
+        "(samples: sample-full, sample-email-only, sample-unicode, sample-de)"
     )
     code, _, stderr = invoke(project, "preview", "aniversary")
     assert code == 2
