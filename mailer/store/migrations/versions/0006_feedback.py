@@ -1,7 +1,7 @@
 """feedback: answers to "how did we do?", one per send-log row, and whether a person has looked.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 """
 
 from __future__ import annotations

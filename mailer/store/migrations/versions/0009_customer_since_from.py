@@ -1,7 +1,7 @@
 """customer: where customer_since came from (the file, the day of import, or the first order).
 
 Revision ID: 0009
-Revises: 0004
+Revises: 0008
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

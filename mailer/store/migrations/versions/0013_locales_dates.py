@@ -1,7 +1,7 @@
 """Customer locales, the locale each message went out in, and date attributes indexed for date occasions.
 
-Revision ID: 0014
-Revises: 0005
+Revision ID: 0013
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
-down_revision = "0013"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

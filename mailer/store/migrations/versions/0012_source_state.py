@@ -1,7 +1,7 @@
 """source_state: each [[source]]'s high-water marks and the outcome of its last sync.
 
-Revision ID: 0013
-Revises: 0005
+Revision ID: 0012
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013"
+revision = "0012"
 down_revision = "0011"
 branch_labels = None
 depends_on = None
