@@ -1,10 +1,11 @@
-"""``mailer import``, ``unsubscribe``, ``suppress``, ``unsuppress``, ``suppressions``.
+"""``mailer import``, ``unsubscribe``, ``resubscribe``, ``suppress``, ``unsuppress``, ``suppressions``.
 
 Who is in the store, and who gets no mail (or less of it).
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +19,8 @@ from mailer.cli.tabular import FORMATS, format_rows
 from mailer.contacts import importer, optout, optout_stats, preferences
 from mailer.contacts.mapping import parse_map_option
 from mailer.contacts.profiles import layout_for
+
+log = logging.getLogger(__name__)
 
 
 @cli.group("import")
@@ -112,6 +115,25 @@ def unsubscribe(app: App, emails: tuple[str, ...], source: str, campaign: str | 
     for email in emails:
         counts = optout.unsubscribe_address(app.engine, email, optout.Source(source))
         _report(email, counts, "unsubscribed", "already unsubscribed")
+
+
+@cli.command()
+@click.argument("emails", nargs=-1, required=True, metavar="EMAIL...")
+@click.option("--because", required=True, help="Why the unsubscribe is lifted: the customer's own request, a ticket.")
+@pass_app
+def resubscribe(app: App, emails: tuple[str, ...], because: str) -> None:
+    """Lift the unsubscribe of every customer with each EMAIL, at their explicit request.
+
+    An import never lifts an unsubscribe made in mailer (a "yes" in a shop's consent column may be
+    years old); only the customer, from their preference page, or an admin with this command does.
+    """
+    because = " ".join(because.split())
+    if not because:
+        raise click.BadParameter("must not be empty", param_hint="--because")
+    for email in emails:
+        counts = optout.for_address(app.engine, email, lambda who: optout.resubscribe(app.engine, who))
+        log.info("resubscribe %s by an admin: %s", email, because)
+        _report(email, counts, "subscribed again", "were not unsubscribed")
 
 
 @cli.command()

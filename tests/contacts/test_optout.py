@@ -159,6 +159,27 @@ def test_suppress_unsuppress_and_the_listing(people: Path, engine: Engine) -> No
     assert "were not suppressed" in mailer(people, "unsuppress", "bob@example.com").output
 
 
+def test_only_an_explicit_resubscribe_lifts_an_unsubscribe_made_in_mailer(
+    people: Path, engine: Engine, tmp_path: Path
+) -> None:
+    assert mailer(people, "unsubscribe", "ann@example.com").exit_code == 0
+    # A shop's export that still says "yes" keeps the unsubscribe: it may be older than the request.
+    export = tmp_path / "consent.csv"
+    export.write_text("external_id,email,subscribed\nB1,ann@example.com,yes\n", encoding="utf-8")
+    assert mailer(people, "import", "customers", str(export)).exit_code == 0
+    assert customer(engine, "B1").unsubscribed_at is not None
+
+    refused = mailer(people, "resubscribe", "ann@example.com")
+    assert refused.exit_code == 2 and "--because" in refused.output  # an admin says why, every time
+    result = mailer(people, "resubscribe", "ann@example.com", "--because", "asked by phone, ticket 4711")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "ann@example.com: 2 customers subscribed again"
+    assert customer(engine, "B1").unsubscribed_at is None and customer(engine, "B3").unsubscribed_at is None
+    assert mailer(people, "resubscribe", "ann@example.com", "--because", "again").output.strip() == (
+        "ann@example.com: 2 were not unsubscribed"
+    )
+
+
 def test_suppress_needs_a_reason_that_is_not_blank(people: Path) -> None:
     result = mailer(people, "suppress", "bob@example.com", "--reason", "  ")
     assert result.exit_code == 2
