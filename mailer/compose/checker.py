@@ -187,8 +187,11 @@ def _attribute_columns(renderer: Renderer, path: Path) -> dict[str, int]:
 def missing_version_warnings(
     templates_dir: Path, locale_counts: Mapping[str, int], default_locale: str
 ) -> list[Problem]:
-    """A warning per email that has no version for locales the customers have (``locale_counts``: customers each)."""
-    names = Renderer(templates_dir, None).names()
+    """A warning per email that has no version for locales the customers have (``locale_counts``: customers each).
+
+    The owner's notice is read by the business, in the sender's language, whatever its customer reads.
+    """
+    names = [name for name in Renderer(templates_dir, None).names() if name != NOTICE_TEMPLATE]
     found = missing_versions(templates_dir, names, locale_counts, default_locale)
     return [Problem(folder, 0, message, warning=True) for folder, message in found]
 
