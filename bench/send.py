@@ -306,14 +306,16 @@ def table(results: list[Measurement], store_label: str) -> str:
     base = results[0].per_second
     lines = [
         "| store | run | messages | seconds | emails/s | ratio to ceiling "
-        "| peak RSS, sender (MB) | peak RSS, all processes (MB) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| peak RSS, sender (MB) | peak RSS, all processes (MB) | CPU ms per message |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m in results:
         rss = f"{m.peak_rss_mb:.0f}" if m.peak_rss_mb is not None else "-"
         tree = f"{m.tree_rss_mb:.0f}" if m.tree_rss_mb is not None else "-"
         ratio = f"{m.per_second / base:.2f}" if base else "-"
+        cpu = f"{1000 * m.cpu_seconds / m.messages:.2f}" if m.cpu_seconds is not None and m.messages else "-"
         cells = [store_label, m.name, f"{m.messages:,}", f"{m.seconds:.1f}", f"{m.per_second:,.0f}", ratio, rss, tree]
+        cells.append(cpu)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
