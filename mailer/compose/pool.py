@@ -49,6 +49,7 @@ class Prepared:
     message_id: str = ""
     data: bytes = b""
     error: str = ""  # a render or header error: the row fails with it
+    timezone: str | None = None  # the customer's, as rendered: when a pass for a day counts them emailed
 
 
 def prepare(maker: MessageMaker, row: SendLog, customer: Customer) -> Prepared:
@@ -58,8 +59,8 @@ def prepare(maker: MessageMaker, row: SendLog, customer: Customer) -> Prepared:
     try:
         wire = maker.compose_wire(row, customer)
     except (RenderError, HeaderError) as exc:
-        return Prepared(*where, error=f"render error: {exc}")
-    return Prepared(*where, wire.subject, wire.message_id, wire.data)
+        return Prepared(*where, error=f"render error: {exc}", timezone=customer.timezone)
+    return Prepared(*where, wire.subject, wire.message_id, wire.data, timezone=customer.timezone)
 
 
 # The message maker of one worker process (its renderer, templates and secret), made once.

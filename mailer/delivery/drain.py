@@ -229,7 +229,11 @@ def _deliver_prepared(
             )
             # What the claim made of the row: one attempt more, the first one's time kept.
             attempt = Attempt(
-                prepared.row_id, prepared.customer_id, prepared.attempts + 1, prepared.first_attempt_at or moment
+                prepared.row_id,
+                prepared.customer_id,
+                prepared.attempts + 1,
+                prepared.first_attempt_at or moment,
+                prepared.timezone,
             )
             turn.begin()
             return deliverer.record_result(session, attempt, claimer, result, now(), commit=False)
