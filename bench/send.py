@@ -69,10 +69,20 @@ class Measurement:
     tree_rss_mb: float | None = None  # all of the run's processes together (sampled)
     cpu_seconds: float | None = None  # user + system of the run and its reaped children (composers)
     sink_per_second: float | None = None  # the sink's first to last accepted message (latency runs)
+    sink_cpu: float | None = None  # CPU seconds the sink spent on the run (latency runs)
 
     @property
     def per_second(self) -> float:
         return self.messages / self.seconds if self.seconds else 0.0
+
+
+SINK_PIDS: dict[int, int] = {}  # port → pid of the sink serving it, for its CPU time
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds a running process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
@@ -94,7 +104,9 @@ def sink(workdir: Path, delay_ms: float = 0.0, log_file: Path | None = None) -> 
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the SMTP sink did not start")
             time.sleep(0.05)
-        yield int(ready.read_text())
+        port = int(ready.read_text())
+        SINK_PIDS[port] = process.pid
+        yield port
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -277,18 +289,20 @@ def latency_runs(
         for connections in connection_counts:
             already = len(read_delivery_log(sink_log))
             config = make_project(workdir, fresh_copy(pristine, workdir / "store.db"), port, inliner, connections)
+            sink_cpu = process_cpu(SINK_PIDS[port])
             m = mailer_run(config, day, f"mailer run, {inliner}, {connections} connections, {delay_ms:g} ms", [])
+            sink_cpu = process_cpu(SINK_PIDS[port]) - sink_cpu
             times = [d.at for d in read_delivery_log(sink_log)[already:]]
             rate = (len(times) - 1) / (max(times) - min(times)) if len(times) > 1 else 0.0
-            results.append((connections, Measurement(**{**asdict(m), "sink_per_second": rate})))
+            results.append((connections, Measurement(**{**asdict(m), "sink_per_second": rate, "sink_cpu": sink_cpu})))
     return results
 
 
 def latency_table(results: list[tuple[int, Measurement]], delay_ms: float, store_label: str) -> str:
     lines = [
         f"| store | connections | messages | seconds | at the sink/s | ceiling: connections / {delay_ms:g} ms "
-        "| ratio | CPU s (sender + composers) | CPU ms per message |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| ratio | CPU s (sender + composers) | CPU ms per message | sink CPU ms per message |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for connections, m in results:
         ceiling = connections / (delay_ms / 1000)
@@ -297,6 +311,7 @@ def latency_table(results: list[tuple[int, Measurement]], delay_ms: float, store
         cells = [
             store_label, str(connections), f"{m.messages:,}", f"{m.seconds:.1f}", f"{rate:,.0f}", f"{ceiling:,.0f}",
             f"{rate / ceiling:.2f}", f"{cpu:.1f}", f"{1000 * cpu / m.messages:.2f}" if m.messages else "-",
+            f"{1000 * (m.sink_cpu or 0.0) / m.messages:.2f}" if m.messages else "-",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
