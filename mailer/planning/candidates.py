@@ -387,11 +387,14 @@ def wait_for_plan_lock(
         session.execute(select(func.set_config("lock_timeout", str(milliseconds), True)))
         try:
             session.execute(select(func.pg_advisory_xact_lock(PLAN_LOCK)))
-        except OperationalError:  # psycopg's LockNotAvailable: this slice ran out
+        except OperationalError as exc:
             session.rollback()
+            if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise  # not the slice running out (the connection broke): the pass fails and says why
             continue
         return True
 
 
 # How often a worker waiting for another one's plan looks at its stop flag.
 WAIT_SLICE = timedelta(seconds=1)
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout ends a wait
