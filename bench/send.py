@@ -67,28 +67,46 @@ class Measurement:
     seconds: float
     peak_rss_mb: float | None = None  # the sending process alone (its VmHWM)
     tree_rss_mb: float | None = None  # all of the run's processes together (sampled)
+    cpu_seconds: float | None = None  # user + system of the run and its reaped children (composers)
+    sink_per_second: float | None = None  # the sink's first to last accepted message (latency runs)
+    sink_cpu: float | None = None  # CPU seconds the sink spent on the run (latency runs)
 
     @property
     def per_second(self) -> float:
         return self.messages / self.seconds if self.seconds else 0.0
 
 
+SINK_PIDS: dict[int, int] = {}  # port → pid of the sink serving it, for its CPU time
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds a running process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def sink(workdir: Path) -> Iterator[int]:
-    """An aiosmtpd sink (accepts, counts, drops) in its own process; yields its port."""
+def sink(workdir: Path, delay_ms: float = 0.0, log_file: Path | None = None) -> Iterator[int]:
+    """An aiosmtpd sink (accepts, counts, drops) in its own process; yields its port.
+
+    ``delay_ms`` holds each reply to the final dot like a real relay; ``log_file`` gets one JSON
+    line per accepted message (Message-ID, time), for exactly-once checks and rates at the sink.
+    """
     ready = workdir / "sink.port"
     ready.unlink(missing_ok=True)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.smtpserver", "--sink", "--port", "0", "--ready-file", str(ready)],
-        cwd=REPO
-    )
+    command = [sys.executable, "-m", "tests.support.smtpserver", "--sink", "--port", "0", "--ready-file", str(ready)]
+    command += ["--delay-ms", str(delay_ms)] if delay_ms else []
+    command += ["--log-file", str(log_file)] if log_file else []
+    process = subprocess.Popen(command, cwd=REPO)
     try:
         deadline = time.monotonic() + 30
         while not ready.exists():
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("the SMTP sink did not start")
             time.sleep(0.05)
-        yield int(ready.read_text())
+        port = int(ready.read_text())
+        SINK_PIDS[port] = process.pid
+        yield port
     finally:
         process.terminate()
         process.wait(timeout=30)
@@ -235,7 +253,7 @@ def mailer_run(config: Path, day: date, label: str, extra: list[str]) -> Measure
     started = time.perf_counter()
     process = subprocess.Popen([*extra, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     sampler = PeakRss(process.pid)
-    _, status, _usage = os.wait4(process.pid, 0)
+    _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     own_peak, tree_peak = sampler.stop()
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -250,21 +268,69 @@ def mailer_run(config: Path, day: date, label: str, extra: list[str]) -> Measure
         sent = session.scalar(select(func.count()).where(SendLog.status == SendStatus.SENT)) or 0  # type: ignore[arg-type]
     engine.dispose()
     # The sender's own peak, and the sum over it and its composer processes (sampled).
-    return Measurement(label, sent, seconds, own_peak / 2**20, tree_peak / 2**20)
+    cpu = usage.ru_utime + usage.ru_stime
+    return Measurement(label, sent, seconds, own_peak / 2**20, tree_peak / 2**20, cpu)
+
+
+def latency_runs(
+    pristine: Path, day: date, workdir: Path, delay_ms: float, connection_counts: list[int], inliner: str
+) -> list[tuple[int, Measurement]]:
+    """``mailer run`` against a sink that waits ``delay_ms`` after each final dot, per connection count.
+
+    The rate that counts is the sink's, from its first to its last accepted message: start-up and
+    planning take the same seconds whatever the relay's latency, and would hide it in a short run.
+    """
+    from tests.support.smtpserver import read_delivery_log
+
+    results = []
+    sink_log = workdir / "latency-sink.jsonl"
+    sink_log.unlink(missing_ok=True)
+    with sink(workdir, delay_ms, sink_log) as port:
+        for connections in connection_counts:
+            already = len(read_delivery_log(sink_log))
+            config = make_project(workdir, fresh_copy(pristine, workdir / "store.db"), port, inliner, connections)
+            sink_cpu = process_cpu(SINK_PIDS[port])
+            m = mailer_run(config, day, f"mailer run, {inliner}, {connections} connections, {delay_ms:g} ms", [])
+            sink_cpu = process_cpu(SINK_PIDS[port]) - sink_cpu
+            times = [d.at for d in read_delivery_log(sink_log)[already:]]
+            rate = (len(times) - 1) / (max(times) - min(times)) if len(times) > 1 else 0.0
+            results.append((connections, Measurement(**{**asdict(m), "sink_per_second": rate, "sink_cpu": sink_cpu})))
+    return results
+
+
+def latency_table(results: list[tuple[int, Measurement]], delay_ms: float, store_label: str) -> str:
+    lines = [
+        f"| store | connections | messages | seconds | at the sink/s | ceiling: connections / {delay_ms:g} ms "
+        "| ratio | CPU s (sender + composers) | CPU ms per message | sink CPU ms per message |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for connections, m in results:
+        ceiling = connections / (delay_ms / 1000)
+        rate = m.sink_per_second or 0.0
+        cpu = m.cpu_seconds or 0.0
+        cells = [
+            store_label, str(connections), f"{m.messages:,}", f"{m.seconds:.1f}", f"{rate:,.0f}", f"{ceiling:,.0f}",
+            f"{rate / ceiling:.2f}", f"{cpu:.1f}", f"{1000 * cpu / m.messages:.2f}" if m.messages else "-",
+            f"{1000 * (m.sink_cpu or 0.0) / m.messages:.2f}" if m.messages else "-",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def table(results: list[Measurement], store_label: str) -> str:
     base = results[0].per_second
     lines = [
         "| store | run | messages | seconds | emails/s | ratio to ceiling "
-        "| peak RSS, sender (MB) | peak RSS, all processes (MB) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| peak RSS, sender (MB) | peak RSS, all processes (MB) | CPU ms per message |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for m in results:
         rss = f"{m.peak_rss_mb:.0f}" if m.peak_rss_mb is not None else "-"
         tree = f"{m.tree_rss_mb:.0f}" if m.tree_rss_mb is not None else "-"
         ratio = f"{m.per_second / base:.2f}" if base else "-"
+        cpu = f"{1000 * m.cpu_seconds / m.messages:.2f}" if m.cpu_seconds is not None and m.messages else "-"
         cells = [store_label, m.name, f"{m.messages:,}", f"{m.seconds:.1f}", f"{m.per_second:,.0f}", ratio, rss, tree]
+        cells.append(cpu)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -278,7 +344,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="", help="how the table names this store (e.g. 1M customers)")
     parser.add_argument("--inliner", action="append", choices=INLINERS, help="only these mailer runs")
     parser.add_argument(
-        "--connections", type=int, default=CONNECTIONS, help="[transport] connections of the mailer runs"
+        "--connections", type=int, nargs="+", default=[CONNECTIONS],
+        help="[transport] connections of the mailer runs (with --delay-ms: one run per count)",
+    )
+    parser.add_argument(
+        "--delay-ms", type=float, default=0.0,
+        help="latency mode: the sink waits this long after each final dot; rates against connections / delay",
     )
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -290,6 +361,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.store is None:
         args.store = generated_store(args.customers, args.due, args.date)
     label = args.label or args.store.name
+    if args.delay_ms:
+        inliner = (args.inliner or ["css-inline"])[0]
+        latency = latency_runs(args.store, args.date, workdir, args.delay_ms, args.connections, inliner)
+        print(latency_table(latency, args.delay_ms, label))
+        return 0
+    [connections] = args.connections[:1]
     results: list[Measurement] = []
     with sink(workdir) as port:
         copy = fresh_copy(args.store, workdir / "store.db")
@@ -299,14 +376,14 @@ def main(argv: list[str] | None = None) -> int:
         del messages
         for inliner in args.inliner or INLINERS:
             copy = fresh_copy(args.store, workdir / "store.db")
-            config = make_project(workdir, copy, port, inliner, args.connections)
+            config = make_project(workdir, copy, port, inliner, connections)
             extra: list[str] = []
             if args.profile:
                 args.profile.mkdir(parents=True, exist_ok=True)
                 out = args.profile / f"{inliner}.txt"
                 spy = str(Path(sys.executable).with_name("py-spy"))
                 extra = [spy, "record", "--subprocesses", "-r", "250", "-f", "raw", "-o", str(out), "--"]
-            run_name = f"mailer run, {inliner}, {args.connections} connection" + ("s" if args.connections > 1 else "")
+            run_name = f"mailer run, {inliner}, {connections} connection" + ("s" if connections > 1 else "")
             results.append(mailer_run(config, args.date, run_name, extra))
     print(table(results, label))
     if args.json:

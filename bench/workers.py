@@ -1,54 +1,59 @@
-"""Scaling benchmark: several ``mailer retry`` workers and connections on PostgreSQL, one sink.
+"""Scaling benchmark: ``mailer run`` workers started at the same instant on PostgreSQL, one sink.
 
-    python -m bench.workers --customers 100000 --messages 5000 --workers 1 2 4 --connections 1 2
+    python -m bench.workers --customers 100000 --messages 4000 --workers 1 2 3 4 --connections 4
+    python -m bench.workers --messages 2000 --workers 1 2 3 --connections 4 --delay-ms 50   # a relay's latency
 
-Makes a throw-away database on the local PostgreSQL server (dropped at the
-end; the admin URL's own database is only used to create and drop it),
-copies in the customers of ``--messages`` due occasions from the generated
-SQLite store and queues those occasions. Then, for every combination, it
-puts the queue back to ``queued``, starts the workers at once (separate
-processes, each with ``[transport] connections``) against one aiosmtpd sink
-in its own process, and times them until the last one exits. The numbers
-go into docs/scaling.md; no test depends on them.
+Makes a throw-away database on the local PostgreSQL server (dropped at the end; the admin URL's
+own database is only used to create and drop it) and copies in the customers of ``--messages``
+anniversaries due on ``--date`` from the generated SQLite store. Then, for every combination, it
+empties the send log and starts N ``mailer run --date D`` processes at the same instant, as a
+systemd timer or a CronJob on N hosts would: one plans, the others wait for its plan and deliver
+alongside. Per round it prints each worker's share (its own "sent N"), the wall time from spawn
+to the last exit, the aggregate rate over that time and over the sink's first-to-last accepted
+message, and checks exactly-once at the sink (every Message-ID of the send log accepted once).
+The numbers go into docs/scaling.md; no test depends on them.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
+import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, func, insert, select, text, update
+from sqlalchemy import Engine, create_engine, delete, insert, select, text, update
 from sqlmodel import Session, col
 
 from bench.send import BENCH_DAY, generated_store, make_project, sink
 from mailer import store
 from mailer.config import load_settings
-from mailer.outbox import decisions
 from mailer.planning import plan as planning
 from mailer.planning.clock import PassClock
 from mailer.planning.policy import Verdict
-from mailer.store.tables import Customer, PassRun, SendLog, SendStatus
+from mailer.store.tables import Customer, PassRun, PlanMark, SendLog, SendStatus
+from tests.support.smtpserver import read_delivery_log
 
 PG_ADMIN = os.environ.get("MAILER_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+CAMPAIGN = "customer-anniversary"
 
 
-def queue_on_postgres(sqlite_store: Path, pg_url: str, day: date, messages: int, config: Path) -> int:
-    """Plan ``day`` on the SQLite store; copy the first ``messages`` sends' customers to PostgreSQL and queue them."""
+def copy_customers(sqlite_store: Path, pg_url: str, day: date, messages: int, config: Path) -> int:
+    """Copy to PostgreSQL the customers of the first ``messages`` anniversaries the SQLite store has due on ``day``."""
     settings = load_settings(config)
     source = store.make_engine(f"sqlite:///{sqlite_store}")
-    campaigns = [settings.campaign("customer-anniversary")]
-    clock = PassClock.on(day)
     with Session(source) as session:
-        planned = [p for p in planning.plan(session, settings, clock, campaigns) if p.decision.verdict is Verdict.SEND]
-        planned = planned[:messages]
-        ids = [p.customer.id for p in planned]
+        planned = planning.plan(session, settings, PassClock.on(day), [settings.campaign(CAMPAIGN)])
+        ids = [p.customer.id for p in planned if p.decision.verdict is Verdict.SEND][:messages]
         table = Customer.__table__  # type: ignore[attr-defined]
         rows = [
             dict(r._mapping)
@@ -60,69 +65,101 @@ def queue_on_postgres(sqlite_store: Path, pg_url: str, day: date, messages: int,
     store.create_schema(target)
     with Session(target) as session:
         session.execute(insert(table), rows)
-        decisions.record(session, planned, {c.name: c for c in campaigns}, clock.now)
+        session.commit()
     target.dispose()
-    return len(planned)
+    return len(rows)
 
 
-def requeue_all(engine: Engine) -> None:
-    past = datetime.now(UTC) - timedelta(seconds=1)
+def forget_the_day(engine: Engine) -> None:
+    """As if no pass had run yet: empty send log, no plan mark, nobody emailed."""
     with Session(engine) as session:
-        session.execute(
-            update(SendLog).values(
-                status=SendStatus.QUEUED,
-                attempts=0,
-                first_attempt_at=None,
-                claimed_by=None,
-                claimed_at=None,
-                sent_at=None,
-                next_attempt_at=past,
-                subject="",
-                message_id="",
-                last_reply="",
-                reason="",
-            )
-        )
+        session.execute(delete(SendLog))
+        session.execute(delete(PassRun))
+        session.execute(delete(PlanMark))
         session.execute(update(Customer).values(last_emailed_at=None))
-        session.execute(PassRun.__table__.delete())  # type: ignore[attr-defined]
         session.commit()
 
 
 def set_connections(config: Path, connections: int) -> None:
-    text_ = config.read_text(encoding="utf-8")
-    lines = [line for line in text_.splitlines() if not line.startswith("connections =")]
-    at = lines.index("[transport]") + 1
-    lines.insert(at, f"connections = {connections}")
+    lines = [line for line in config.read_text(encoding="utf-8").splitlines() if not line.startswith("connections =")]
+    lines.insert(lines.index("[transport]") + 1, f"connections = {connections}")
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def run_workers(config: Path, workers: int, engine: Engine) -> tuple[int, float]:
+@dataclass(frozen=True)
+class Round:
+    workers: int
+    connections: int
+    shares: list[int]  # each worker's own "sent N", in start order
+    seconds: float  # spawn of the first worker to exit of the last
+    sink_seconds: float  # the sink's first to last accepted message
+    accepted: int  # messages the sink accepted (each Message-ID once: checked)
+    cpu_seconds: float  # user + system of all the workers and their composer processes
+
+    @property
+    def sent(self) -> int:
+        return sum(self.shares)
+
+
+def run_round(config: Path, day: date, workers: int, engine: Engine, sink_log: Path, connections: int) -> Round:
     mailer = str(Path(sys.executable).with_name("mailer"))
+    command = [mailer, "--config", str(config), "run", "--date", day.isoformat(), "--campaign", CAMPAIGN]
+    already = len(read_delivery_log(sink_log))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
-    processes = [
-        subprocess.Popen([mailer, "--config", str(config), "retry"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for _ in range(workers)
-    ]
-    for process in processes:
-        out, err = process.communicate()
-        if process.returncode != 0:
-            raise RuntimeError(f"worker failed: {err.decode().strip() or out.decode().strip()}")
+    # Started back to back (a few ms apart): the plan lock decides who plans, not who came first.
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(workers)]
+    outputs = [p.communicate() for p in processes]
     seconds = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    shares = []
+    for process, (out, err) in zip(processes, outputs, strict=True):
+        if process.returncode != 0:
+            raise RuntimeError(f"worker failed ({process.returncode}): {err.decode().strip() or out.decode().strip()}")
+        found = re.search(r"\bsent (\d+)", out.decode())
+        shares.append(int(found.group(1)) if found else 0)
+    deliveries = read_delivery_log(sink_log)[already:]
+    copies = Counter(d.message_id for d in deliveries)
     with Session(engine) as session:
-        sent = session.scalar(select(func.count()).where(col(SendLog.status) == SendStatus.SENT)) or 0
-        twice = session.scalar(select(func.count()).where(col(SendLog.attempts) > 1)) or 0
-    if twice:
-        raise RuntimeError(f"{twice} rows were attempted more than once")
-    return sent, seconds
+        sent = select(col(SendLog.message_id)).where(col(SendLog.status) == SendStatus.SENT)
+        logged = set(session.execute(sent).scalars())
+    if max(copies.values(), default=1) > 1 or set(copies) != logged:
+        twice = sum(1 for n in copies.values() if n > 1)
+        lost = len(logged - set(copies))
+        raise RuntimeError(f"not exactly once: {twice} accepted twice, {lost} logged sent but never accepted")
+    times = [d.at for d in deliveries]
+    sink_seconds = max(times) - min(times) if times else 0.0
+    return Round(workers, connections, shares, seconds, sink_seconds, len(deliveries), cpu)
+
+
+def row(result: Round, delay_ms: float) -> str:
+    sink_rate = (result.accepted - 1) / result.sink_seconds if result.sink_seconds else 0.0
+    cells = [
+        str(result.workers),
+        str(result.connections),
+        " / ".join(f"{n:,}" for n in result.shares),
+        f"{result.accepted:,}",
+        f"{result.seconds:.1f}",
+        f"{result.sent / result.seconds:,.0f}",
+        f"{sink_rate:,.0f}",
+        f"{1000 * result.cpu_seconds / result.sent:.2f}" if result.sent else "-",
+    ]
+    if delay_ms:
+        ceiling = result.workers * result.connections / (delay_ms / 1000)
+        cells += [f"{ceiling:,.0f}", f"{sink_rate / ceiling:.2f}"]
+    return "| " + " | ".join(cells) + " |"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.workers", description=__doc__.split("\n")[0])
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--due", type=int, default=20_000)
-    parser.add_argument("--messages", type=int, default=5_000)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--connections", type=int, nargs="+", default=[1])
+    parser.add_argument("--messages", type=int, default=4_000)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 3, 4])
+    parser.add_argument("--connections", type=int, nargs="+", default=[4])
+    parser.add_argument("--runs", type=int, default=1, help="rounds per combination (the table shows each)")
+    parser.add_argument("--delay-ms", type=float, default=0.0, help="the sink's delay after each final dot")
     parser.add_argument("--inliner", default="css-inline")
     parser.add_argument("--date", type=date.fromisoformat, default=BENCH_DAY)
     parser.add_argument("--store", type=Path, help="a generated SQLite store to take the customers from")
@@ -135,28 +172,39 @@ def main(argv: list[str] | None = None) -> int:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     pg_url = PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
     workdir = Path(tempfile.mkdtemp(prefix="mailer-workers-"))
-    print("| workers | connections each | messages | seconds | emails/s |")
-    print("|---:|---:|---:|---:|---:|")
+    header = "| workers | connections each | sent per worker | accepted once | seconds | emails/s | at the sink/s "
+    header += "| CPU ms per message |"
+    rule = "|---:|---:|---|---:|---:|---:|---:|---:|"
+    if args.delay_ms:
+        header += " latency ceiling/s | ratio |"
+        rule += "---:|---:|"
+    print(header)
+    print(rule)
+    sink_log = workdir / "sink.jsonl"
+    rates: dict[tuple[int, int], list[float]] = {}
     try:
-        with sink(workdir) as port:
+        with sink(workdir, args.delay_ms, sink_log) as port:
             config = make_project(workdir, Path("unused.db"), port, args.inliner)
             config.write_text(config.read_text().replace('url = "sqlite:///unused.db"', f'url = "{pg_url}"'))
-            queued = queue_on_postgres(sqlite_store, pg_url, args.date, args.messages, config)
-            print(f"  {queued} messages queued on {name}", file=sys.stderr)
+            copied = copy_customers(sqlite_store, pg_url, args.date, args.messages, config)
+            print(f"  {copied} customers with an anniversary on {args.date} copied to {name}", file=sys.stderr)
             engine = store.make_engine(pg_url)
             for connections in args.connections:
                 set_connections(config, connections)
                 for workers in args.workers:
-                    requeue_all(engine)
-                    sent, seconds = run_workers(config, workers, engine)
-                    print(
-                        f"| {workers} | {connections} | {sent:,} | {seconds:.1f} | {sent / seconds:,.0f} |", flush=True
-                    )
+                    for _ in range(args.runs):
+                        forget_the_day(engine)
+                        result = run_round(config, args.date, workers, engine, sink_log, connections)
+                        rates.setdefault((workers, connections), []).append(result.sent / result.seconds)
+                        print(row(result, args.delay_ms), flush=True)
             engine.dispose()
     finally:
         with admin.connect() as connection:
             connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+    if args.runs > 1:
+        for (workers, connections), values in rates.items():
+            print(f"  median {workers} x {connections}: {statistics.median(values):,.0f} emails/s", file=sys.stderr)
     return 0
 
 

@@ -53,6 +53,7 @@ class Prepared:
     campaign: str = ""  # re-checked before sending: the customer may have left it since
     to_customer: bool = True  # False for staff mail about the customer (an owner's notice): opt-outs do not stop it
     locale: str = ""  # the templates' locale, recorded in the send log
+    timezone: str | None = None  # the customer's, as rendered: when a pass for a day counts them emailed
 
 
 def prepare(maker: MessageMaker, row: SendLog, customer: Customer) -> Prepared:
@@ -64,10 +65,13 @@ def prepare(maker: MessageMaker, row: SendLog, customer: Customer) -> Prepared:
     try:
         wire = maker.compose_wire(row, customer)
     except (RenderError, HeaderError) as exc:
-        return Prepared(*where, error=f"render error: {exc}", campaign=row.campaign, to_customer=to_customer)
+        return Prepared(
+            *where, error=f"render error: {exc}", campaign=row.campaign, to_customer=to_customer,
+            timezone=customer.timezone,
+        )
     return Prepared(
         *where, wire.subject, wire.message_id, wire.data, campaign=row.campaign, to_customer=to_customer,
-        locale=wire.locale,
+        locale=wire.locale, timezone=customer.timezone,
     )
 
 

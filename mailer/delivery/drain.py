@@ -235,6 +235,7 @@ def _deliver_prepared(
                 prepared.customer_id,
                 prepared.attempts + 1,
                 prepared.first_attempt_at or moment,
+                timezone=prepared.timezone,
                 to_customer=prepared.to_customer,
             )
             turn.begin()

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -395,21 +396,36 @@ def try_plan_lock(session: Session) -> bool:
     return bool(session.execute(select(func.pg_try_advisory_xact_lock(PLAN_LOCK))).scalar())
 
 
-def wait_for_plan_lock(session: Session, timeout: timedelta) -> bool:
+def wait_for_plan_lock(
+    session: Session, timeout: timedelta, should_stop: Callable[[], bool] = lambda: False
+) -> bool:
     """Wait, at most ``timeout``, for the process planning now to finish; then hold the plan lock.
 
     True once this session's transaction holds the lock (the other planner committed its plan or
-    gave up); False if the wait ran out, with the session rolled back. SQLite: always True at once.
+    gave up); False if the wait ran out or ``should_stop`` said so, with the session rolled back.
+    The wait is made of short slices so a SIGTERM (a daemon stopping) is noticed within about
+    :data:`WAIT_SLICE`, not after the whole timeout. SQLite: always True at once.
     """
     if session.get_bind().dialect.name != "postgresql":
         return True
-    milliseconds = max(1, int(timeout.total_seconds() * 1000))
-    # lock_timeout bounds the wait of this one transaction only (set_config's "local" flag).
-    session.execute(select(func.set_config("lock_timeout", str(milliseconds), True)))
-    try:
-        session.execute(select(func.pg_advisory_xact_lock(PLAN_LOCK)))
-    except OperationalError:  # psycopg's LockNotAvailable: the wait ran out
-        session.rollback()
-        return False
-    return True
+    deadline = time.monotonic() + timeout.total_seconds()
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or should_stop():
+            return False
+        milliseconds = max(1, int(min(left, WAIT_SLICE.total_seconds()) * 1000))
+        # lock_timeout bounds the wait of this one transaction only (set_config's "local" flag).
+        session.execute(select(func.set_config("lock_timeout", str(milliseconds), True)))
+        try:
+            session.execute(select(func.pg_advisory_xact_lock(PLAN_LOCK)))
+        except OperationalError as exc:
+            session.rollback()
+            if getattr(exc.orig, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+                raise  # not the slice running out (the connection broke): the pass fails and says why
+            continue
+        return True
 
+
+# How often a worker waiting for another one's plan looks at its stop flag.
+WAIT_SLICE = timedelta(seconds=1)
+LOCK_NOT_AVAILABLE = "55P03"  # PostgreSQL's SQLSTATE when lock_timeout ends a wait

@@ -64,7 +64,7 @@ def run_pass(
             # record() committed, which released the lock: settle under it again, or leave it to its holder.
             expired = settle(session, settings, clock) if candidates.try_plan_lock(session) else Counter()
         else:
-            planned, expired, held_for_gifts = [], _join_planner(session, settings, clock), Counter()
+            planned, expired, held_for_gifts = [], _join_planner(session, settings, clock, should_stop), Counter()
     interrupted = recovery.recover_interrupted(engine)
     if interrupted:
         log.warning("%d messages were interrupted while sending, now `unknown`: %s", len(interrupted), interrupted)
@@ -87,19 +87,25 @@ def run_pass(
     return report
 
 
-def _join_planner(session: Session, settings: Settings, clock: PassClock) -> Counter[str]:
+def _join_planner(
+    session: Session, settings: Settings, clock: PassClock, should_stop: Callable[[], bool]
+) -> Counter[str]:
     """Another worker is planning this pass: wait for its plan, then deliver alongside it.
 
     Workers started at the same instant (a systemd timer, a CronJob on several hosts) would
     otherwise find nothing queued yet and exit at once, leaving the whole day to the planner.
     Once the lock is ours the plan is recorded; settling again is cheap and covers the moment
-    between the planner's commit and its own settle. Returns the deferrals expired here.
+    between the planner's commit and its own settle. A stop request (SIGTERM to the daemon or to
+    `mailer run`) ends the wait within a second. Returns the deferrals expired here.
     """
     log.info("another process is planning this pass; waiting for its plan (at most %s)", PLAN_WAIT)
     started = time.monotonic()
-    if candidates.wait_for_plan_lock(session, PLAN_WAIT):
+    if candidates.wait_for_plan_lock(session, PLAN_WAIT, should_stop):
         log.info("the plan is recorded after %.1fs of waiting; delivering alongside", time.monotonic() - started)
         return settle(session, settings, clock)
+    if should_stop():
+        log.info("stopped while waiting for the other process's plan, after %.1fs", time.monotonic() - started)
+        return Counter()
     log.warning("the other process was still planning after %s; delivering what is queued", PLAN_WAIT)
     return Counter()
 

@@ -307,6 +307,37 @@ def test_stall_times_out_the_client_while_other_connections_are_served() -> None
         assert server.count == 1
 
 
+def test_a_delay_holds_every_reply_to_the_final_dot_and_several_connections_wait_at_once() -> None:
+    with SmtpServer(delay=60) as server:
+        outcomes: list[BaseException] = []
+
+        def client(rcpt: str) -> None:
+            try:
+                with smtplib.SMTP(server.host, server.port, timeout=GUARD) as smtp:
+                    smtp.send_message(make_message(rcpt))
+            except BaseException as exc:  # handed to the main thread
+                outcomes.append(exc)
+
+        threads = [threading.Thread(target=client, args=(f"r{n}@example.test",)) for n in range(2)]
+        for thread in threads:
+            thread.start()
+        # Both messages wait for their reply at the same time: the delay blocks no other connection.
+        server.wait_until(lambda: server.stalling == 2, GUARD)
+        assert server.count == 0
+        server.stop()  # disconnects both clients; nothing was delivered
+        for thread in threads:
+            thread.join(GUARD)
+        assert len(outcomes) == 2 and server.count == 0
+
+
+def test_a_short_delay_then_the_message_is_accepted() -> None:
+    with SmtpServer(delay=0.05) as server:
+        started = time.monotonic()
+        send(server)
+        assert time.monotonic() - started >= 0.05  # the reply came after the delay, never before
+        assert server.count == 1
+
+
 def test_short_stall_then_success() -> None:
     with SmtpServer(script={RCPT: ["stall:0", "rcpt:stall:0"]}) as server:
         send(server)

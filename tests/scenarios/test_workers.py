@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlmodel import Session, col
 
 from mailer import store
@@ -16,6 +18,7 @@ from mailer.outbox import decisions
 from mailer.planning import candidates
 from mailer.planning import plan as planning
 from mailer.planning.clock import PassClock
+from mailer.service.passes import PLAN_WAIT
 from mailer.store.tables import SendLog
 from tests.conftest import Sink
 from tests.support.crashkit import DAY, add_anniversaries, mailer, sink_project
@@ -100,4 +103,60 @@ def test_a_worker_that_finds_another_planning_waits_for_that_plan_and_delivers_a
     assert "waiting for its plan" in err.decode()
     assert "sent 20" in out.decode(), out.decode()  # before, it found nothing queued and sent nothing
     assert len({d.message_id for d in smtp_sink.deliveries()}) == len(smtp_sink.deliveries()) == 20
+    engine.dispose()
+
+
+def _waiting_for_plan_lock(planner: Connection, worker: subprocess.Popen[bytes]) -> None:
+    """Return once ``worker`` asks for the plan lock ``planner`` holds (it must wait, not exit)."""
+    deadline = time.monotonic() + GUARD
+    waiting = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    while not planner.execute(waiting).scalar():
+        assert worker.poll() is None, worker.communicate()
+        assert time.monotonic() < deadline, "the worker never asked for the plan lock"
+        time.sleep(0.05)
+
+
+@pytest.mark.postgres
+def test_a_daemon_on_another_host_waits_for_the_plan_delivers_it_and_stops_on_sigterm_while_waiting(
+    tmp_path: Path, pg_url: str, smtp_sink: Sink
+) -> None:
+    config = sink_project(tmp_path / "proj", pg_url, smtp_sink.port)
+    settings = load_settings(config)
+    engine = store.make_engine(pg_url)
+    store.create_schema(engine)
+    add_anniversaries(engine, 20)
+    campaigns = [settings.campaign("customer-anniversary")]
+    clock = PassClock.on(DAY)
+
+    with engine.connect() as planner:  # the daemon of another host, planning this hour's pass
+        planner.execute(select(func.pg_advisory_lock(candidates.PLAN_LOCK)))
+        daemon = mailer(config, "-v", "daemon")  # its catch-up pass at start-up meets the planner
+        _waiting_for_plan_lock(planner, daemon)
+        with Session(engine, expire_on_commit=False) as session:
+            decisions.record(
+                session, planning.plan(session, settings, clock, campaigns), {c.name: c for c in campaigns}, clock.now
+            )
+        planner.execute(select(func.pg_advisory_unlock(candidates.PLAN_LOCK)))
+        deadline = time.monotonic() + GUARD
+        while len(smtp_sink.deliveries()) < 20:
+            assert daemon.poll() is None, daemon.communicate()
+            assert time.monotonic() < deadline, "the daemon never delivered the plan"
+            time.sleep(0.1)
+
+        # The next pass of this daemon meets a planner again; SIGTERM ends its wait, not PLAN_WAIT.
+        planner.execute(select(func.pg_advisory_lock(candidates.PLAN_LOCK)))
+        second = mailer(config, "-v", "daemon")
+        _waiting_for_plan_lock(planner, second)
+        second.send_signal(signal.SIGTERM)
+        # Far below PLAN_WAIT (10 minutes): the lock is still held, so only the stop flag can end the wait.
+        _, second_err = second.communicate(timeout=PLAN_WAIT.total_seconds() / 4)
+        planner.execute(select(func.pg_advisory_unlock(candidates.PLAN_LOCK)))
+    daemon.send_signal(signal.SIGTERM)
+    _, err = daemon.communicate(timeout=GUARD)
+
+    assert daemon.returncode == 0, err.decode()
+    assert "waiting for its plan" in err.decode() and "delivering alongside" in err.decode()
+    assert len({d.message_id for d in smtp_sink.deliveries()}) == len(smtp_sink.deliveries()) == 20
+    assert second.returncode == 0, second_err.decode()
+    assert "stopped while waiting for the other process's plan" in second_err.decode()
     engine.dispose()

@@ -72,6 +72,7 @@ import socket
 import ssl
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -208,6 +209,7 @@ class DeliveryRecord:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     subject: str | None
+    at: float = 0.0  # when the server accepted it (time.time(), before its 250): for benchmarks' rates
 
 
 def read_delivery_log(path: str | os.PathLike[str]) -> list[DeliveryRecord]:
@@ -232,6 +234,7 @@ def read_delivery_log(path: str | os.PathLike[str]) -> list[DeliveryRecord]:
                 mail_from=raw["mail_from"],
                 rcpt_tos=tuple(raw["rcpt_tos"]),
                 subject=raw["subject"],
+                at=raw.get("at", 0.0),
             )
         )
     return records
@@ -319,9 +322,10 @@ class _Handler:
     caller's thread is guarded by ``cond`` (a Condition over an RLock).
     """
 
-    def __init__(self, script: Script | None, sink: bool, log: IO[str] | None) -> None:
+    def __init__(self, script: Script | None, sink: bool, log: IO[str] | None, delay: float = 0.0) -> None:
         self.cond = threading.Condition(threading.RLock())
         self.sink = sink
+        self.delay = delay
         self.log = log
         self.messages: list[ReceivedMessage] = []
         self.count = 0
@@ -395,6 +399,10 @@ class _Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: _Envelope) -> str:
         reply = "250 OK"
+        if self.delay:
+            # A real relay spends tens of milliseconds on a message (queue file, fsync, filters) before
+            # its reply to the final dot; the stall (asyncio) keeps every other connection served meanwhile.
+            await self._stall(self.delay)
         for action in envelope.data_actions:
             if action.kind == "stall":
                 await self._stall(action.seconds)
@@ -469,6 +477,7 @@ class _Handler:
                 "mail_from": mail_from,
                 "rcpt_tos": list(rcpt_tos),
                 "subject": header("Subject"),
+                "at": time.time(),
             },
             ensure_ascii=False,
         )
@@ -544,6 +553,9 @@ class SmtpServer:
     ``log_file``
         Append one JSON line per accepted message (see
         :func:`read_delivery_log`), flushed before the 250 reply.
+    ``delay``
+        Seconds to wait after the final dot before replying (every message), like a real
+        relay's queueing; other connections are served meanwhile. For latency benchmarks.
     ``smtputf8``
         Offer SMTPUTF8 (RFC 6531) in EHLO (aiosmtpd's Controller does by default);
         ``False`` for a relay that cannot carry a non-ASCII address.
@@ -566,6 +578,7 @@ class SmtpServer:
         sink: bool = False,
         log_file: str | os.PathLike[str] | None = None,
         smtputf8: bool = True,
+        delay: float = 0.0,
     ) -> None:
         if tls not in ("none", "starttls", "implicit"):
             raise ValueError(f"tls must be 'none', 'starttls' or 'implicit', not {tls!r}")
@@ -583,7 +596,7 @@ class SmtpServer:
         self._tmpdir: str | None = None
         self._controller: _Controller | None = None
         # Built (and the script validated) now, so a bad script fails at construction.
-        self._handler = _Handler(script, sink, None)
+        self._handler = _Handler(script, sink, None, delay)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -794,6 +807,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sink", action="store_true", help="keep counts only")
     parser.add_argument("--log-file", type=Path, help="append one JSON line per message")
     parser.add_argument("--ready-file", type=Path, help="write the port here once serving")
+    parser.add_argument(
+        "--delay-ms", type=float, default=0.0, help="wait this long after each final dot before replying"
+    )
     args = parser.parse_args(argv)
     # aiosmtpd's own "Session.login_data is deprecated" warning on every AUTH
     # would otherwise reach stderr through logging's last-resort handler.
@@ -818,6 +834,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         auth=auth,
         sink=args.sink,
         log_file=args.log_file,
+        delay=args.delay_ms / 1000,
     ) as server:
         if args.ca_file is not None and server.ca_path is not None:
             shutil.copyfile(server.ca_path, args.ca_file)
