@@ -204,7 +204,7 @@ def register(app: Flask, settings: Settings, engine: Engine, *, now: Callable[[]
     admin = Blueprint("admin", __name__)
 
     def render(name: str, status: int = 200, **context: Any) -> Response:
-        html = pages.get_template(name).render(notice="", error="", **context)
+        html = pages.get_template(name).render({"notice": "", "error": "", **context})
         return Response(html, status=status, mimetype="text/html")
 
     @admin.before_request
