@@ -103,7 +103,8 @@ def test_without_an_admin_password_there_is_no_admin_view(project: Path) -> None
 @pytest.mark.slow
 def test_every_admin_page_refuses_a_visitor_without_the_password(served: Served, engine: Engine) -> None:
     [unknown] = [i for i, (status, *_) in store_rows(engine).items() if status == "unknown"]
-    for path in ("/admin/", "/admin/suppressions", "/admin/forecast", "/admin/customer/LATE", f"/admin/requeue/{unknown}"):
+    pages = ("/admin/", "/admin/suppressions", "/admin/forecast", "/admin/customer/LATE", f"/admin/requeue/{unknown}")
+    for path in pages:
         for headers in ({}, basic("admin", "wrong"), basic("root", PASSWORD), {"Authorization": "Bearer " + PASSWORD}):
             reply = served.request("GET", path, headers=headers)
             assert reply.status == 401, (path, headers)
@@ -128,7 +129,7 @@ def test_the_send_log_lists_every_row_with_its_reason_and_filters(served: Served
     [unknown] = [i for i, (status, *_) in stored.items() if status == "unknown"]
     by_status = rows_of(get(served, "/admin/", status="unknown").body)
     assert list(by_status) == [unknown]
-    assert 'href="/admin/requeue/%d"' % unknown in get(served, "/admin/", status="unknown").body
+    assert f'href="/admin/requeue/{unknown}"' in get(served, "/admin/", status="unknown").body
     by_email = rows_of(get(served, "/admin/", customer="FAILED@example.com").body)
     assert [r["to"] for r in by_email.values()] == ["failed@example.com"]
     assert "451 4.3.0 busy" in next(iter(by_email.values()))["reason"]
