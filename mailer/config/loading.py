@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from apscheduler.triggers.cron import CronTrigger
 
+from mailer.config.admin import parse_admin
 from mailer.config.locales import LocaleProblem, normalize_locale
 from mailer.config.profiles import read_import_profiles
 from mailer.config.reader import HOSTNAME, Table, email_value, zone_value
@@ -97,6 +98,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
         for i, table in enumerate(top.array_of_tables("campaign"))
     )
     sources = source_tables(top, base)
+    admin = parse_admin(top, base)
     top.done()
     seen: set[str] = set()
     for campaign in campaigns:
@@ -105,7 +107,7 @@ def parse_settings(raw: Mapping[str, Any], path: Path) -> Settings:
         seen.add(campaign.name)
     return Settings(path, store, sender, transport, schedule, policy, render, campaigns, web, inbox,
                     webhooks=webhooks, feedback=feedback, import_profiles=import_profiles, gifts=gifts, watch=watch,
-                    sources=sources)
+                    sources=sources, admin=admin)
 
 
 

@@ -359,6 +359,19 @@ class WatchSettings:
     webhooks: tuple[EventHookSettings, ...] = ()
 
 
+
+# ---- [admin]: the read-only admin view on `mailer serve` (parsed in mailer/config/admin.py) ----
+@dataclass(frozen=True)
+class AdminSettings:
+    """``[admin]``: ``/admin/`` behind HTTP Basic (user ``admin``); without a password there is no admin view."""
+
+    password: Secret = field(default_factory=Secret)
+
+    @property
+    def enabled(self) -> bool:
+        return self.password.is_set
+
+
 @dataclass(frozen=True)
 class SourceSettings:
     """One ``[[source]]``: customers and interactions that reach the store without a person importing a CSV."""
@@ -399,6 +412,7 @@ class Settings:
     gifts: tuple[Gift, ...] = ()
     watch: WatchSettings = field(default_factory=WatchSettings)  # metrics, alerts, events out
     sources: tuple[SourceSettings, ...] = ()  # [[source]] tables: `mailer sync` and the daemon read them
+    admin: AdminSettings = field(default_factory=AdminSettings)  # /admin/ on `mailer serve`; off without a password
 
     def gift(self, name: str) -> Gift:
         for gift in self.gifts:

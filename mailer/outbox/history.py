@@ -23,6 +23,8 @@ def listing(
     customer: str | None = None,
     since: datetime | None = None,
     limit: int = 200,
+    until: datetime | None = None,
+    row_id: int | None = None,
 ) -> tuple[list[str], list[tuple[object, ...]]]:
     """Send-log rows, newest first, as (headers, rows).
 
@@ -45,6 +47,10 @@ def listing(
         query = query.where(col(SendLog.campaign) == campaign)
     if since:
         query = query.where(col(SendLog.updated_at) >= since)
+    if row_id is not None:
+        query = query.where(col(SendLog.id) == row_id)
+    if until:  # exclusive: the admin view's "to" date is the start of the day after
+        query = query.where(col(SendLog.updated_at) < until)
     if customer:
         query = query.where(col(Customer.external_id) == customer).order_by(
             col(SendLog.due_date), col(SendLog.created_at), col(SendLog.id)
