@@ -404,3 +404,16 @@ class CustomerDate(SQLModel, table=True):
     attribute: str = Field(primary_key=True, max_length=200)
     value: date
     md: int  # MMDD of value (see month_day), for yearly occasions
+
+
+class ApiKey(SQLModel, table=True):
+    """A bearer key of the HTTP API (``mailer api-key create``): only its SHA-256 is kept, the key is shown once."""
+
+    __tablename__ = "api_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=100)
+    key_hash: str = Field(unique=True, max_length=64)  # hex SHA-256 of the whole key
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None  # a revoked key is answered 403, not forgotten (401)
+    last_used_at: datetime | None = None
