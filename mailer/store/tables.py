@@ -417,3 +417,16 @@ class ApiKey(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     revoked_at: datetime | None = None  # a revoked key is answered 403, not forgotten (401)
     last_used_at: datetime | None = None
+
+
+class ErasedAddress(SQLModel, table=True):
+    """The one-way trace of an erased customer (``mailer forget``): a SHA-256 of their lower-cased address.
+
+    The address itself is gone; an import or API call that brings it back creates a suppressed
+    customer, so a person who asked to be forgotten is never mailed again.
+    """
+
+    __tablename__ = "erased_address"
+
+    address_hash: str = Field(primary_key=True, max_length=64)
+    erased_at: datetime = Field(default_factory=utcnow)

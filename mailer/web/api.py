@@ -7,6 +7,7 @@
                                            ``reference`` already present for the customer is
                                            not added again (200, counted unchanged)
     GET  /api/v1/customers/<external_id>   what mailer holds: fields, opt-outs, the last send-log rows
+    DELETE /api/v1/customers/<external_id> erasure, as ``mailer forget`` (mailer/contacts/erasure.py)
 
 Every call needs ``Authorization: Bearer <key>`` (``mailer api-key create NAME``): 401 without
 one or with a key mailer does not know, 403 with a revoked one. A body over 1 MiB is refused
@@ -31,7 +32,7 @@ from sqlmodel import Session, col
 from werkzeug.exceptions import HTTPException
 
 from mailer.config import Settings
-from mailer.contacts import apirows, preferences
+from mailer.contacts import apirows, erasure, preferences
 from mailer.contacts.csvfile import ImportFailed, RowError
 from mailer.contacts.fields import RowProblem
 from mailer.service import apikeys
@@ -163,6 +164,14 @@ def register(app: Flask, settings: Settings, engine: Engine, *, now: Callable[[]
             return _row_errors(failed, numbered=isinstance(body, list))
         log.info("API key %r: %d interactions added, %d already present", g.api_key, report.inserted, report.unchanged)
         return _json(200, {"added": report.inserted, "unchanged": report.unchanged})
+
+    @api.delete("/customers/<path:external_id>")
+    def delete_customer(external_id: str) -> Response:
+        outcome = erasure.forget(engine, external_id, now())
+        if outcome is erasure.Erasure.UNKNOWN:
+            return _errors(404, {"field": "external_id", "problem": f"no customer {external_id!r}"})
+        log.info("API key %r: customer %r %s", g.api_key, external_id, outcome)
+        return _json(200, {"external_id": external_id, "result": str(outcome)})
 
     @api.get("/customers/<path:external_id>")
     def get_customer(external_id: str) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,8 +13,9 @@ from sqlalchemy import Engine, select
 from sqlmodel import Session, col
 
 from mailer.cli import cli
+from mailer.contacts import erasure
 from mailer.service import apikeys
-from mailer.store.tables import ApiKey, Customer, Interaction
+from mailer.store.tables import ApiKey, Customer, ErasedAddress, Interaction
 from tests.support.served import Reply, Served
 
 JSON = "application/json"
@@ -180,3 +182,53 @@ def test_keys_are_kept_hashed_listed_and_revoked_by_name(project: Path, engine: 
     assert unknown.exit_code != 0 and "no API key named 'nope'" in unknown.output
     bad_name = runner.invoke(cli, ["--config", str(project), "api-key", "create", "two words"])
     assert bad_name.exit_code != 0 and "key name" in bad_name.output
+
+
+@pytest.mark.slow
+def test_delete_erases_and_a_later_import_of_the_address_is_suppressed(
+    project: Path, served: Served, engine: Engine, key: str, tmp_path: Path
+) -> None:
+    dee = {"email": "Dee@Example.com", "first_name": "Dee", "birthday": "1990-04-02", "vip_level": "gold"}
+    assert call(served, "PUT", "/customers/api-6", key, dee).status == 201
+    order = {"external_id": "api-6", "kind": "order", "occurred_at": "2026-11-20T10:00:00Z", "reference": "o-6"}
+    assert call(served, "POST", "/interactions", key, order).status == 200
+
+    erased = call(served, "DELETE", "/customers/api-6", key)
+    assert (erased.status, json.loads(erased.body)["result"]) == (200, "erased")
+    again = call(served, "DELETE", "/customers/api-6", key)
+    assert json.loads(again.body)["result"] == "already erased"
+    assert call(served, "DELETE", "/customers/nobody", key).status == 404
+
+    stored = customer(engine, "api-6")
+    assert stored is not None
+    assert (stored.email, stored.first_name, stored.birthday, stored.attributes) == ("", None, None, {})
+    assert stored.suppressed_at is not None and stored.order_count == 0
+    with Session(engine) as session:
+        assert session.execute(select(Interaction).where(col(Interaction.customer_id) == stored.id)).first() is None
+        kept = set(session.execute(select(ErasedAddress.address_hash)).scalars())
+    assert kept == {hashlib.sha256(b"dee@example.com").hexdigest()}
+
+    # The address comes back under another id, in another case: a suppressed customer, never mailed.
+    csv_file = tmp_path / "again.csv"
+    csv_file.write_text("external_id,email,first_name\nnew-6,dee@EXAMPLE.com,Dee\n", encoding="utf-8")
+    imported = CliRunner().invoke(cli, ["--config", str(project), "import", "customers", str(csv_file)])
+    assert imported.exit_code == 0, imported.output
+    assert "erased before" in imported.output
+    back = customer(engine, "new-6")
+    assert back is not None and back.suppressed_at is not None and back.suppressed_reason == erasure.ERASED_REASON
+    put_back = call(served, "PUT", "/customers/new-7", key, {"email": "DEE@example.com"})
+    assert put_back.status == 201
+    shown = json.loads(call(served, "GET", "/customers/new-7", key).body)
+    assert shown["opt_out"]["suppressed_reason"] == erasure.ERASED_REASON
+
+
+def test_mailer_forget_erases_by_external_id(project: Path, engine: Engine, tmp_path: Path) -> None:
+    csv_file = tmp_path / "one.csv"
+    csv_file.write_text("external_id,email,last_name\nc-1,eve@example.com,Adams\n", encoding="utf-8")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--config", str(project), "import", "customers", str(csv_file)]).exit_code == 0
+    result = runner.invoke(cli, ["--config", str(project), "forget", "c-1", "no-such-id"])
+    assert result.exit_code == 1
+    assert "c-1: erased" in result.stdout and "no-such-id: no such customer" in result.stderr
+    gone = customer(engine, "c-1")
+    assert gone is not None and gone.email == "" and gone.suppressed_reason == erasure.ERASED_REASON

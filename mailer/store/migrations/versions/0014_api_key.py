@@ -1,4 +1,4 @@
-"""api_key: the HTTP API's bearer keys, kept as SHA-256 hashes.
+"""api_key: the HTTP API's bearer keys, kept as SHA-256 hashes; erased_address: what `mailer forget` keeps.
 
 Revision ID: 0014
 Revises: 0013
@@ -28,7 +28,14 @@ def upgrade() -> None:
         sa.UniqueConstraint("name"),
         sa.UniqueConstraint("key_hash"),
     )
+    op.create_table(
+        "erased_address",
+        sa.Column("address_hash", sa.String(length=64), nullable=False),
+        sa.Column("erased_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("address_hash"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("erased_address")
     op.drop_table("api_key")
