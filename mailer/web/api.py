@@ -13,7 +13,8 @@ Every call needs ``Authorization: Bearer <key>`` (``mailer api-key create NAME``
 one or with a key mailer does not know, 403 with a revoked one. A body over 1 MiB is refused
 (413), one that is not JSON 400, a field the import rules refuse 422 with every problem named:
 ``{"errors": [{"field": "email", "problem": "..."}]}`` (with ``"item": N``, counted from 1, for
-an array). A refused call changes nothing. Answers are JSON, errors too.
+an array). A refused call changes nothing. Answers are JSON, errors too. The OpenAPI document is
+at /api/v1/openapi.json (no key needed: it holds no data).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from mailer.contacts.csvfile import ImportFailed, RowError
 from mailer.contacts.fields import RowProblem
 from mailer.service import apikeys
 from mailer.store.tables import Customer, SendLog, utcnow
+from mailer.web import openapi
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,8 @@ def register(app: Flask, settings: Settings, engine: Engine, *, now: Callable[[]
 
     @api.before_request
     def authenticate() -> Response | None:
+        if request.endpoint == "api_v1.openapi_document":
+            return None  # the description of the API holds no data
         header = request.headers.get("Authorization", "")
         scheme, _, key = header.partition(" ")
         verdict, name = apikeys.check(engine, key.strip() if scheme.lower() == "bearer" else None, now())
@@ -191,6 +195,10 @@ def register(app: Flask, settings: Settings, engine: Engine, *, now: Callable[[]
         held["opt_out"]["campaigns"] = wishes.opted_out
         held["opt_out"]["paused_until"] = wishes.paused_until
         return _json(200, held)
+
+    @api.get("/openapi.json")
+    def openapi_document() -> Response:
+        return _json(200, openapi.document())
 
     app.register_blueprint(api, url_prefix=PREFIX)
 

@@ -232,3 +232,17 @@ def test_mailer_forget_erases_by_external_id(project: Path, engine: Engine, tmp_
     assert "c-1: erased" in result.stdout and "no-such-id: no such customer" in result.stderr
     gone = customer(engine, "c-1")
     assert gone is not None and gone.email == "" and gone.suppressed_reason == erasure.ERASED_REASON
+
+
+@pytest.mark.slow
+def test_the_openapi_document_describes_every_route_without_a_key(served: Served) -> None:
+    reply = served.request("GET", "/api/v1/openapi.json")
+    assert reply.status == 200
+    document = json.loads(reply.body)
+    assert document["openapi"].startswith("3.")
+    routes = {(path, method) for path, item in document["paths"].items() for method in item}
+    assert routes - {("/customers/{external_id}", "parameters")} == {
+        ("/customers/{external_id}", "put"), ("/customers/{external_id}", "get"),
+        ("/customers/{external_id}", "delete"), ("/interactions", "post"),
+    }
+    assert document["components"]["schemas"]["Customer"]["required"] == ["email"]
