@@ -3,10 +3,24 @@
 Importing this package registers every command on :data:`cli`; ``main`` is the console script.
 """
 
-from mailer.cli import contacts, feedback, gifts, inbox, notify, passes, project, serve, sync, templates, watch
+from mailer.cli import (
+    apikeys,
+    contacts,
+    feedback,
+    forget,
+    gifts,
+    inbox,
+    notify,
+    passes,
+    project,
+    serve,
+    sync,
+    templates,
+    watch,
+)
 from mailer.cli.app import cli, main
 
 __all__ = [
-    "cli", "contacts", "feedback", "gifts", "inbox", "main", "notify", "passes", "project", "serve", "sync",
-    "templates", "watch",
+    "apikeys", "cli", "contacts", "feedback", "forget", "gifts", "inbox", "main", "notify", "passes", "project",
+    "serve", "sync", "templates", "watch",
 ]

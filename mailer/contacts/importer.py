@@ -31,6 +31,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select, tuple_
 from sqlmodel import Session, col
 
+from mailer.contacts import erasure
 from mailer.contacts.csvfile import (
     BATCH,
     ImportFailed,
@@ -79,6 +80,7 @@ class ImportReport:
     no_address: int = 0  # rows left out for want of an email address (a profile's without_email = "skip")
     since_pending: int = 0  # new customers without customer_since: the import day until an order says
     since_from_orders: int = 0  # customers whose customer_since an order set or moved earlier
+    erased: int = 0  # customers suppressed because their address was erased before (contacts/erasure.py)
     consent: Counter[ImportChoice] = field(default_factory=Counter)
     layout: Layout | None = None
     preview: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # the first rows, as mailer reads them
@@ -100,6 +102,8 @@ class ImportReport:
             text += f"; customer_since pending first order: {self.since_pending}"
         if self.since_from_orders:
             text += f"; customer_since from first order: {self.since_from_orders}"
+        if self.erased:
+            text += f"; suppressed as erased before (mailer forget): {self.erased}"
         for choice, words in _CONSENT_WORDS.items():
             if self.consent[choice]:
                 text += f"; {words}: {self.consent[choice]}"
@@ -307,6 +311,8 @@ def _upsert_customers(
                 report.updated += 1
         written.append((line, record, customer))  # its consent is read even when nothing else changed
     session.flush()
+    # An address someone had erased (mailer forget) comes back suppressed: they are never mailed again.
+    report.erased += erasure.suppress_erased(session, [customer for _, _, customer in written], now)
     for line, record, customer in written:
         # A "yes" for someone who is not opted out has nothing to change: spare the statement.
         nothing_to_lift = record.subscribed and customer.suppressed_at is None and customer.unsubscribed_at is None

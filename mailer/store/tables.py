@@ -404,3 +404,29 @@ class CustomerDate(SQLModel, table=True):
     attribute: str = Field(primary_key=True, max_length=200)
     value: date
     md: int  # MMDD of value (see month_day), for yearly occasions
+
+
+class ApiKey(SQLModel, table=True):
+    """A bearer key of the HTTP API (``mailer api-key create``): only its SHA-256 is kept, the key is shown once."""
+
+    __tablename__ = "api_key"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, max_length=100)
+    key_hash: str = Field(unique=True, max_length=64)  # hex SHA-256 of the whole key
+    created_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None  # a revoked key is answered 403, not forgotten (401)
+    last_used_at: datetime | None = None
+
+
+class ErasedAddress(SQLModel, table=True):
+    """The one-way trace of an erased customer (``mailer forget``): a SHA-256 of their lower-cased address.
+
+    The address itself is gone; an import or API call that brings it back creates a suppressed
+    customer, so a person who asked to be forgotten is never mailed again.
+    """
+
+    __tablename__ = "erased_address"
+
+    address_hash: str = Field(primary_key=True, max_length=64)
+    erased_at: datetime = Field(default_factory=utcnow)

@@ -45,7 +45,7 @@ from mailer.compose.tokens import RESUBSCRIBE, BadToken, make_token, read_link, 
 from mailer.config import Settings
 from mailer.contacts import optout, preferences
 from mailer.store.tables import Customer, utcnow
-from mailer.web import admin, answers
+from mailer.web import admin, answers, api
 from mailer.web.preferences import (
     BadForm,
     ForgedForm,
@@ -269,6 +269,7 @@ def create_app(
 
     answers.register(app, settings, engine, now=now, page=page)  # "how did we do?" (mailer/web/answers.py)
     admin.register(app, settings, engine, now=now)  # /admin/ when [admin] has a password (mailer/web/admin.py)
+    api.register(app, settings, engine, now=now)  # the JSON API under /api/v1 (mailer/web/api.py)
     app.register_blueprint(routes)
     prefix = mount_path(sender.unsubscribe_url)
     if prefix:
