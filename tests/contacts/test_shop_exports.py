@@ -103,7 +103,7 @@ def test_reimporting_the_same_shopify_exports_changes_nothing(engine: Engine) ->
     import_shopify(engine)
     before = snapshot(engine)
     customers_report, orders_report = import_shopify(engine)
-    assert (customers_report.inserted, customers_report.updated) == (0, 4)
+    assert (customers_report.inserted, customers_report.updated, customers_report.unchanged) == (0, 0, 4)
     assert (orders_report.inserted, orders_report.unchanged) == (0, 5)
     assert snapshot(engine) == before
 

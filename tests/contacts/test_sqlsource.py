@@ -184,7 +184,8 @@ def test_a_broken_query_and_an_unreachable_database_change_nothing(
 
     missing = source_settings(settings, shop, customers="SELECT mail AS email FROM shop_clients", updated_column="")
     [outcome] = syncing.sync(engine, missing, now=NOW)
-    assert outcome.error.startswith("customers query: no column 'external_id', 'customer_since' in its result")
+    # customer_since may be absent (it then comes from the first order), external_id may not.
+    assert outcome.error.startswith("customers query: no column 'external_id' in its result")
 
     gone = source_settings(settings, shop, url="postgresql+psycopg://nobody@127.0.0.1:9/shop")
     [outcome] = syncing.sync(engine, gone, now=NOW)

@@ -34,7 +34,7 @@ from mailer.planning.forecast import forecast
 from mailer.planning.occasions import marked_on
 from mailer.planning.policy import Verdict
 from mailer.service.passes import run_pass
-from mailer.service.project import init_project
+from mailer.service.project import fill_sample_pools, init_project
 from mailer.service.simulate import simulate
 from mailer.store.tables import Customer, SendLog
 from tests.scenarios.test_planning_properties import Person, people, write_customers, write_orders
@@ -410,6 +410,9 @@ def test_plan_equals_consecutive_date_passes_for_random_stores_and_spans(
         write_customers(Path(tmp) / "customers.csv", persons)
         # The store is filled as of a moment after every generated date, not as of the real clock.
         imported_at = datetime.combine(first + timedelta(days=400), time(), UTC)
+        # The fifth anniversary gives a pooled code: stocked, as `mailer init` does. (An empty pool defers
+        # the email at recording, which the forecast reports as the gift's need, not as a deferral.)
+        fill_sample_pools(engine, settings, config.parent / "data", first, imported_at)
         import_customers(engine, Path(tmp) / "customers.csv", now=imported_at)
         orders = [
             (n, datetime.combine(date(2026, 1, 1) + timedelta(days=offset), time(hour), UTC), amount, f"O{n}-{k}")
