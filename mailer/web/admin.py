@@ -7,7 +7,8 @@ fetched from elsewhere (the forecast chart is inline SVG), so the app's strict C
 
     GET  /admin/                     the send log, filtered by customer (external id or email),
                                      campaign, status and date, every row with its reason
-    GET  /admin/customer/<id>        one customer's timeline: every send-log row, opt-outs, pauses
+    GET  /admin/customer/<id>        one customer's timeline: every send-log row, opt-outs, pauses, and
+                                     what is coming in the next 30 days (``?from=`` another first day)
     GET  /admin/suppressions         who gets less mail than they could, and where that came from
     GET  /admin/forecast             the coming days' sends as a bar chart (a big day stands out)
     GET  /admin/requeue/<row>        the confirmation step for an ``unknown`` row (changes nothing)
@@ -36,6 +37,7 @@ from mailer.contacts import optout_stats, preferences
 from mailer.outbox import history
 from mailer.outbox.recovery import requeue
 from mailer.planning.forecast import forecast
+from mailer.planning.upcoming import upcoming
 from mailer.store import StoreError
 from mailer.store.tables import Customer, SendLog, SendStatus
 from mailer.web import calendar_chart
@@ -47,6 +49,7 @@ USER = "admin"
 PREFIX = "/admin"
 STATUSES = tuple(s.value for s in SendStatus)
 MAX_FORECAST_DAYS = 366
+COMING_DAYS = 30  # how far a customer's timeline looks ahead
 _REQUEUED_BY_HAND = "requeued by hand"
 
 _BASE = """<!DOCTYPE html>
@@ -139,6 +142,13 @@ TEMPLATES = {
 </ul>
 <h2>Every send-log row</h2>
 {% include "rows.html" %}
+<h2>Coming from {{ start }} ({{ days }} days)</h2>
+<table id="coming"><tr><th>due</th><th>campaign</th><th>verdict</th><th>reason</th></tr>
+{% for c in coming %}<tr class="coming verdict-{{ c.verdict }}"><td class="due">{{ c.due }}</td>
+<td class="campaign">{{ c.campaign }}</td><td class="verdict">{{ c.verdict }}</td>
+<td class="reason">{{ c.reason }}</td></tr>
+{% else %}<tr><td colspan="4" id="nothing-coming">Nothing is due for this customer in these days.</td></tr>{% endfor %}
+</table>
 {% endblock %}""",
     "suppressions.html": """{% extends "base.html" %}{% block body %}
 <h2>By campaign and source</h2>
@@ -243,15 +253,23 @@ def register(app: Flask, settings: Settings, engine: Engine, *, now: Callable[[]
 
     @admin.get("/customer/<external_id>")
     def customer(external_id: str) -> Response:
+        try:
+            start = date.fromisoformat(request.args["from"]) if request.args.get("from") else None
+        except ValueError:
+            return render("log.html", 400, title="Send log", form={}, campaigns=campaigns, statuses=STATUSES,
+                          headers=[], rows=[], limit=0, error="Dates look like 2026-11-23.")
+        start = start or now().astimezone(zone).date()
         with Session(engine) as session:
             who = session.execute(select(Customer).where(col(Customer.external_id) == external_id)).scalar_one_or_none()
             if who is None or who.id is None:
                 return render("log.html", 404, title="Send log", form={}, campaigns=campaigns, statuses=STATUSES,
                               headers=[], rows=[], limit=0, error=f"No customer {external_id!r}.")
             headers, rows = history.listing(session, customer=external_id, limit=10_000)
+            coming = upcoming(session, settings, who.id, start, COMING_DAYS)
             session.expunge(who)
         return render("customer.html", title=f"Customer {external_id}", who=who, headers=headers,
-                      rows=[dict(zip(headers, r, strict=True)) for r in rows], wishes=_wishes(engine, who))
+                      rows=[dict(zip(headers, r, strict=True)) for r in rows], wishes=_wishes(engine, who),
+                      coming=coming, start=start, days=COMING_DAYS)
 
     @admin.get("/suppressions")
     def suppressions() -> Response:

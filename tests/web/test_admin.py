@@ -9,7 +9,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from mailer.contacts import optout
 from mailer.planning.forecast import ForecastRow
 from mailer.store.tables import Customer, SendLog
 from mailer.web import calendar_chart
+from tests.support.factories import add_customer
 from tests.support.outcomes import pass_with_every_outcome
 from tests.support.served import Reply, Served
 
@@ -160,6 +161,32 @@ def test_a_customer_timeline_shows_their_rows_and_why_they_get_less_mail(served:
     assert listed.status == 200
     assert re.search(r"LATE</a></td>\s*<td>late@example.com</td><td>suppressed</td>", listed.body)
     assert "<td>webhook:ses</td>" in listed.body
+
+
+def coming_of(page: str) -> list[tuple[str, ...]]:
+    """The "coming" table of a customer page: (due, campaign, verdict, reason) per row."""
+    rows = re.findall(r'<tr class="coming[^"]*">(.*?)</tr>', page, re.S)
+    return [tuple(html.unescape(c).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)) for row in rows]
+
+
+@pytest.mark.slow
+def test_a_customer_timeline_shows_what_is_coming_from_the_forecast(served: Served, engine: Engine) -> None:
+    # Emailed on the 26th: the frequency cap holds the anniversary of the 30th until 3 December.
+    add_customer(engine, "ANN", since=date(2019, 11, 30), birthday=date(1990, 12, 10),
+                 last_emailed_at=datetime(2026, 11, 26, 12, tzinfo=UTC))
+    page = get(served, "/admin/customer/ANN", **{"from": "2026-11-23"})
+    assert page.status == 200
+    assert "Coming from 2026-11-23 (30 days)" in page.body
+    assert coming_of(page.body) == [
+        ("2026-11-30", "customer-anniversary", "send",
+         "sent on 2026-12-03 after deferral (frequency cap: last email 2026-11-26)"),
+        ("2026-12-10", "birthday", "send", "sent on 2026-12-10"),
+    ]
+    # The unknown row is in flight: nothing more is coming for that customer in its anniversary's days.
+    assert coming_of(get(served, "/admin/customer/C0002", **{"from": "2026-11-23"}).body) == []
+    assert 'id="nothing-coming"' in get(served, "/admin/customer/C0002", **{"from": "2026-11-23"}).body
+    assert "Coming from " in get(served, "/admin/customer/ANN").body, "without ?from= it starts today"
+    assert get(served, "/admin/customer/ANN", **{"from": "30.11.2026"}).status == 400
 
 
 @pytest.mark.slow
