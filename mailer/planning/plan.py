@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
@@ -114,6 +114,7 @@ def plan(
     *,
     lookback: int | None = None,
     overlay: Overlay | None = None,
+    only: Sequence[int] | None = None,
 ) -> list[Planned]:
     """Every decision for this pass, from the store's facts and the pure pickers and policy.
 
@@ -122,6 +123,7 @@ def plan(
     Deferrals due before the look-back are decided again too, up to
     ``min_days_between`` days before it: the frequency cap may still hold
     them (see :mod:`mailer.planning.policy`), and they expire only when it no longer does.
+    ``only`` restricts the pass to these customer ids (one customer's outlook).
     """
     policy = settings.policy
     if lookback is None:
@@ -130,6 +132,8 @@ def plan(
     by_name = {c.name: c for c in campaigns}
     dates = clock.local_dates(lookback)
     waiting = _waiting_customers(session, clock, lookback, policy.min_days_between, overlay)
+    if only is not None:
+        waiting &= set(only)
 
     moments: dict[str, PassMoment] = {}  # one per time zone: the same for every customer in it
 
@@ -141,7 +145,7 @@ def plan(
 
     found: dict[int, tuple[CustomerFacts, list[Occasion]]] = {}
     for campaign in campaigns:
-        for customer in candidates.candidates(session, campaign, dates, settings.sender.timezone):
+        for customer in candidates.candidates(session, campaign, dates, settings.sender.timezone, only=only):
             if customer.id in waiting:
                 continue  # picked below, with the longer look-back
             occasions = pick(customer, campaign, moment_for(customer.timezone).today, lookback)

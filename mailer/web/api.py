@@ -6,7 +6,9 @@
     POST /api/v1/interactions              one interaction object or an array of them; a
                                            ``reference`` already present for the customer is
                                            not added again (200, counted unchanged)
-    GET  /api/v1/customers/<external_id>   what mailer holds: fields, opt-outs, the last send-log rows
+    GET  /api/v1/customers/<external_id>   what mailer holds: fields, opt-outs, the last send-log rows,
+                                           and ``upcoming``: the occasions the passes of the next
+                                           ``?days=`` days (default 30, 1 to 366) would decide, and how
     DELETE /api/v1/customers/<external_id> erasure, as ``mailer forget`` (mailer/contacts/erasure.py)
 
 Every call needs ``Authorization: Bearer <key>`` (``mailer api-key create NAME``): 401 without
@@ -25,6 +27,7 @@ from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Flask, Response, g, request
 from sqlalchemy import Engine, select
@@ -36,6 +39,7 @@ from mailer.config import Settings
 from mailer.contacts import apirows, erasure, preferences
 from mailer.contacts.csvfile import ImportFailed, RowError
 from mailer.contacts.fields import RowProblem
+from mailer.planning import outlook
 from mailer.service import apikeys
 from mailer.store.tables import Customer, SendLog, utcnow
 from mailer.web import openapi
@@ -45,6 +49,7 @@ log = logging.getLogger(__name__)
 PREFIX = "/api/v1"
 MAX_BODY = 1024 * 1024  # a customer is a few hundred bytes; a day's orders in one call fit easily
 SEND_LOG_ROWS = 20  # the newest rows a GET shows
+OUTLOOK_DAYS = 30  # a GET's default look ahead: the next month's occasions
 
 
 def _json(status: int, payload: Any, headers: dict[str, str] | None = None) -> Response:
@@ -179,6 +184,7 @@ def register(app: Flask, settings: Settings, engine: Engine, *, now: Callable[[]
 
     @api.get("/customers/<path:external_id>")
     def get_customer(external_id: str) -> Response:
+        days = _outlook_days(request.args.get("days"))
         with Session(engine) as session:
             customer = session.execute(
                 select(Customer).where(col(Customer.external_id) == external_id)
@@ -191,6 +197,10 @@ def register(app: Flask, settings: Settings, engine: Engine, *, now: Callable[[]
             ).scalars().all()
             held = _customer_json(customer)
             held["send_log"] = [_send_log_json(r) for r in rows]
+            # The customer's own today: the day their next pass stands for.
+            start = now().astimezone(ZoneInfo(customer.timezone or zone)).date()
+            upcoming = outlook.outlook(session, settings, customer.id, start, days, settings.campaigns)
+            held["upcoming"] = {"from": start, "days": days, "occasions": [_upcoming_json(u) for u in upcoming]}
         wishes = preferences.preferences_of(engine, customer.id)
         held["opt_out"]["campaigns"] = wishes.opted_out
         held["opt_out"]["paused_until"] = wishes.paused_until
@@ -231,6 +241,27 @@ def _customer_json(c: Customer) -> dict[str, Any]:
             "suppressed_reason": c.suppressed_reason,
         },
         "updated_at": c.updated_at,
+    }
+
+
+def _outlook_days(text: str | None) -> int:
+    if text is None:
+        return OUTLOOK_DAYS
+    if not text.strip().isdigit() or not 1 <= int(text) <= outlook.MAX_DAYS:
+        problem = f"a whole number of days from 1 to {outlook.MAX_DAYS}, not {text[:20]!r}"
+        raise _Refused(_errors(422, {"field": "days", "problem": problem}))
+    return int(text)
+
+
+def _upcoming_json(u: outlook.Upcoming) -> dict[str, Any]:
+    return {
+        "campaign": u.campaign,
+        "occasion": u.key,
+        "kind": u.kind,
+        "due_date": u.due,
+        "decided_on": u.decided_on,
+        "verdict": str(u.verdict),
+        "reason": u.reason,
     }
 
 

@@ -68,8 +68,11 @@ def document() -> dict[str, Any]:
                                   **_refusals("400", "413", "415", "422")},
                 },
                 "get": {
-                    "summary": "What mailer holds: fields, opt-outs, the newest send-log rows",
-                    "responses": {"200": _reply("The customer", {"type": "object"}), **_refusals("404")},
+                    "summary": "What mailer holds: fields, opt-outs, the newest send-log rows, upcoming occasions",
+                    "parameters": [{"name": "days", "in": "query", "required": False,
+                                    "description": "how far ahead `upcoming` looks, in days (default 30)",
+                                    "schema": {"type": "integer", "minimum": 1, "maximum": 366, "default": 30}}],
+                    "responses": {"200": _reply("The customer", {"type": "object"}), **_refusals("404", "422")},
                 },
                 "delete": {
                     "summary": "Erase the customer (as `mailer forget`)",

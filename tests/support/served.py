@@ -82,8 +82,10 @@ class Served:
         content_type: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> Reply:
+        route, mark, query = path.partition("?")  # the query string is the caller's, already encoded
         req = urllib.request.Request(
-            self.base + urllib.parse.quote(path, safe="/"), data=data, method=method, headers=headers or {}
+            self.base + urllib.parse.quote(route, safe="/") + mark + query, data=data, method=method,
+            headers=headers or {},
         )
         if content_type:
             req.add_header("Content-Type", content_type)
