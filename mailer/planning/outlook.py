@@ -38,6 +38,7 @@ class Upcoming:
     decided_on: date
     verdict: Verdict
     reason: str
+    waited: str = ""  # why it was deferred before this decision, when it was
 
 
 def outlook(
@@ -60,8 +61,11 @@ def outlook(
         planned = plan(session, settings, clock, campaigns, lookback=lookback, overlay=overlay, only=[customer_id])
         for item in planned:
             decision, occasion = item.decision, item.decision.occasion
+            earlier = found.get((occasion.campaign, occasion.key))
+            waited = earlier.reason if earlier is not None and earlier.verdict is Verdict.DEFER else ""
             found[(occasion.campaign, occasion.key)] = Upcoming(
-                occasion.campaign, occasion.key, occasion.kind, occasion.due, day, decision.verdict, decision.reason
+                occasion.campaign, occasion.key, occasion.kind, occasion.due, day, decision.verdict, decision.reason,
+                waited,
             )
         overlay.apply(planned, clock)
         # A deferral whose catch-up window is over is logged expired by the pass, as settle() does.

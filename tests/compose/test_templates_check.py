@@ -135,6 +135,11 @@ def test_an_email_without_the_unsubscribe_link_or_postal_address_is_refused_in_e
     names = customer_emails(folder)
     expected = []
     for name in names:
+        # The German layout builds on the English one: it loses the address with it (its footer is its own).
+        expected.append(
+            f"templates/email/{name}/body.de.html:1: no postal address: "
+            "add {{ company.postal_address }} (the layout has it)"
+        )
         expected.append(
             f"templates/email/{name}/body.html:1: no postal address: "
             "add {{ company.postal_address }} (the layout has it)"
