@@ -48,7 +48,7 @@ def _import_command(kind: str, run: Callable[..., importer.ImportReport]) -> Non
             # Customers without a zone of their own live in the sender's zone (join day, first order day).
             options: dict[str, Any] = {"default_zone": app.settings.sender.timezone, "layout": layout}
             if kind == "customers":  # the attributes date campaigns name must hold dates
-                options["date_columns"] = [c.attribute for c in app.settings.campaigns if c.occasion == "date"]
+                options["date_columns"] = app.settings.date_columns
             report = run(app.engine, file, skip_invalid=skip_invalid, dry_run=dry_run, progress=progress, **options)
         if dry_run:
             _show_reading(report)

@@ -54,8 +54,7 @@ def demo(directory: Path) -> None:
     engine = store.make_engine(settings.store.url)
     store.create_schema(engine)
     data = directory / "data"
-    dated = [c.attribute for c in settings.campaigns if c.occasion == "date"]
-    click.echo(importer.import_customers(engine, data / "customers.csv", date_columns=dated).summary())
+    click.echo(importer.import_customers(engine, data / "customers.csv", date_columns=settings.date_columns).summary())
     click.echo(importer.import_interactions(engine, data / "interactions.csv").summary())
     for filled in project.fill_sample_pools(engine, settings, data, day, datetime.now(UTC)):
         click.echo(filled.summary())

@@ -430,6 +430,11 @@ class Settings:
         """The soft-bounce rule of ``[inbox]``; the defaults when there is none (4xx at RCPT still count)."""
         return self.inbox.soft_bounces if self.inbox else SoftBounces()
 
+    @property
+    def date_columns(self) -> tuple[str, ...]:
+        """The customer columns date campaigns read: every import path checks them as dates."""
+        return tuple(c.attribute for c in self.campaigns if c.occasion == "date")
+
     def campaign(self, name: str) -> Campaign:
         for campaign in self.campaigns:
             if campaign.name == name:

@@ -15,6 +15,7 @@ A file still being written is left alone: one named ``*.part`` (write to
 from __future__ import annotations
 
 import shutil
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -58,7 +59,7 @@ def kind_of(path: Path) -> str | None:
 
 def sync(
     engine: Engine, source: SourceSettings, *, dry_run: bool = False, default_zone: str = "UTC",
-    now: datetime,
+    date_columns: Collection[str] = (), now: datetime,
 ) -> FolderReport:
     """Import every ready file, each in its own transaction; raises OSError when the folder cannot be read."""
     assert source.path is not None
@@ -74,7 +75,9 @@ def sync(
                 problem = "the name must start with 'customers' or 'interactions'"
                 raise ImportFailed([RowError(str(path), 0, "file", problem)])
             if kind == "customers":
-                done = importer.import_customers(engine, path, dry_run=dry_run, default_zone=default_zone, now=now)
+                done = importer.import_customers(
+                    engine, path, dry_run=dry_run, default_zone=default_zone, date_columns=date_columns, now=now
+                )
             else:
                 done = importer.import_interactions(engine, path, dry_run=dry_run, now=now)
         except ImportFailed as failed:

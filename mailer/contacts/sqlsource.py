@@ -15,7 +15,7 @@ committed late by a long transaction at the source are missed until ``--full``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -100,6 +100,7 @@ def sync(
     *,
     full: bool = False,
     default_zone: str = "UTC",
+    date_columns: Collection[str] = (),
     now: datetime | None = None,
 ) -> SqlReport:
     """Import the source's customers, then its interactions, through ``store`` (whose transaction decides).
@@ -121,7 +122,7 @@ def sync(
                 report.reports[kind] = importer.ImportReport(file=label)
             elif kind == "customers":
                 report.reports[kind] = importer.import_customers(
-                    store, label, reader=reader, now=now, default_zone=default_zone
+                    store, label, reader=reader, now=now, default_zone=default_zone, date_columns=date_columns
                 )
             else:
                 report.reports[kind] = importer.import_interactions(store, label, reader=reader, now=now)

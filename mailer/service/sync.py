@@ -109,7 +109,10 @@ def _sync_sql(
         with Session(connection) as session:
             state = session.get(SourceState, source.name)
             marks = {"customers": state.customers_mark, "interactions": state.interactions_mark} if state else {}
-        report = sqlsource.sync(connection, source, marks, full=full, default_zone=settings.sender.timezone, now=now)
+        report = sqlsource.sync(
+            connection, source, marks, full=full, default_zone=settings.sender.timezone,
+            date_columns=settings.date_columns, now=now,
+        )
         for done in report.reports.values():
             outcome.add(done)
         if dry_run:
@@ -129,7 +132,10 @@ def _sync_folder(
     engine: Engine, settings: Settings, source: SourceSettings, outcome: SourceOutcome, *, dry_run: bool,
     now: datetime,
 ) -> None:
-    report = dropfolder.sync(engine, source, dry_run=dry_run, default_zone=settings.sender.timezone, now=now)
+    report = dropfolder.sync(
+        engine, source, dry_run=dry_run, default_zone=settings.sender.timezone, date_columns=settings.date_columns,
+        now=now,
+    )
     for done in report.imported:
         outcome.add(done)
     outcome.waiting = len(report.waiting)

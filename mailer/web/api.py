@@ -101,7 +101,7 @@ def register(app: Flask, settings: Settings, engine: Engine, *, now: Callable[[]
     """Add the API's routes under /api/v1 to ``app``."""
     api = Blueprint("api_v1", __name__)
     zone = settings.sender.timezone
-    date_columns = [c.attribute for c in settings.campaigns if c.occasion == "date"]
+    date_columns = settings.date_columns
 
     @api.before_request
     def authenticate() -> Response | None:

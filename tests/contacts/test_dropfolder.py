@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 from sqlmodel import Session
 
 from mailer.cli import cli
-from mailer.config import Settings
+from mailer.config import Campaign, Settings
 from mailer.config.settings import SourceSettings
 from mailer.service import sync as syncing
 from mailer.store.tables import Customer
@@ -65,6 +65,22 @@ def test_good_bad_and_half_written_files(engine: Engine, settings: Settings, tmp
     [again] = syncing.sync(engine, folder_settings(settings, folder), now=later)
     assert (again.new, again.rejected, again.waiting, again.failed) == (1, 0, 0, False)
     assert external_ids(engine) == {"D1", "D2", "D7"}
+
+
+def test_a_dropped_file_is_checked_against_the_date_campaigns_columns(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    renewal = Campaign(name="renewal-reminder", occasion="date", template="anniversary", attribute="renewal_date")
+    dated = replace(folder_settings(settings, folder), campaigns=(*settings.campaigns, renewal))
+    drop(folder, "customers.csv", ["external_id,email,customer_since,renewal_date", "D1,d1@example.com,2020-01-01,x"])
+
+    [outcome] = syncing.sync(engine, dated, now=NOW)
+
+    assert outcome.failed and outcome.rejected == 1 and external_ids(engine) == set()  # as `mailer import` would
+    errors = (folder / "rejected" / "customers.csv.errors.txt").read_text(encoding="utf-8")
+    assert errors.startswith("customers.csv:2: renewal_date: ")
 
 
 def test_mailer_sync_prints_each_source_and_exits_1_when_one_failed(project: Path, tmp_path: Path) -> None:
