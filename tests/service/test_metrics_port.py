@@ -13,12 +13,7 @@ from mailer.config import Settings
 from mailer.errors import MailerError
 from mailer.service import metrics
 from tests.support.outcomes import pass_with_every_outcome
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.support.ports import free_port
 
 
 def test_the_metrics_port_serves_the_store_counts(settings: Settings, engine: Engine) -> None:

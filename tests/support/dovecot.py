@@ -20,12 +20,13 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.ports import answers, free_port
 
 __all__ = ["PASSWORD", "USER", "Dovecot", "DovecotUnavailable"]
 
@@ -126,7 +127,7 @@ class Dovecot:
         root = Path(tempfile.mkdtemp(prefix="mailer-dovecot-"))
         root.chmod(0o755)
         server = cls(
-            root=root, port=_free_port(), tls_port=_free_port(), ca_path=root / "ca.pem", capabilities=capabilities
+            root=root, port=free_port(), tls_port=free_port(), ca_path=root / "ca.pem", capabilities=capabilities
         )
         try:
             server._configure()
@@ -197,7 +198,7 @@ class Dovecot:
         )
         deadline = time.monotonic() + WAIT_SECONDS
         for port in (self.port, self.tls_port):
-            while not _answers(self.host, port):
+            while not answers(self.host, port):
                 if self._process.poll() is not None:
                     output = self._process.stdout.read().decode("utf-8", "replace") if self._process.stdout else ""
                     raise RuntimeError(f"dovecot exited at start: {output.strip()}\n{self.log()[-2000:]}")
@@ -233,17 +234,3 @@ def _make_dh(path: Path) -> None:
     subprocess.run(["openssl", "dhparam", "-out", str(path), "2048"], check=True, capture_output=True)
 
 
-def _free_port() -> int:
-    """A port nothing listens on right now (the kernel's pick, released for Dovecot to bind)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False

@@ -29,7 +29,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import socketserver
 import subprocess
 import tempfile
@@ -38,6 +37,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.ports import answers, free_port
 
 __all__ = ["CRASH_PREFIX", "DOMAINS", "Postfix", "PostfixUnavailable"]
 
@@ -138,7 +139,7 @@ class Postfix:
         # Maildirs as an unprivileged user that must be able to reach them.
         root = Path(tempfile.mkdtemp(prefix="mailer-postfix-"))
         root.chmod(0o755)
-        relay = cls(root=root, port=_free_port(), ascii_port=_free_port(), ca_path=root / "ca.pem")
+        relay = cls(root=root, port=free_port(), ascii_port=free_port(), ca_path=root / "ca.pem")
         try:
             relay._configure(owner)
             relay.start()
@@ -248,7 +249,7 @@ class Postfix:
             self._postfix("start")
         deadline = time.monotonic() + WAIT_SECONDS
         for port in (self.port, self.ascii_port):
-            while not _answers(self.host, port):
+            while not answers(self.host, port):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"postfix started but 127.0.0.1:{port} never answered; see {self.maillog}")
                 time.sleep(0.05)
@@ -263,7 +264,7 @@ class Postfix:
                 if self.running:
                     raise RuntimeError(f"postfix -c {self.config_dir} stop left it running; see {self.maillog}")
         deadline = time.monotonic() + WAIT_SECONDS
-        while _answers(self.host, self.port) or _answers(self.host, self.ascii_port):
+        while answers(self.host, self.port) or answers(self.host, self.ascii_port):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"postfix did not stop within {WAIT_SECONDS}s; see {self.maillog}")
             time.sleep(0.05)
@@ -315,7 +316,7 @@ class Postfix:
             pid = int((self.root / "queue" / "pid" / "master.pid").read_text().split()[0])
             os.killpg(pid, signal.SIGKILL)
             deadline = time.monotonic() + WAIT_SECONDS
-            while self.running or _answers(self.host, self.port) or _answers(self.host, self.ascii_port):
+            while self.running or answers(self.host, self.port) or answers(self.host, self.ascii_port):
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"postfix still runs {WAIT_SECONDS}s after SIGKILL; see {self.maillog}")
                 time.sleep(0.05)
@@ -462,20 +463,3 @@ def _queue_id(path: Path) -> str:
     return found.group(1)
 
 
-def _free_port() -> int:
-    """A port nothing listens on right now (the kernel's pick, released for Postfix to bind).
-
-    Another process could take it in between; then ``postfix start`` fails loudly, never silently.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _answers(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
