@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from mailer.contacts.reports import normal_message_id
-from mailer.contacts.sns import Malformed, Unsigned
+from mailer.contacts.sns import Malformed, Unsigned, json_object
 
 
 class Kind(StrEnum):
@@ -40,12 +39,7 @@ class Feedback:
 
 def ses_feedback(message: str) -> list[Feedback]:
     """The events in one SES message (an SNS Notification's ``Message``); raises Malformed."""
-    try:
-        data = json.loads(message)
-    except json.JSONDecodeError as exc:
-        raise Malformed(f"the SNS Message is not SES JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise Malformed("the SNS Message is not a JSON object")
+    data = json_object(message, "the SNS Message", "SES JSON")
     # Feedback notifications say notificationType; event publishing (configuration sets) says eventType.
     kind = data.get("notificationType") or data.get("eventType")
     if not isinstance(kind, str):
@@ -119,12 +113,7 @@ class MailgunCall:
 
 def mailgun_call(body: bytes) -> MailgunCall:
     """A Mailgun webhook's JSON body; raises Malformed, or Unsigned when the signature is missing."""
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Malformed(f"not a JSON document: {exc}") from None
-    if not isinstance(data, dict):
-        raise Malformed("not a JSON object")
+    data = json_object(body)
     signature = data.get("signature")
     if not isinstance(signature, dict) or not all(
         isinstance(signature.get(k), str | int) and str(signature.get(k)) for k in ("timestamp", "token", "signature")

@@ -15,6 +15,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography import x509
@@ -39,6 +40,18 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.
 
 class Malformed(MailerError):
     """Not an SNS message (the endpoint answers 400)."""
+
+
+def json_object(text: str | bytes, subject: str = "", document: str = "a JSON document") -> dict[str, Any]:
+    """The JSON object in a webhook's body (or in a field of it: ``subject``); raises Malformed saying why."""
+    lead = f"{subject} is " if subject else ""
+    try:
+        data = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise Malformed(f"{lead}not {document}: {exc}") from None
+    if not isinstance(data, dict):
+        raise Malformed(f"{lead}not a JSON object")
+    return data
 
 
 class Unsigned(MailerError):
@@ -69,12 +82,7 @@ class SnsMessage:
 
 def parse(body: bytes) -> SnsMessage:
     """The SNS message in a POST body; raises Malformed naming what is missing or wrong."""
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise Malformed(f"not a JSON document: {exc}") from None
-    if not isinstance(data, dict):
-        raise Malformed("not a JSON object")
+    data = json_object(body)
     kind = data.get("Type")
     if kind not in _SIGNED:
         raise Malformed(f"unknown SNS message Type {kind!r}")
