@@ -26,6 +26,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from mailer import store
+from mailer.service.project import DEMO_GIFT
 
 DATA = Path(__file__).resolve().parent / "data"
 ZONES = ["Europe/London", "Europe/Berlin", "America/New_York", "America/Los_Angeles", "Asia/Tokyo",
@@ -110,11 +111,27 @@ def generate(customers: int, day: date, due: int = 0, per_customer: int = 5, see
         if len(customer_rows) >= BATCH:
             _flush(connection, customer_rows, interaction_rows)
     _flush(connection, customer_rows, interaction_rows)
+    _stock_gift_pool(connection, customers, now)
     connection.execute("ANALYZE")
     connection.commit()
     connection.close()
     print(f"{path}: {customers} customers, {interaction_id} interactions in {time.perf_counter() - start:.0f} s")
     return path
+
+
+def _stock_gift_pool(connection: sqlite3.Connection, customers: int, now: str) -> None:
+    """Codes in the demo's pooled gift, more than its campaign can use, as a shop's import would leave them.
+
+    The demo's fifth-anniversary campaign defers when its pool is empty; the delivery benchmarks
+    send every due anniversary, gift included.
+    """
+    codes = max(1000, customers // 20)
+    connection.executemany(
+        "INSERT INTO gift_code (gift, code, generated, state, returns, note, added_at, source)"
+        " VALUES (?, ?, 0, 'available', 0, '', ?, 'bench')",
+        ((DEMO_GIFT, f"BENCH{n:08d}", now) for n in range(1, codes + 1)),
+    )
+    connection.commit()
 
 
 def _near(day: date) -> frozenset[int]:

@@ -67,7 +67,7 @@ class Measurement:
     seconds: float
     peak_rss_mb: float | None = None  # the sending process alone (its VmHWM)
     tree_rss_mb: float | None = None  # all of the run's processes together (sampled)
-    cpu_seconds: float | None = None  # user + system of the run and its reaped children (composers)
+    cpu_seconds: float | None = None  # user + system of the run and all its descendants (composers included)
     sink_per_second: float | None = None  # the sink's first to last accepted message (latency runs)
     sink_cpu: float | None = None  # CPU seconds the sink spent on the run (latency runs)
 
@@ -198,53 +198,63 @@ def ceiling(port: int, messages: list[tuple[str, str, bytes]]) -> Measurement:
     return Measurement("ceiling: pre-rendered bytes, smtplib.sendmail", len(messages), seconds)
 
 
-def tree_rss(pid: int) -> int:
-    """Resident memory (bytes) of a process and all its descendants, from /proc; 0 once it is gone."""
-    total = 0
-    pending = [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending.extend(int(c) for c in (task / "children").read_text().split())
-        except (FileNotFoundError, ProcessLookupError, PermissionError):
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
-    return total
-
-
-def high_water(pid: int) -> int:
-    """The process's own peak RSS so far (VmHWM, bytes); 0 once it is gone."""
+def _children(pid: int) -> list[int]:
+    """The direct children of a process (of all its threads), from /proc; [] once it is gone."""
     try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return 0
-    return next((int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:")), 0)
+        return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return []
 
 
-class PeakRss:
-    """Samples every 50 ms: the process's own peak (VmHWM) and its whole tree's summed RSS."""
+def _status_kb(status: str, field: str) -> int:
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith(field)), 0)
+
+
+class TreeSampler:
+    """Samples a process tree every 50 ms: the root's peak RSS, the tree's summed RSS, and every descendant's CPU.
+
+    CPU: ``wait4`` gives the root's own time and that of the children it reaped, but not the
+    composer processes, which are children of multiprocessing's fork server (a grandchild the
+    root never waits for). Each descendant's user + system time is read from /proc at every
+    sample, so all but its last 50 ms are counted.
+    """
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
         self.own = 0
         self.tree = 0
+        self.descendant_cpu: dict[tuple[int, int], float] = {}  # (pid, start time) → CPU seconds seen
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
         while not self._stop.wait(0.05):
-            self.own = max(self.own, high_water(self.pid))
-            self.tree = max(self.tree, tree_rss(self.pid))
+            total = 0
+            pending = [(self.pid, 0)]
+            while pending:
+                pid, depth = pending.pop()
+                try:
+                    status = Path(f"/proc/{pid}/status").read_text()
+                    stat = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+                except (FileNotFoundError, ProcessLookupError, PermissionError):
+                    continue
+                total += _status_kb(status, "VmRSS:") * 1024
+                if depth == 0:
+                    self.own = max(self.own, _status_kb(status, "VmHWM:") * 1024)
+                elif depth > 1:  # the root's own children it reaps itself: wait4 counts them
+                    self.descendant_cpu[(pid, int(stat[19]))] = (int(stat[11]) + int(stat[12])) / CLOCK_TICKS
+                pending.extend((child, depth + 1) for child in _children(pid))
+            self.tree = max(self.tree, total)
 
-    def stop(self) -> tuple[int, int]:
+    def stop(self) -> tuple[int, int, float]:
+        """(root's peak RSS, tree's peak summed RSS, CPU seconds of the descendants the root did not reap)."""
         self._stop.set()
         self._thread.join()
-        return self.own, self.tree
+        return self.own, self.tree, sum(self.descendant_cpu.values())
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def mailer_run(config: Path, day: date, label: str, extra: list[str]) -> Measurement:
@@ -252,10 +262,10 @@ def mailer_run(config: Path, day: date, label: str, extra: list[str]) -> Measure
     command = [str(Path(sys.executable).with_name("mailer")), "--config", str(config), "run", "--date", day.isoformat()]
     started = time.perf_counter()
     process = subprocess.Popen([*extra, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    sampler = PeakRss(process.pid)
+    sampler = TreeSampler(process.pid)
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
-    own_peak, tree_peak = sampler.stop()
+    own_peak, tree_peak, composers_cpu = sampler.stop()
     process.returncode = os.waitstatus_to_exitcode(status)
     out = process.stdout.read().decode() if process.stdout else ""
     err = process.stderr.read().decode() if process.stderr else ""
@@ -268,7 +278,7 @@ def mailer_run(config: Path, day: date, label: str, extra: list[str]) -> Measure
         sent = session.scalar(select(func.count()).where(SendLog.status == SendStatus.SENT)) or 0  # type: ignore[arg-type]
     engine.dispose()
     # The sender's own peak, and the sum over it and its composer processes (sampled).
-    cpu = usage.ru_utime + usage.ru_stime
+    cpu = usage.ru_utime + usage.ru_stime + composers_cpu
     return Measurement(label, sent, seconds, own_peak / 2**20, tree_peak / 2**20, cpu)
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from sqlalchemy import Engine, create_engine, delete, insert, select, text, update
 from sqlmodel import Session, col
 
-from bench.send import BENCH_DAY, generated_store, make_project, sink
+from bench.send import BENCH_DAY, TreeSampler, generated_store, make_project, sink
 from mailer import store
 from mailer.config import load_settings
 from mailer.planning import plan as planning
@@ -109,10 +109,12 @@ def run_round(config: Path, day: date, workers: int, engine: Engine, sink_log: P
     started = time.perf_counter()
     # Started back to back (a few ms apart): the plan lock decides who plans, not who came first.
     processes = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(workers)]
+    samplers = [TreeSampler(p.pid) for p in processes]  # each worker's composer processes, which wait4 misses
     outputs = [p.communicate() for p in processes]
     seconds = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    composers = sum(sampler.stop()[2] for sampler in samplers)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime) + composers
     shares = []
     for process, (out, err) in zip(processes, outputs, strict=True):
         if process.returncode != 0:

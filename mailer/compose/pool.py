@@ -34,7 +34,7 @@ from mailer.compose.message import HeaderError
 from mailer.compose.render import Renderer, RenderError
 from mailer.config import Settings
 from mailer.outbox.feedback import NOTICE_KIND
-from mailer.store.tables import Customer, SendLog
+from mailer.store.tables import Customer, SendLog, as_loaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +113,7 @@ def _prepare_in_worker(rows: Sequence[tuple[Columns, Columns]]) -> list[Prepared
 
 
 def _prepare_all(maker: MessageMaker, rows: Sequence[tuple[Columns, Columns]]) -> list[Prepared]:
-    return [prepare(maker, SendLog(**row), Customer(**customer)) for row, customer in rows]
+    return [prepare(maker, as_loaded(SendLog, row), as_loaded(Customer, customer)) for row, customer in rows]
 
 
 def composer_processes(settings: Settings) -> int:

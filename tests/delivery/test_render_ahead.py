@@ -28,7 +28,7 @@ from mailer.outbox import claims, decisions
 from mailer.planning import plan as planning
 from mailer.planning.clock import PassClock
 from mailer.service.passes import run_pass
-from mailer.store.tables import Customer, SendLog
+from mailer.store.tables import Customer, SendLog, as_loaded
 from tests.support.factories import add_customer
 from tests.support.smtpserver import SmtpServer
 
@@ -102,6 +102,32 @@ def test_rendering_in_a_worker_process_or_in_the_sender_gives_the_same_message(
             there.error,
         )
         assert here.error == "" and _without_ids(here.data) == _without_ids(there.data)
+
+
+def test_a_row_rebuilt_from_its_columns_reads_and_renders_as_the_validated_model_does(
+    engine: Engine, settings: Settings
+) -> None:
+    """Composer processes rebuild rows with ``as_loaded`` (no validation): nothing a template reads may differ."""
+    add_due(engine, 9)
+    add_customer(engine, "R-odd", since=date(2021, 11, 23), first_name="Ünal", birthday=date(1980, 2, 29), tags=["vip"])
+    clock = PassClock.on(DAY)
+    with Session(engine, expire_on_commit=False) as session:
+        planned = planning.plan(session, settings, clock, settings.campaigns)
+        decisions.record(session, planned, {c.name: c for c in settings.campaigns}, clock.now)
+        due = claims.due_rows(session, clock.now, (), 20)
+    assert len(due) == 10
+    maker = MessageMaker(settings, Renderer(settings.render.templates, settings.render.inliner))
+    for row_columns, customer_columns in due:
+        for model, columns in ((SendLog, row_columns), (Customer, customer_columns)):
+            validated, loaded = model(**columns), as_loaded(model, columns)
+            assert {k: getattr(loaded, k) for k in columns} == {k: getattr(validated, k) for k in columns}
+        validated_row, validated_customer = SendLog(**row_columns), Customer(**customer_columns)
+        loaded_row, loaded_customer = as_loaded(SendLog, row_columns), as_loaded(Customer, customer_columns)
+        assert maker.recipient(loaded_row, loaded_customer) == maker.recipient(validated_row, validated_customer)
+        one = maker.compose_wire(validated_row, validated_customer)
+        other = maker.compose_wire(loaded_row, loaded_customer)
+        assert (one.subject, one.locale) == (other.subject, other.locale)
+        assert _without_ids(one.data) == _without_ids(other.data)
 
 
 def _without_ids(data: bytes) -> bytes:
