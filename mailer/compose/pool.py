@@ -19,6 +19,7 @@ a script that calls :func:`mailer.delivery.drain.drain` needs the usual
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import threading
 import time
@@ -125,6 +126,22 @@ def composer_processes(settings: Settings) -> int:
     """
     configured = settings.render.processes
     return configured if configured is not None else max(1, (os.cpu_count() or 1) - 1)
+
+
+def warm_up(settings: Settings) -> None:
+    """Start the fork server that composer processes come from, with the composing code imported, ahead of need.
+
+    Started only when the first rendering task was submitted, it left every connection idle
+    for about a second while a fresh Python imported Jinja, the inliner and the store's
+    models. A pass that knows it has a backlog calls this before it records its plan, so that
+    import runs on another core meanwhile; the composers are then forked from a ready process.
+    """
+    if composer_processes(settings) == 0:
+        return
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["__main__", __name__])  # "__main__" is the default list; this module is added
+    # Not documented on the context, but what its first Process or pool would call (stable since 3.4).
+    multiprocessing.forkserver.ensure_running()
 
 
 class Composer:

@@ -13,10 +13,12 @@ from sqlmodel import Session
 
 from mailer.compose.context import sample_gift
 from mailer.compose.maker import MessageMaker
+from mailer.compose.pool import warm_up
 from mailer.compose.render import Renderer
 from mailer.compose.returnpath import envelope_sender
 from mailer.config import Campaign, Settings
 from mailer.delivery.drain import TransportFactory, drain
+from mailer.delivery.feed import POOL_FROM
 from mailer.delivery.report import PassReport
 from mailer.delivery.transport import Transport, WireTransport
 from mailer.outbox import recovery
@@ -60,6 +62,8 @@ def run_pass(
             return report
         if candidates.try_plan_lock(session):
             planned = plan(session, settings, clock, campaigns)
+            if sum(item.decision.verdict is Verdict.SEND for item in planned) >= POOL_FROM:
+                warm_up(settings)  # the composers' process starts while the plan is recorded
             held_for_gifts = record(session, planned, {c.name: c for c in campaigns}, clock.now)
             # record() committed, which released the lock: settle under it again, or leave it to its holder.
             expired = settle(session, settings, clock) if candidates.try_plan_lock(session) else Counter()
