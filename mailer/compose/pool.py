@@ -38,7 +38,7 @@ from mailer.outbox.feedback import NOTICE_KIND
 from mailer.store.tables import Customer, SendLog, as_loaded
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # no slots: a slotted dataclass pickles field by field, and every one crosses processes
 class Prepared:
     """One row's message, ready for the wire, or why it could not be made."""
 

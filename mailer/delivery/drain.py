@@ -25,7 +25,7 @@ from mailer.delivery.feed import Feed
 from mailer.delivery.outcome import Attempt, Deliverer, Delivery
 from mailer.delivery.report import CAPPED, PassReport
 from mailer.delivery.throttle import TokenBucket
-from mailer.delivery.transport import Transport, WireTransport
+from mailer.delivery.transport import Transport
 from mailer.outbox import claims
 from mailer.outbox.lease import lease_for
 from mailer.store.tables import utcnow
@@ -217,9 +217,8 @@ def _deliver_prepared(
     last commit) commits it.
     """
     session = turn.session
-    transport = deliverer.transport
     turn.begin()
-    if not prepared.error and isinstance(transport, WireTransport):
+    if not prepared.error and (transport := deliverer.wire) is not None:
         noted = {"subject": prepared.subject, "message_id": prepared.message_id, "to_address": prepared.to_address}
         noted["locale"] = prepared.locale
         # Staff mail about the customer (an owner's notice) goes whatever the customer opted out of.

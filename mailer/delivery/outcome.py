@@ -21,7 +21,7 @@ from mailer.compose.render import RenderError
 from mailer.compose.returnpath import envelope_sender
 from mailer.config import Settings
 from mailer.contacts import softbounces
-from mailer.delivery.transport import Outcome, SendResult, Stage, Transport
+from mailer.delivery.transport import Outcome, SendResult, Stage, Transport, WireTransport
 from mailer.outbox import claims, gifts
 from mailer.outbox.feedback import NOTICE_KIND
 from mailer.outbox.retry import retry_at, span
@@ -59,6 +59,9 @@ class Deliverer:
         self.settings = settings
         self.maker = maker
         self.transport = transport
+        # The transport again if it takes prepared bytes; asked once, because an isinstance check
+        # against a runtime Protocol inspects each of its attributes every time.
+        self.wire: WireTransport | None = transport if isinstance(transport, WireTransport) else None
         self.pass_day = pass_day  # a pass that stands for a day: delivered customers count as emailed on it
 
     def deliver(self, session: Session, row_id: int, claimer: int, now: Callable[[], datetime]) -> Delivery:
