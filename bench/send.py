@@ -21,18 +21,20 @@ comes from ``wait4``. The table goes to stdout (markdown) and, with
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import shutil
 import smtplib
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
@@ -69,7 +71,9 @@ class Measurement:
     tree_rss_mb: float | None = None  # all of the run's processes together (sampled)
     cpu_seconds: float | None = None  # user + system of the run and all its descendants (composers included)
     sink_per_second: float | None = None  # the sink's first to last accepted message (latency runs)
-    sink_cpu: float | None = None  # CPU seconds the sink spent on the run (latency runs)
+    sink_cpu: float | None = None  # CPU seconds the sink spent on the run
+    composer_cpu: float | None = None  # of cpu_seconds, what the composer processes spent
+    round: int = 1  # which of --runs rounds
 
     @property
     def per_second(self) -> float:
@@ -279,7 +283,14 @@ def mailer_run(config: Path, day: date, label: str, extra: list[str]) -> Measure
     engine.dispose()
     # The sender's own peak, and the sum over it and its composer processes (sampled).
     cpu = usage.ru_utime + usage.ru_stime + composers_cpu
-    return Measurement(label, sent, seconds, own_peak / 2**20, tree_peak / 2**20, cpu)
+    return Measurement(label, sent, seconds, own_peak / 2**20, tree_peak / 2**20, cpu, composer_cpu=composers_cpu)
+
+
+def with_sink_cpu(port: int, measure: Callable[[], Measurement]) -> Measurement:
+    """``measure()``, with the CPU time the sink spent meanwhile."""
+    before = process_cpu(SINK_PIDS[port])
+    measured = measure()
+    return replace(measured, sink_cpu=process_cpu(SINK_PIDS[port]) - before)
 
 
 def latency_runs(
@@ -328,20 +339,34 @@ def latency_table(results: list[tuple[int, Measurement]], delay_ms: float, store
 
 
 def table(results: list[Measurement], store_label: str) -> str:
-    base = results[0].per_second
+    """Every run of every round, each ratio against its own round's ceiling; then the medians over the rounds."""
     lines = [
-        "| store | run | messages | seconds | emails/s | ratio to ceiling "
-        "| peak RSS, sender (MB) | peak RSS, all processes (MB) | CPU ms per message |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| round | store | run | messages | seconds | emails/s | ratio to ceiling | peak RSS, sender (MB) "
+        "| peak RSS, all processes (MB) | CPU ms per message: sender | composers | sink |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    ceilings = {m.round: m.per_second for m in results if m.name.startswith("ceiling")}
+    ratios: dict[str, list[float]] = {}
     for m in results:
+        base = ceilings.get(m.round, 0.0)
+        ratio = m.per_second / base if base else 0.0
+        ratios.setdefault(m.name, []).append(ratio)
         rss = f"{m.peak_rss_mb:.0f}" if m.peak_rss_mb is not None else "-"
         tree = f"{m.tree_rss_mb:.0f}" if m.tree_rss_mb is not None else "-"
-        ratio = f"{m.per_second / base:.2f}" if base else "-"
-        cpu = f"{1000 * m.cpu_seconds / m.messages:.2f}" if m.cpu_seconds is not None and m.messages else "-"
-        cells = [store_label, m.name, f"{m.messages:,}", f"{m.seconds:.1f}", f"{m.per_second:,.0f}", ratio, rss, tree]
-        cells.append(cpu)
+        cells = [str(m.round), store_label, m.name, f"{m.messages:,}", f"{m.seconds:.1f}", f"{m.per_second:,.0f}",
+                 f"{ratio:.2f}", rss, tree]
+        composers = m.composer_cpu or 0.0
+        for seconds in (None if m.cpu_seconds is None else m.cpu_seconds - composers,
+                        None if m.cpu_seconds is None else composers, m.sink_cpu):
+            cells.append(f"{1000 * seconds / m.messages:.2f}" if seconds is not None and m.messages else "-")
         lines.append("| " + " | ".join(cells) + " |")
+    rounds = len(ceilings)
+    if rounds > 1:
+        lines.append("")
+        for name, values in ratios.items():
+            if not name.startswith("ceiling"):
+                runs = ", ".join(f"{v:.2f}" for v in values)
+                lines.append(f"- {name}: median ratio {statistics.median(values):.2f} over {rounds} rounds ({runs})")
     return "\n".join(lines)
 
 
@@ -364,6 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--profile", type=Path, help="folder for py-spy profiles of the mailer runs")
+    parser.add_argument("--runs", type=int, default=1, help="rounds of ceiling + mailer runs; prints each and medians")
     args = parser.parse_args(argv)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="mailer-bench-"))
@@ -382,19 +408,22 @@ def main(argv: list[str] | None = None) -> int:
         copy = fresh_copy(args.store, workdir / "store.db")
         messages = prerender(make_project(workdir, copy, port, "css-inline"), args.date)
         print(f"  ceiling: {len(messages)} messages pre-rendered", file=sys.stderr)
-        results.append(ceiling(port, messages))
-        del messages
-        for inliner in args.inliner or INLINERS:
-            copy = fresh_copy(args.store, workdir / "store.db")
-            config = make_project(workdir, copy, port, inliner, connections)
-            extra: list[str] = []
-            if args.profile:
-                args.profile.mkdir(parents=True, exist_ok=True)
-                out = args.profile / f"{inliner}.txt"
-                spy = str(Path(sys.executable).with_name("py-spy"))
-                extra = [spy, "record", "--subprocesses", "-r", "250", "-f", "raw", "-o", str(out), "--"]
-            run_name = f"mailer run, {inliner}, {connections} connection" + ("s" if connections > 1 else "")
-            results.append(mailer_run(config, args.date, run_name, extra))
+        for round_ in range(1, args.runs + 1):
+            # Each round measures its own ceiling: the machine's speed drifts between rounds.
+            results.append(replace(with_sink_cpu(port, functools.partial(ceiling, port, messages)), round=round_))
+            for inliner in args.inliner or INLINERS:
+                copy = fresh_copy(args.store, workdir / "store.db")
+                config = make_project(workdir, copy, port, inliner, connections)
+                extra: list[str] = []
+                if args.profile:
+                    args.profile.mkdir(parents=True, exist_ok=True)
+                    out = args.profile / f"{inliner}-{round_}.txt"
+                    spy = str(Path(sys.executable).with_name("py-spy"))
+                    extra = [spy, "record", "--subprocesses", "-r", "250", "-f", "raw", "-o", str(out), "--"]
+                run_name = f"mailer run, {inliner}, {connections} connection" + ("s" if connections > 1 else "")
+                measured = with_sink_cpu(port, functools.partial(mailer_run, config, args.date, run_name, extra))
+                results.append(replace(measured, round=round_))
+            print(table(results, label), file=sys.stderr, flush=True)  # so far: a long series can be read as it goes
     print(table(results, label))
     if args.json:
         rows = [{**asdict(m), "per_second": m.per_second, "store": label} for m in results]
