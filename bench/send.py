@@ -69,6 +69,7 @@ class Measurement:
     seconds: float
     peak_rss_mb: float | None = None  # the sending process alone (its VmHWM)
     tree_rss_mb: float | None = None  # all of the run's processes together (sampled)
+    tree_pss_mb: float | None = None  # the same as proportional set sizes (shared pages counted once)
     cpu_seconds: float | None = None  # user + system of the run and all its descendants (composers included)
     sink_per_second: float | None = None  # the sink's first to last accepted message (latency runs)
     sink_cpu: float | None = None  # CPU seconds the sink spent on the run
@@ -210,6 +211,19 @@ def _children(pid: int) -> list[int]:
         return []
 
 
+def _pss_kb(pid: int) -> int:
+    """The process's proportional set size: its private pages plus its share of pages shared with others.
+
+    Composers are forked from a fork server that has the composing code imported, so they share
+    much of its memory copy-on-write; a sum of RSS counts those pages once per process.
+    """
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return 0
+    return _status_kb(rollup, "Pss:")
+
+
 def _status_kb(status: str, field: str) -> int:
     return next((int(line.split()[1]) for line in status.splitlines() if line.startswith(field)), 0)
 
@@ -227,6 +241,7 @@ class TreeSampler:
         self.pid = pid
         self.own = 0
         self.tree = 0
+        self.tree_pss = 0  # the same, each shared page split between the processes that share it
         self.descendant_cpu: dict[tuple[int, int], float] = {}  # (pid, start time) → CPU seconds seen
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -234,7 +249,7 @@ class TreeSampler:
 
     def _sample(self) -> None:
         while not self._stop.wait(0.05):
-            total = 0
+            total = proportional = 0
             pending = [(self.pid, 0)]
             while pending:
                 pid, depth = pending.pop()
@@ -244,12 +259,14 @@ class TreeSampler:
                 except (FileNotFoundError, ProcessLookupError, PermissionError):
                     continue
                 total += _status_kb(status, "VmRSS:") * 1024
+                proportional += _pss_kb(pid) * 1024
                 if depth == 0:
                     self.own = max(self.own, _status_kb(status, "VmHWM:") * 1024)
                 elif depth > 1:  # the root's own children it reaps itself: wait4 counts them
                     self.descendant_cpu[(pid, int(stat[19]))] = (int(stat[11]) + int(stat[12])) / CLOCK_TICKS
                 pending.extend((child, depth + 1) for child in _children(pid))
             self.tree = max(self.tree, total)
+            self.tree_pss = max(self.tree_pss, proportional)
 
     def stop(self) -> tuple[int, int, float]:
         """(root's peak RSS, tree's peak summed RSS, CPU seconds of the descendants the root did not reap)."""
@@ -270,6 +287,7 @@ def mailer_run(config: Path, day: date, label: str, extra: list[str]) -> Measure
     _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     own_peak, tree_peak, composers_cpu = sampler.stop()
+    tree_pss = sampler.tree_pss
     process.returncode = os.waitstatus_to_exitcode(status)
     out = process.stdout.read().decode() if process.stdout else ""
     err = process.stderr.read().decode() if process.stderr else ""
@@ -283,7 +301,10 @@ def mailer_run(config: Path, day: date, label: str, extra: list[str]) -> Measure
     engine.dispose()
     # The sender's own peak, and the sum over it and its composer processes (sampled).
     cpu = usage.ru_utime + usage.ru_stime + composers_cpu
-    return Measurement(label, sent, seconds, own_peak / 2**20, tree_peak / 2**20, cpu, composer_cpu=composers_cpu)
+    return Measurement(
+        label, sent, seconds, peak_rss_mb=own_peak / 2**20, tree_rss_mb=tree_peak / 2**20,
+        tree_pss_mb=tree_pss / 2**20, cpu_seconds=cpu, composer_cpu=composers_cpu,
+    )
 
 
 def with_sink_cpu(port: int, measure: Callable[[], Measurement]) -> Measurement:
@@ -342,8 +363,9 @@ def table(results: list[Measurement], store_label: str) -> str:
     """Every run of every round, each ratio against its own round's ceiling; then the medians over the rounds."""
     lines = [
         "| round | store | run | messages | seconds | emails/s | ratio to ceiling | peak RSS, sender (MB) "
-        "| peak RSS, all processes (MB) | CPU ms per message: sender | composers | sink |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| peak RSS, all processes (MB) | peak PSS, all processes (MB) "
+        "| CPU ms per message: sender | composers | sink |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     ceilings = {m.round: m.per_second for m in results if m.name.startswith("ceiling")}
     ratios: dict[str, list[float]] = {}
@@ -353,8 +375,9 @@ def table(results: list[Measurement], store_label: str) -> str:
         ratios.setdefault(m.name, []).append(ratio)
         rss = f"{m.peak_rss_mb:.0f}" if m.peak_rss_mb is not None else "-"
         tree = f"{m.tree_rss_mb:.0f}" if m.tree_rss_mb is not None else "-"
+        pss = f"{m.tree_pss_mb:.0f}" if m.tree_pss_mb is not None else "-"
         cells = [str(m.round), store_label, m.name, f"{m.messages:,}", f"{m.seconds:.1f}", f"{m.per_second:,.0f}",
-                 f"{ratio:.2f}", rss, tree]
+                 f"{ratio:.2f}", rss, tree, pss]
         composers = m.composer_cpu or 0.0
         for seconds in (None if m.cpu_seconds is None else m.cpu_seconds - composers,
                         None if m.cpu_seconds is None else composers, m.sink_cpu):
