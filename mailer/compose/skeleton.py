@@ -424,6 +424,10 @@ class Skeletons:
         self._seen: OrderedDict[int, None] = OrderedDict()
         self.hits = self.messages = 0
 
+    def __len__(self) -> int:
+        """Skeletons kept (those found unusable included)."""
+        return len(self._kept)
+
     def inline_filled(self, skeleton: str, values: list[str]) -> str:
         """What inlining the real HTML (the skeleton with its values) gives, from the cache when it can."""
         self.messages += 1
