@@ -1,10 +1,18 @@
-"""CSS inlined into the HTML part: premailer (each stylesheet parsed once per process) or css-inline (faster)."""
+"""CSS inlined into the HTML part: premailer (each stylesheet parsed once per process) or css-inline (faster).
+
+Each inliner parses the HTML and writes it out again with its own escaping;
+:data:`SERIALISERS` says how each writes a text or attribute value it parsed,
+so that :mod:`mailer.compose.skeleton` can write values back into an inlined
+skeleton with the same bytes.
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 _PREMAILER_OPTIONS: dict[str, Any] = {
@@ -83,4 +91,63 @@ def as_is(html: str) -> str:
 INLINERS: dict[str, Callable[[str], str]] = {
     "premailer": _inline_with_premailer,
     "css-inline": _inline_with_css_inline,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Serialiser:
+    """How an inliner writes back a value it parsed: in text, and as a whole quoted attribute value."""
+
+    text: Callable[[str], str]
+    # (element, attribute, value) → the value with its quotes; None for a value it writes in a way not known here
+    attribute: Callable[[str, str, str], str | None]
+    leading_blanks_trimmed: Callable[[str, str], bool]  # (element, attribute) → whether leading blanks are dropped
+
+
+def _html5ever_text(value: str) -> str:
+    return value.replace("&", "&amp;").replace("\xa0", "&nbsp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _html5ever_attribute(element: str, attribute: str, value: str) -> str | None:
+    return '"' + value.replace("&", "&amp;").replace("\xa0", "&nbsp;").replace('"', "&quot;") + '"'
+
+
+def _never(element: str, attribute: str) -> bool:
+    return False
+
+
+def _libxml2_text(value: str) -> str:
+    return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _libxml2_uri(element: str, attribute: str) -> bool:
+    """libxml2 writes these as URIs (HTML 4's appendix B.2.1): leading blanks dropped, the rest %-escaped."""
+    return attribute in ("href", "action", "src") or (attribute == "name" and element == "a")
+
+
+_NOT_PRINTABLE_ASCII = re.compile(r"[^\x21-\x7e]+")
+
+
+def _percent_escaped(match: re.Match[str]) -> str:
+    return "".join(f"%{byte:02X}" for byte in match.group().encode("utf-8"))
+
+
+def _libxml2_attribute(element: str, attribute: str, value: str) -> str | None:
+    if "<!--" in value:  # kept as written, as a server-side include, up to its "-->"
+        return None
+    if _libxml2_uri(element, attribute):
+        value = _NOT_PRINTABLE_ASCII.sub(_percent_escaped, value.lstrip(" \t\n\r"))
+    value = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    if '"' not in value:
+        return f'"{value}"'
+    if "'" not in value:
+        return f"'{value}'"
+    return '"' + value.replace('"', "&quot;") + '"'
+
+
+SERIALISERS: dict[str, Serialiser] = {
+    # lxml's libxml2 (2.14), as premailer calls it: text and attributes escaped, URIs %-escaped.
+    "premailer": Serialiser(_libxml2_text, _libxml2_attribute, _libxml2_uri),
+    # css-inline's html5ever-style serialiser.
+    "css-inline": Serialiser(_html5ever_text, _html5ever_attribute, _never),
 }

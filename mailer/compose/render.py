@@ -19,7 +19,8 @@ before the work is done.
 
 Templates are compiled once per Renderer (Jinja's cache; ``auto_reload`` only
 for the preview, which wants edits at once) and premailer caches each parsed
-stylesheet, so a pass pays for parsing once, not per message.
+stylesheet, so a pass pays for parsing once, not per message. The CSS is
+inlined once per skeleton, not per message (:mod:`mailer.compose.skeleton`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from jinja2 import nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from mailer.compose import skeleton
 from mailer.compose.formats import LOCALE_FILTERS, LOCALE_KEY, formatting_locale
 from mailer.compose.inline import INLINERS, as_is
 from mailer.compose.text import html_to_text, one_line, tidy_text
@@ -199,9 +201,16 @@ class EmailEnvironment(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**"})
     template_class = _BoundedTemplate
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Per file as last parsed: whether its output can be captured, and the files it extends or includes.
+        self.skeleton_facts: dict[str, tuple[bool, tuple[str, ...]]] = {}
+
     def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
         tree = super()._parse(source, name, filename)
         _refuse_unsafe(tree, name, filename)
+        if name is not None:
+            self.skeleton_facts[name] = (skeleton.captures_output(tree), skeleton.references(tree))
         for loop in tree.find_all(nodes.For):
             loop.iter = nodes.Filter(loop.iter, "_counted", [], [], None, None, lineno=loop.iter.lineno)
         return tree
@@ -304,6 +313,7 @@ def make_environment(templates_dir: Path, *, auto_reload: bool = False) -> Email
         autoescape=lambda name: name is not None and name.endswith(".html"),
         keep_trailing_newline=False,
         auto_reload=auto_reload,
+        finalize=skeleton.finalize,
     )
     env.filters.update(FILTERS)
     env.filters = {name: _guarded_filter(function) for name, function in env.filters.items()}
@@ -317,13 +327,23 @@ class Renderer:
 
     ``auto_reload`` makes Jinja look at file times on every render (the preview
     wants edits to show at once; a pass does not). ``inliner=None`` leaves the
-    CSS in its <style> tag (checks that only read the words).
+    CSS in its <style> tag (checks that only read the words). ``skeletons`` is
+    how many inlined skeletons are kept (0: inline every message on its own).
     """
 
-    def __init__(self, templates_dir: Path, inliner: str | None = "premailer", *, auto_reload: bool = False) -> None:
+    def __init__(
+        self,
+        templates_dir: Path,
+        inliner: str | None = "premailer",
+        *,
+        auto_reload: bool = False,
+        skeletons: int = skeleton.SIZE,
+    ) -> None:
         self.templates_dir = templates_dir
         self.env = make_environment(templates_dir, auto_reload=auto_reload)
         self.inline = INLINERS[inliner] if inliner else as_is
+        self.skeletons = skeleton.Skeletons(inliner, skeletons) if inliner and skeletons else None
+        self._as_skeleton: dict[str, bool] = {}
 
     def names(self) -> list[str]:
         """Template folders (those starting with ``_`` are shared parts, not emails)."""
@@ -366,12 +386,42 @@ class Renderer:
         subject = one_line(self.render_file(f"{name}/{subject_part}", context))
         if not subject:
             raise RenderError(f"{folder / subject_part}: the subject renders empty")
-        html = self.render_file(f"{name}/{html_part}", context)
+        inlined, html = self._html(f"{name}/{html_part}", context)
         if (folder / text_part).exists():
             text = tidy_text(self.render_file(f"{name}/{text_part}", context))
         else:
-            text = html_to_text(html)
-        return Rendered(subject=subject, text=text, html=self.inline(html), locale=used)
+            text = html_to_text(html())
+        return Rendered(subject=subject, text=text, html=inlined, locale=used)
+
+    def _html(self, path: str, context: Mapping[str, Any]) -> tuple[str, Callable[[], str]]:
+        """The HTML part with its CSS inlined, and a way to the HTML as Jinja renders it (the text may need it)."""
+        if self.skeletons is None or not self.as_skeleton(path):
+            html = self.render_file(path, context)
+            return self.inline(html), lambda: html
+        bones, values = skeleton.render_skeleton(lambda: self.render_file(path, context))
+        return self.skeletons.inline_filled(bones, values), functools.partial(skeleton.fill_escaped, bones, values)
+
+    def as_skeleton(self, path: str) -> bool:
+        """Whether ``path`` and every file it extends or includes can be rendered as a skeleton."""
+        if not self.env.auto_reload and path in self._as_skeleton:
+            return self._as_skeleton[path]
+        files, pending = set(), [path]
+        answer = True
+        while pending and answer:
+            current = pending.pop()
+            if current in files:
+                continue
+            files.add(current)
+            try:
+                self.env.get_template(current)  # parsed (again, if edited) before its facts are read
+            except jinja2.TemplateError:
+                answer = False  # the plain render reports it, or never reaches it
+                break
+            captures, referenced = self.env.skeleton_facts.get(current, (True, ()))
+            answer = not captures
+            pending.extend(referenced)
+        self._as_skeleton[path] = answer
+        return answer
 
     def render_file(self, path: str, context: Mapping[str, Any]) -> str:
         """Render one file of the folder; raises RenderError as ``FILE:LINE: problem``."""
