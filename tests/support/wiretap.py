@@ -89,6 +89,8 @@ class Wiretap:
                 continue
             client.settimeout(None)
             server = socket.create_connection(self._target)
+            for sock in (client, server):  # pass each write on at once, as the two ends would see it
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self._lock:
                 self._connections += 1
                 self._sockets += [client, server]
