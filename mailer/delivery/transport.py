@@ -241,8 +241,8 @@ class SmtpTransport:
                     return SendResult(Outcome.IMPOSSIBLE, NO_SMTPUTF8, stage=Stage.RCPT)
                 options = ["SMTPUTF8", *(["BODY=8BITMIME"] if smtp.has_extn("8bitmime") else [])]
             commands = smtp.envelope(sender, options, rcpt)
-            envelope = self._pipelined if smtp.has_extn("pipelining") else self._one_by_one
-            refused = envelope(smtp, commands)
+            send_envelope = self._pipelined if smtp.has_extn("pipelining") else self._one_by_one
+            refused = send_envelope(smtp, commands)
             if refused is not None:
                 return refused
             stage = Stage.DATA
