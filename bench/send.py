@@ -91,17 +91,19 @@ def process_cpu(pid: int) -> float:
 
 
 @contextmanager
-def sink(workdir: Path, delay_ms: float = 0.0, log_file: Path | None = None) -> Iterator[int]:
+def sink(workdir: Path, delay_ms: float = 0.0, log_file: Path | None = None, pipelining: bool = True) -> Iterator[int]:
     """An aiosmtpd sink (accepts, counts, drops) in its own process; yields its port.
 
     ``delay_ms`` holds each reply to the final dot like a real relay; ``log_file`` gets one JSON
     line per accepted message (Message-ID, time), for exactly-once checks and rates at the sink.
+    It offers PIPELINING, as Postfix does, unless ``pipelining`` is False.
     """
     ready = workdir / "sink.port"
     ready.unlink(missing_ok=True)
     command = [sys.executable, "-m", "tests.support.smtpserver", "--sink", "--port", "0", "--ready-file", str(ready)]
     command += ["--delay-ms", str(delay_ms)] if delay_ms else []
     command += ["--log-file", str(log_file)] if log_file else []
+    command += [] if pipelining else ["--no-pipelining"]
     process = subprocess.Popen(command, cwd=REPO)
     try:
         deadline = time.monotonic() + 30
@@ -315,7 +317,8 @@ def with_sink_cpu(port: int, measure: Callable[[], Measurement]) -> Measurement:
 
 
 def latency_runs(
-    pristine: Path, day: date, workdir: Path, delay_ms: float, connection_counts: list[int], inliner: str
+    pristine: Path, day: date, workdir: Path, delay_ms: float, connection_counts: list[int], inliner: str,
+    pipelining: bool = True,
 ) -> list[tuple[int, Measurement]]:
     """``mailer run`` against a sink that waits ``delay_ms`` after each final dot, per connection count.
 
@@ -327,7 +330,7 @@ def latency_runs(
     results = []
     sink_log = workdir / "latency-sink.jsonl"
     sink_log.unlink(missing_ok=True)
-    with sink(workdir, delay_ms, sink_log) as port:
+    with sink(workdir, delay_ms, sink_log, pipelining) as port:
         for connections in connection_counts:
             already = len(read_delivery_log(sink_log))
             config = make_project(workdir, fresh_copy(pristine, workdir / "store.db"), port, inliner, connections)
@@ -409,6 +412,9 @@ def main(argv: list[str] | None = None) -> int:
         "--delay-ms", type=float, default=0.0,
         help="latency mode: the sink waits this long after each final dot; rates against connections / delay",
     )
+    parser.add_argument(
+        "--no-pipelining", action="store_true", help="the sink does not offer PIPELINING (it does by default)"
+    )
     parser.add_argument("--workdir", type=Path, help="scratch folder (default: a temporary one)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--profile", type=Path, help="folder for py-spy profiles of the mailer runs")
@@ -422,12 +428,14 @@ def main(argv: list[str] | None = None) -> int:
     label = args.label or args.store.name
     if args.delay_ms:
         inliner = (args.inliner or ["css-inline"])[0]
-        latency = latency_runs(args.store, args.date, workdir, args.delay_ms, args.connections, inliner)
+        latency = latency_runs(
+            args.store, args.date, workdir, args.delay_ms, args.connections, inliner, not args.no_pipelining
+        )
         print(latency_table(latency, args.delay_ms, label))
         return 0
     [connections] = args.connections[:1]
     results: list[Measurement] = []
-    with sink(workdir) as port:
+    with sink(workdir, pipelining=not args.no_pipelining) as port:
         copy = fresh_copy(args.store, workdir / "store.db")
         messages = prerender(make_project(workdir, copy, port, "css-inline"), args.date)
         print(f"  ceiling: {len(messages)} messages pre-rendered", file=sys.stderr)

@@ -86,9 +86,12 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def smtp_server() -> Iterator[SmtpServer]:
-    """A real SMTP server on loopback (plain, no AUTH); script faults per recipient with ``.enqueue``."""
-    with SmtpServer() as server:
+def smtp_server(request: pytest.FixtureRequest) -> Iterator[SmtpServer]:
+    """A real SMTP server on loopback (plain, no AUTH); script faults per recipient with ``.enqueue``.
+
+    It offers PIPELINING, as Postfix does; parametrize it indirectly with ``False`` for one that does not.
+    """
+    with SmtpServer(pipelining=getattr(request, "param", True)) as server:
         yield server
 
 

@@ -27,6 +27,9 @@ from tests.support.smtpserver import SmtpServer
 DAY = date(2026, 11, 23)
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 HALF_HOUR = timedelta(minutes=30)
+# Each relay's answers, to a client that pipelines MAIL, RCPT and DATA (RFC 2920) and to one that waits for each.
+BOTH_WAYS = pytest.mark.parametrize("smtp_server", [True, False], ids=["pipelining", "one-by-one"], indirect=True)
+PIPELINING_OR_NOT = pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-by-one"])
 
 
 def queue(engine: Engine, settings: Settings, *addresses: str) -> None:
@@ -67,6 +70,7 @@ BOUNCED = {"u550@example.com", "d554@example.com"}
 UNKNOWN = {"drop@example.com", "stall@example.com"}
 
 
+@BOTH_WAYS
 def test_each_smtp_fault_ends_in_its_status_the_batch_goes_on_and_retries_deliver_exactly_once(
     engine: Engine, smtp_settings: Settings, smtp_server: SmtpServer
 ) -> None:
@@ -133,6 +137,7 @@ def test_a_sent_row_keeps_the_servers_reply_and_the_message_id_it_went_out_with(
     assert (row.sent_at, row.first_attempt_at, row.attempts) == (NOW, NOW, 1)
 
 
+@BOTH_WAYS
 @pytest.mark.parametrize(
     ("reply", "suppresses"),
     [
@@ -291,15 +296,17 @@ def test_a_password_is_never_sent_without_tls() -> None:
         parse_settings(raw, Path("mailer.toml"))
 
 
+@PIPELINING_OR_NOT
 def test_a_connection_the_server_closed_while_idle_is_reopened_without_failing_the_next_message(
-    settings: Settings,
+    settings: Settings, pipelining: bool
 ) -> None:
-    with SmtpServer() as first:
+    with SmtpServer(pipelining=pipelining) as first:
         smtp = deliver_to(settings, first)
         transport = SmtpTransport(smtp.transport)
         assert transport.send("s@example.com", "a@example.com", _message()).outcome is Outcome.DELIVERED
         port = first.port
-    with SmtpServer(port=port) as restarted, transport:  # same address, the old connection is dead
+    # Same address: the old connection is dead, and the client finds out only once it has written MAIL FROM.
+    with SmtpServer(port=port, pipelining=pipelining) as restarted, transport:
         result = transport.send("s@example.com", "b@example.com", _message())
         assert (result.outcome, result.reply) == (Outcome.DELIVERED, "250 OK")
         assert restarted.count == 1
@@ -425,6 +432,7 @@ def test_claiming_moves_one_due_row_at_a_time_and_records_who_claimed_it(engine:
     ]
 
 
+@PIPELINING_OR_NOT
 @pytest.mark.parametrize(
     "data",
     [
@@ -434,10 +442,11 @@ def test_claiming_moves_one_due_row_at_a_time_and_records_who_claimed_it(engine:
     ],
 )
 def test_what_the_server_receives_is_exactly_the_bytes_sent_dot_stuffing_included(
-    settings: Settings, data: bytes
+    settings: Settings, data: bytes, pipelining: bool
 ) -> None:
     senders = ["s@example.com", "o'neil+tag@example.com", "Zoë@example.com"]  # the last needs SMTPUTF8
-    with SmtpServer() as server, SmtpTransport(deliver_to(settings, server).transport) as transport:
+    server = SmtpServer(pipelining=pipelining)
+    with server, SmtpTransport(deliver_to(settings, server).transport) as transport:
         for sender in senders:
             result = transport.send_wire(sender, "first.last@example.com", data)
             assert result.outcome is Outcome.DELIVERED, result.reply
@@ -445,3 +454,4 @@ def test_what_the_server_receives_is_exactly_the_bytes_sent_dot_stuffing_include
     expected = data if data.endswith(b"\r\n") else data + b"\r\n"
     assert [m.data for m in received] == [expected] * len(senders)
     assert [(m.mail_from, m.rcpt_tos) for m in received] == [(s, ("first.last@example.com",)) for s in senders]
+    assert [m.mail_options for m in received] == [(), (), ("SMTPUTF8", "BODY=8BITMIME")]

@@ -35,6 +35,8 @@ NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 RETRY = NOW + timedelta(minutes=30)
 LATER = NOW + timedelta(days=4)
 TIMEOUT = 2.0
+# Each relay's answers, to a client that pipelines MAIL, RCPT and DATA (RFC 2920) and to one that waits for each.
+BOTH_WAYS = pytest.mark.parametrize("smtp_server", [True, False], ids=["pipelining", "one-by-one"], indirect=True)
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ def copies(server: SmtpServer, address: str) -> list[str]:
     return [str(m.parsed()["Message-ID"]) for m in server.by_recipient().get(address, [])]
 
 
+@BOTH_WAYS
 @pytest.mark.parametrize("name", FAULTS)
 def test_each_fault_ends_in_its_status_is_retried_only_when_nothing_was_accepted_and_never_doubles(
     engine: Engine, settings: Settings, smtp_server: SmtpServer, name: str
@@ -111,6 +114,7 @@ def test_each_fault_ends_in_its_status_is_retried_only_when_nothing_was_accepted
     assert len(copies(smtp_server, "neighbour@example.com")) == 1
 
 
+@BOTH_WAYS
 @pytest.mark.parametrize("action", ["drop", "lost-reply", "stall:30"])
 def test_an_unknown_row_goes_again_only_when_requeued_and_with_the_message_id_of_its_first_attempt(
     engine: Engine, settings: Settings, smtp_server: SmtpServer, action: str
@@ -213,12 +217,13 @@ def test_the_reply_to_the_final_dot_may_take_longer_than_the_command_timeout(
 
 @contextmanager
 def scripted_relay(
-    *, data_command: bytes = b"354 go on", final_reply: bytes = b"250 ok"
+    *, data_command: bytes = b"354 go on", final_reply: bytes = b"250 ok", pipelining: bool = False
 ) -> Iterator[tuple[int, list[bytes]]]:
     """A relay speaking just enough SMTP to answer DATA and the final dot as scripted.
 
     For what aiosmtpd will not say: a refused DATA command, or a reply to the final dot that is
-    not SMTP at all. Yields its port and the commands it received, in order.
+    not SMTP at all. Yields its port and the commands it received, in order. With ``pipelining``
+    it offers PIPELINING: it reads commands line by line, so a pipelined group is answered in turn.
     """
     seen: list[bytes] = []
 
@@ -229,7 +234,8 @@ def scripted_relay(
                 command = line.strip().upper()
                 seen.append(command)
                 if command.startswith(b"EHLO"):
-                    conn.sendall(b"250-relay.test\r\n250 8BITMIME\r\n")
+                    offers = b"250-PIPELINING\r\n" if pipelining else b""
+                    conn.sendall(b"250-relay.test\r\n" + offers + b"250 8BITMIME\r\n")
                 elif command == b"DATA":
                     conn.sendall(data_command + b"\r\n")
                     if data_command.startswith(b"354"):
@@ -252,8 +258,11 @@ def scripted_settings(settings: Settings, port: int) -> Settings:
     return replace(settings, transport=transport)
 
 
-def test_a_reply_to_the_final_dot_that_is_not_smtp_leaves_the_row_unknown(engine: Engine, settings: Settings) -> None:
-    with scripted_relay(final_reply=b"hello, I am not a mail server") as (port, _):
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-by-one"])
+def test_a_reply_to_the_final_dot_that_is_not_smtp_leaves_the_row_unknown(
+    engine: Engine, settings: Settings, pipelining: bool
+) -> None:
+    with scripted_relay(final_reply=b"hello, I am not a mail server", pipelining=pipelining) as (port, _):
         smtp = scripted_settings(settings, port)
         queue(engine, smtp, "odd@example.com")
 
@@ -265,10 +274,11 @@ def test_a_reply_to_the_final_dot_that_is_not_smtp_leaves_the_row_unknown(engine
     assert row.next_attempt_at is None
 
 
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "one-by-one"])
 def test_a_refused_data_command_resets_the_session_and_the_next_message_goes_out_on_it(
-    engine: Engine, settings: Settings
+    engine: Engine, settings: Settings, pipelining: bool
 ) -> None:
-    with scripted_relay(data_command=b"451 4.3.0 not now") as (port, seen):
+    with scripted_relay(data_command=b"451 4.3.0 not now", pipelining=pipelining) as (port, seen):
         smtp = scripted_settings(settings, port)
         queue(engine, smtp, "first@example.com", "second@example.com")
 

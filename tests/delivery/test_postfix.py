@@ -13,6 +13,8 @@ import csv
 import email.parser
 import email.policy
 import json
+import re
+import smtplib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from mailer.cli import cli
 from tests.support.crashkit import sink_project
 from tests.support.postfix import Postfix, PostfixUnavailable
+from tests.support.wiretap import Wiretap
 
 PASS_AT = "2026-11-23T10:00:00+00:00"  # DAY, 10:00 in London: the customers' anniversary, window open
 RETRY_AT = "2026-11-23T11:00:00+00:00"  # past the first retry (30 minutes), same day: nothing new is planned
@@ -112,6 +115,35 @@ def test_a_pass_delivers_each_message_exactly_once_over_starttls_and_a_second_pa
     assert "sent 0" in run_pass(config)
     relay.wait_until_idle()
     assert {a: len(relay.mailbox(a)) for a in addresses} == dict.fromkeys(addresses, 1)
+
+
+def test_the_relay_offers_pipelining_and_mailer_sends_each_envelope_in_one_write_and_goes_on_after_a_bounce(
+    tmp_path: Path, relay: Postfix
+) -> None:
+    with smtplib.SMTP(relay.host, relay.port, timeout=30) as client:
+        client.ehlo("mailer.test")
+        assert client.has_extn("pipelining")  # Postfix's default, as on any real relay
+    delivered = [f"piped{n}@shop.example" for n in range(3)]
+    unknown = "unknown-piped@shop.example"
+    with Wiretap(relay.host, relay.port) as tap:
+        # In clear, so that the tap can read the commands (the relay offers STARTTLS but does not insist).
+        config = project_for(tmp_path / "proj", relay, port=tap.port, security="none")
+        import_customers(config, delivered[0], unknown, *delivered[1:])
+        run_pass(config)
+
+    relay.wait_for_mail(dict.fromkeys(delivered, 1))
+    rows = send_log(config)
+    assert {a: rows[a]["status"] for a in delivered} == dict.fromkeys(delivered, "sent")
+    assert rows[unknown]["status"] == "bounced" and "550 5.1.1" in rows[unknown]["reason"], rows[unknown]
+    assert {a: len(relay.mailbox(a)) for a in delivered} == dict.fromkeys(delivered, 1)
+    group = re.compile(rb"MAIL FROM:<[^>\r\n]+>\r\nRCPT TO:<([^>\r\n]+)>\r\nDATA\r\n")
+    groups = [m[1].decode() for m in map(group.fullmatch, tap.reads) if m]
+    assert sorted(groups) == sorted([*delivered, unknown]), tap.reads  # MAIL, RCPT and DATA in one write each
+    # Postfix refused the unknown recipient's DATA too (all three replies are read, RFC 2920 3.1),
+    # and the RSET after it kept the session for the messages after it.
+    assert b"554 5.5.1 Error: no valid recipients" in b"".join(tap.replies)
+    assert tap.connections == 1
+    assert "improper command pipelining" not in relay.log()
 
 
 def test_without_the_relays_ca_its_certificate_is_refused_and_nothing_is_delivered(

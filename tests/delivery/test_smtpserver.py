@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
 import sys
@@ -345,6 +346,75 @@ def test_short_stall_then_success() -> None:
         assert server.count == 2
 
 
+# ----------------------------------------------------------------------------- pipelining
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+def test_pipelining_is_offered_unless_turned_off(pipelining: bool) -> None:
+    with SmtpServer(pipelining=pipelining) as server, smtplib.SMTP(server.host, server.port, timeout=GUARD) as client:
+        client.ehlo("client.test")
+        assert client.has_extn("pipelining") is pipelining
+        assert client.has_extn("8bitmime") and client.has_extn("smtputf8")  # the other offers stay
+
+
+def test_commands_written_at_once_are_answered_in_turn() -> None:
+    with SmtpServer(script={"no@example.test": ["rcpt:550 5.1.1 no such user"]}) as server:
+        with socket.create_connection((server.host, server.port), timeout=GUARD) as sock, sock.makefile("rb") as lines:
+            sock.sendall(b"EHLO client.test\r\n")
+            while not next(lines).startswith(b"250 "):  # the greeting and the EHLO reply
+                pass
+            sock.sendall(f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<{RCPT}>\r\nDATA\r\n".encode())
+            assert [next(lines)[:3] for _ in range(3)] == [b"250", b"250", b"354"]
+            sock.sendall(b"Subject: one\r\n\r\nhi\r\n.\r\n")
+            assert next(lines)[:3] == b"250"
+            sock.sendall(f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<no@example.test>\r\nDATA\r\nRSET\r\n".encode())
+            assert [next(lines)[:3] for _ in range(4)] == [b"250", b"550", b"503", b"250"]
+        assert [m.rcpt_tos for m in server.messages] == [(RCPT,)]
+
+
+def test_a_mail_action_answers_the_mail_from_of_that_sender() -> None:
+    with SmtpServer(script={SENDER: ["mail:451 4.3.0 sender check failed"]}) as server:
+        with pytest.raises(smtplib.SMTPSenderRefused) as err:
+            send(server)
+        assert (err.value.smtp_code, err.value.smtp_error) == (451, b"4.3.0 sender check failed")
+        send(server)  # consumed: the next MAIL FROM is accepted
+        [message] = server.messages
+        assert (message.mail_from, server.attempts(RCPT)) == (SENDER, 1)
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        (None, b"503 Error: need RCPT command"),  # aiosmtpd's own
+        ("554 5.5.1 Error: no valid recipients", b"554 5.5.1 Error: no valid recipients"),  # Postfix's words
+    ],
+)
+def test_a_data_without_recipients_gets_503_or_the_reply_it_was_given(setting: str | None, expected: bytes) -> None:
+    server = SmtpServer(data_without_recipients=setting)
+    with server, smtplib.SMTP(server.host, server.port, timeout=GUARD) as client:
+        client.ehlo("client.test")
+        client.mail(SENDER)
+        assert client.docmd("DATA") == (int(expected[:3]), expected[4:])
+
+
+def test_a_lax_server_takes_what_follows_a_data_without_recipients_and_records_no_message() -> None:
+    server = SmtpServer(data_without_recipients="354 go ahead")
+    with server, smtplib.SMTP(server.host, server.port, timeout=GUARD) as client:
+        client.ehlo("client.test")
+        client.mail(SENDER)
+        assert client.docmd("DATA") == (354, b"go ahead")
+        client.send(b"Subject: lost\r\n\r\nbody\r\n.\r\n")
+        assert client.getreply()[0] == 250
+        assert client.rset()[0] == 250
+        assert server.orphan_data == [b"Subject: lost\r\n\r\nbody\r\n"]
+        assert server.count == 0
+
+
+def test_data_without_recipients_must_be_an_smtp_reply() -> None:
+    with pytest.raises(ValueError, match="not an SMTP reply"):
+        SmtpServer(data_without_recipients="go ahead")
+
+
 # ----------------------------------------------------------------------------- scripts
 
 
@@ -407,6 +477,8 @@ def test_callable_script_and_enqueue() -> None:
         ("rcpt:drop", Action("rcpt", "drop")),
         ("data:lost-reply", Action("data", "lost-reply")),
         ("stall:1.5", Action("data", "stall", seconds=1.5)),
+        ("mail:451 4.3.0 busy", Action("mail", "reply", "451 4.3.0 busy")),
+        ("mail:drop", Action("mail", "drop")),
     ],
 )
 def test_parse_action(text: str, expected: Action) -> None:
@@ -421,6 +493,7 @@ def test_parse_action(text: str, expected: Action) -> None:
         "354 go ahead",
         "600 nope",
         "rcpt:lost-reply",
+        "mail:hangup",
         "stall:",
         "stall:-1",
         "stall:nan",
@@ -499,6 +572,8 @@ def test_subprocess_mode_with_ready_file_log_and_sigterm(tmp_path: Path) -> None
             time.sleep(0.02)
         port = int(ready.read_text())
         with smtplib.SMTP("127.0.0.1", port, timeout=GUARD) as client:
+            client.ehlo()
+            assert client.has_extn("pipelining")  # the benchmarks' sink offers it, as Postfix does
             for n in (1, 2):
                 msg = make_message(Message_ID=f"<{n}@m.test>", X_Mailer_Occasion=f"occ-{n}")
                 client.send_message(msg)

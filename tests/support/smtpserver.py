@@ -21,6 +21,10 @@ The ready file receives the chosen port once the server accepts connections;
 the log file receives one JSON line per accepted message (see
 :func:`read_delivery_log`); SIGTERM or SIGINT stops the server cleanly.
 
+Like Postfix, the server offers PIPELINING (RFC 2920) in its EHLO reply unless
+told not to (``pipelining=False``, ``--no-pipelining``): aiosmtpd reads the
+commands a client sent in one write one after the other and answers each in turn.
+
 Fault script
 ------------
 ``script`` maps a recipient address (matched case-insensitively) to a sequence
@@ -28,7 +32,11 @@ of actions, or is a callable ``recipient -> sequence | None`` asked once per
 recipient, the first time that recipient is seen.  Each ``RCPT TO`` for a
 recipient is one delivery attempt and consumes exactly one action; once the
 sequence is exhausted every further attempt succeeds.  An action is
-``[PHASE:]BODY`` where PHASE is ``rcpt`` or ``data`` (default ``data``):
+``[PHASE:]BODY`` where PHASE is ``rcpt`` or ``data`` (default ``data``), or
+``mail`` for an address used as the *sender*: each ``MAIL FROM`` with it
+consumes the ``mail:`` action at the head of its sequence, if there is one
+(in a mapping or queued with ``enqueue``; the callable is only asked about
+recipients).
 
 ``ok`` / ``250`` / any ``2xx ...`` reply
     success (a literal 2xx text is sent as the reply).
@@ -52,6 +60,10 @@ sequence is exhausted every further attempt succeeds.  An action is
 
 At DATA, the actions of all recipients of the transaction apply in RCPT
 order: stalls accumulate and the first non-success action decides the reply.
+A DATA with no recipient accepted gets aiosmtpd's ``503``, or the reply given
+as ``data_without_recipients`` (e.g. Postfix's ``554 5.5.1``, or a ``354`` from
+a lax server: then what the client sends up to the dot is kept in
+``orphan_data`` and answered ``250``, and no message is recorded).
 """
 
 from __future__ import annotations
@@ -120,7 +132,7 @@ _DEFAULT_REPLY_TEXT = {
 class Action:
     """One parsed script action; build it with :func:`parse_action`."""
 
-    phase: Literal["rcpt", "data"]
+    phase: Literal["mail", "rcpt", "data"]
     kind: Literal["reply", "drop", "hangup", "lost-reply", "stall"]
     reply: str = "250 OK"  # the full SMTP reply line, for kind == "reply"
     seconds: float = 0.0  # for kind == "stall"
@@ -135,16 +147,16 @@ OK = Action(phase="data", kind="reply")
 
 
 def parse_action(text: str) -> Action:
-    """Parse ``[rcpt:|data:]BODY`` (see the module docstring).
+    """Parse ``[mail:|rcpt:|data:]BODY`` (see the module docstring).
 
     Raises ``ValueError`` for anything else, so a typo in a script fails when
     the server is built rather than silently turning into a success.
     """
-    phase: Literal["rcpt", "data"] = "data"
+    phase: Literal["mail", "rcpt", "data"] = "data"
     body = text.strip()
     head, sep, rest = body.partition(":")
-    if sep and head.lower() in ("rcpt", "data"):
-        phase = "rcpt" if head.lower() == "rcpt" else "data"
+    if sep and head.lower() in ("mail", "rcpt", "data"):
+        phase = "mail" if head.lower() == "mail" else "rcpt" if head.lower() == "rcpt" else "data"
         body = rest.strip()
     low = body.lower()
     if low == "ok":
@@ -171,7 +183,7 @@ def parse_action(text: str) -> Action:
     if match is None:
         raise ValueError(
             f"{text!r}: expected ok, drop, hangup, lost-reply, stall:SECONDS or an SMTP reply "
-            "'2xx/4xx/5xx [text]', optionally prefixed with 'rcpt:' or 'data:'"
+            "'2xx/4xx/5xx [text]', optionally prefixed with 'mail:', 'rcpt:' or 'data:'"
         )
     code, reply_text = match["code"], match["text"]
     reply = f"{code} {reply_text or _DEFAULT_REPLY_TEXT[code[0]]}"
@@ -281,7 +293,25 @@ class _SMTP(SMTP):
             assert self.transport is not None
             self.transport.close()  # before the 354: the client never sends the message
             return
+        reply = self._handler.data_without_recipients
+        if reply is not None and envelope is not None and not envelope.rcpt_tos:
+            await self._data_without_recipients(reply)
+            return
         await super().smtp_DATA(arg)
+
+    async def _data_without_recipients(self, reply: str) -> None:
+        """DATA although no recipient was accepted, answered ``reply``; after a 354, whatever comes is kept aside."""
+        await self.push(reply)
+        if not reply.startswith("354"):
+            return
+        lines = []
+        while (line := await self._reader.readuntil(b"\r\n")) != b".\r\n":
+            lines.append(line)
+        with self._handler.cond:
+            self._handler.orphan_data.append(b"".join(lines))
+            self._handler.cond.notify_all()
+        self._set_post_data_state()
+        await self.push("250 2.0.0 OK: no recipients")  # what a lax server says; a message for no one
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # called again after STARTTLS; set.add is idempotent
@@ -322,11 +352,22 @@ class _Handler:
     caller's thread is guarded by ``cond`` (a Condition over an RLock).
     """
 
-    def __init__(self, script: Script | None, sink: bool, log: IO[str] | None, delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        script: Script | None,
+        sink: bool,
+        log: IO[str] | None,
+        delay: float = 0.0,
+        pipelining: bool = True,
+        data_without_recipients: str | None = None,
+    ) -> None:
         self.cond = threading.Condition(threading.RLock())
         self.sink = sink
         self.delay = delay
         self.log = log
+        self.pipelining = pipelining
+        self.data_without_recipients = data_without_recipients
+        self.orphan_data: list[bytes] = []  # what came after a 354 to a DATA without recipients
         self.messages: list[ReceivedMessage] = []
         self.count = 0
         self.attempts: collections.Counter[str] = collections.Counter()
@@ -339,6 +380,7 @@ class _Handler:
     def reset(self, script: Script | None) -> None:
         with self.cond:
             self.messages.clear()
+            self.orphan_data.clear()
             self.count = 0
             self.attempts.clear()
             self.queues.clear()
@@ -368,7 +410,44 @@ class _Handler:
             self.cond.notify_all()
             return action
 
+    def _sender_action(self, sender: str) -> Action | None:
+        """The ``mail:`` action at the head of ``sender``'s script, consumed; None when there is none."""
+        with self.cond:
+            queue = self.queues.get(sender.casefold())
+            if queue and queue[0].phase == "mail":
+                return queue.popleft()
+            return None
+
     # -- hooks (signatures fixed by aiosmtpd) --------------------------------------
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: _Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # aiosmtpd leaves this to the hook once there is one
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")  # before the last line, "250 HELP"
+        return responses
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: _Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        action = self._sender_action(address)
+        reply = "250 OK"
+        if action is not None:
+            if action.kind == "stall":
+                await self._stall(action.seconds)
+            elif action.kind == "drop":
+                await _drop(server)
+            elif not action.succeeds:
+                if action.reply.startswith("421"):
+                    await _reply_then_close(server, action.reply)
+                return action.reply
+            else:
+                reply = action.reply
+        # Providing handle_MAIL means we must do aiosmtpd's default work ourselves.
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return reply
 
     async def handle_RCPT(
         self,
@@ -559,6 +638,12 @@ class SmtpServer:
     ``smtputf8``
         Offer SMTPUTF8 (RFC 6531) in EHLO (aiosmtpd's Controller does by default);
         ``False`` for a relay that cannot carry a non-ASCII address.
+    ``pipelining``
+        Offer PIPELINING (RFC 2920) in EHLO, as Postfix does by default; ``False``
+        for a relay that wants each command answered before the next is sent.
+    ``data_without_recipients``
+        The reply to a DATA when no recipient was accepted, instead of aiosmtpd's
+        ``503`` (see the module docstring).
 
     Thread safety: all accessors may be called from any thread while the
     server runs; they return snapshots.
@@ -579,6 +664,8 @@ class SmtpServer:
         log_file: str | os.PathLike[str] | None = None,
         smtputf8: bool = True,
         delay: float = 0.0,
+        pipelining: bool = True,
+        data_without_recipients: str | None = None,
     ) -> None:
         if tls not in ("none", "starttls", "implicit"):
             raise ValueError(f"tls must be 'none', 'starttls' or 'implicit', not {tls!r}")
@@ -596,7 +683,9 @@ class SmtpServer:
         self._tmpdir: str | None = None
         self._controller: _Controller | None = None
         # Built (and the script validated) now, so a bad script fails at construction.
-        self._handler = _Handler(script, sink, None, delay)
+        if data_without_recipients is not None and not re.fullmatch(r"[2-5]\d\d(?: .*)?", data_without_recipients):
+            raise ValueError(f"data_without_recipients: {data_without_recipients!r} is not an SMTP reply")
+        self._handler = _Handler(script, sink, None, delay, pipelining, data_without_recipients)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -637,7 +726,9 @@ class SmtpServer:
             self._log = self.log_file.open("a", encoding="utf-8")
             self._handler.log = self._log
 
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio turns Nagle's algorithm off only on sockets that say they are TCP, and
+        # with it on, the second of several replies to pipelined commands waits ~40 ms for the client's ACK.
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             # SO_REUSEADDR lets a restarted server take a fixed port straight back.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -709,6 +800,12 @@ class SmtpServer:
             if self._handler.sink:
                 raise RuntimeError("a sink server keeps no messages; use .count or log_file")
             return list(self._handler.messages)
+
+    @property
+    def orphan_data(self) -> list[bytes]:
+        """What clients sent after a 354 to a DATA with no recipient (``data_without_recipients``)."""
+        with self._handler.cond:
+            return list(self._handler.orphan_data)
 
     def by_recipient(self) -> dict[str, list[ReceivedMessage]]:
         """Accepted messages per envelope recipient (as the client spelt it)."""
@@ -810,6 +907,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--delay-ms", type=float, default=0.0, help="wait this long after each final dot before replying"
     )
+    parser.add_argument(
+        "--no-pipelining", action="store_true", help="do not offer PIPELINING (offered by default, as Postfix does)"
+    )
     args = parser.parse_args(argv)
     # aiosmtpd's own "Session.login_data is deprecated" warning on every AUTH
     # would otherwise reach stderr through logging's last-resort handler.
@@ -835,6 +935,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sink=args.sink,
         log_file=args.log_file,
         delay=args.delay_ms / 1000,
+        pipelining=not args.no_pipelining,
     ) as server:
         if args.ca_file is not None and server.ca_path is not None:
             shutil.copyfile(server.ca_path, args.ca_file)
