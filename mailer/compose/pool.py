@@ -19,7 +19,6 @@ a script that calls :func:`mailer.delivery.drain.drain` needs the usual
 from __future__ import annotations
 
 import multiprocessing
-import multiprocessing.forkserver
 import os
 import threading
 import time
@@ -128,22 +127,6 @@ def composer_processes(settings: Settings) -> int:
     return configured if configured is not None else max(1, (os.cpu_count() or 1) - 1)
 
 
-def warm_up(settings: Settings) -> None:
-    """Start the fork server that composer processes come from, with the composing code imported, ahead of need.
-
-    Started only when the first rendering task was submitted, it left every connection idle
-    for about a second while a fresh Python imported Jinja, the inliner and the store's
-    models. A pass that knows it has a backlog calls this before it records its plan, so that
-    import runs on another core meanwhile; the composers are then forked from a ready process.
-    """
-    if composer_processes(settings) == 0:
-        return
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["__main__", __name__])  # "__main__" is the default list; this module is added
-    # Not documented on the context, but what its first Process or pool would call (stable since 3.4).
-    multiprocessing.forkserver.ensure_running()
-
-
 class Composer:
     """Renders rows into :class:`Prepared` messages: inline until :meth:`use_processes`, then in a pool."""
 
@@ -163,7 +146,12 @@ class Composer:
             self._pool = None
 
     def use_processes(self) -> None:
-        """Render in worker processes from now on (worth it for a large backlog, not for a handful)."""
+        """Render in worker processes from now on (worth it for a large backlog, not for a handful).
+
+        The processes start at once, not with the first rows: a pass that knows it has a backlog
+        calls this before it records its plan, and each worker's start (a fresh Python importing
+        Jinja, the inliner and the store's models: about a second) runs on another core meanwhile.
+        """
         processes = composer_processes(self.settings)
         if self._pool is None and processes > 0:
             # forkserver, not fork: the sending process has threads and open database connections.
@@ -171,6 +159,8 @@ class Composer:
             self._pool = ProcessPoolExecutor(
                 processes, mp_context=context, initializer=_start_worker, initargs=(self.settings, os.getpid())
             )
+            for _ in range(processes):
+                self._pool.submit(_started)  # each submit starts a worker while none is idle
 
     def submit(self, rows: Sequence[tuple[Columns, Columns]]) -> Future[list[Prepared]]:
         """Render ``rows`` (send-log row and customer column values; in one worker task, when there are workers)."""
@@ -179,3 +169,7 @@ class Composer:
         done: Future[list[Prepared]] = Future()
         done.set_result(_prepare_all(self.maker, rows))
         return done
+
+
+def _started() -> None:
+    """A task that only makes the pool start a worker (its initializer does the work)."""

@@ -6,6 +6,7 @@ after it, so a crash leaves at most one row per connection in between.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import queue
@@ -45,6 +46,7 @@ def drain(
     bucket: TokenBucket | None = None,
     renderer: Renderer | None = None,
     pass_day: date | None = None,
+    composer: Composer | None = None,
 ) -> PassReport:
     """Send every due ``queued`` row, one claimed row at a time per connection, until none is left.
 
@@ -59,7 +61,8 @@ def drain(
     turns true (the message in flight is finished first), when the relay
     cannot take mail (down, TLS or AUTH refused), or when ``daily_cap`` is
     reached (the waiting rows say so in their reason). ``pass_day``: see
-    :meth:`PassClock.emailed_at`.
+    :meth:`PassClock.emailed_at`. ``composer``: one the caller
+    started (and closes), its worker processes perhaps already running.
     """
     lease = lease_for(engine)
     lease.renew()
@@ -77,7 +80,7 @@ def drain(
     def stopping() -> bool:
         return halt.is_set() or should_stop()
 
-    with Composer(settings, renderer) as composer:
+    with contextlib.nullcontext(composer) if composer else Composer(settings, renderer) as composer:
 
         def connection(report: PassReport, feed: Feed) -> None:
             deliverer = Deliverer(settings, composer.maker, factory(), pass_day=pass_day)

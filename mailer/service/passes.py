@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from mailer.compose.context import sample_gift
 from mailer.compose.maker import MessageMaker
-from mailer.compose.pool import warm_up
+from mailer.compose.pool import Composer
 from mailer.compose.render import Renderer
 from mailer.compose.returnpath import envelope_sender
 from mailer.config import Campaign, Settings
@@ -53,6 +53,20 @@ def run_pass(
     """
     campaigns = [settings.campaign(n) for n in campaign_names] if campaign_names else list(settings.campaigns)
     renderer = Renderer(settings.render.templates, settings.render.inliner)
+    with Composer(settings, renderer) as composer:
+        return _plan_and_deliver(engine, settings, clock, transport, campaigns, dry_run, should_stop, composer)
+
+
+def _plan_and_deliver(
+    engine: Engine,
+    settings: Settings,
+    clock: PassClock,
+    transport: Transport | TransportFactory,
+    campaigns: list[Campaign],
+    dry_run: bool,
+    should_stop: Callable[[], bool],
+    composer: Composer,
+) -> PassReport:
     with Session(engine, expire_on_commit=False) as session:
         if dry_run:
             planned = plan(session, settings, clock, campaigns)
@@ -63,7 +77,7 @@ def run_pass(
         if candidates.try_plan_lock(session):
             planned = plan(session, settings, clock, campaigns)
             if sum(item.decision.verdict is Verdict.SEND for item in planned) >= POOL_FROM:
-                warm_up(settings)  # the composers' process starts while the plan is recorded
+                composer.use_processes()  # the composers start while the plan is recorded
             held_for_gifts = record(session, planned, {c.name: c for c in campaigns}, clock.now)
             # record() committed, which released the lock: settle under it again, or leave it to its holder.
             expired = settle(session, settings, clock) if candidates.try_plan_lock(session) else Counter()
@@ -77,7 +91,7 @@ def run_pass(
     offset = clock.now - utcnow()
     now = (lambda: clock.now) if clock.replay else (lambda: utcnow() + offset)
     report = drain(
-        engine, settings, transport, now=now, should_stop=should_stop, renderer=renderer, pass_day=clock.day
+        engine, settings, transport, now=now, should_stop=should_stop, pass_day=clock.day, composer=composer
     )
     report.planned = planned
     report.expired = expired
