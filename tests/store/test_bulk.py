@@ -1,4 +1,4 @@
-"""Searches by many ids (mailer.store.bulk): the same rows on both databases, written for each."""
+"""Searches by many ids (mailer.store.bulk), the same rows on both databases; the PostgreSQL session."""
 
 from __future__ import annotations
 
@@ -71,3 +71,12 @@ def test_postgresql_gets_one_array_parameter_and_searches_a_subquerys_ids_by_ind
     assert "customer.id = ANY (array((SELECT interaction.customer_id" in on_postgres
     assert "customer.id IN (SELECT interaction.customer_id" in on_sqlite
 
+
+@pytest.mark.postgres
+def test_a_postgresql_session_runs_in_utc_without_jit(pg_url: str) -> None:
+    engine = store.make_engine(pg_url)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("SHOW jit").scalar() == "off"
+        assert connection.exec_driver_sql("SHOW TimeZone").scalar() == "UTC"
+        assert connection.exec_driver_sql("SELECT now()").scalar_one().tzinfo is UTC
+    engine.dispose()
