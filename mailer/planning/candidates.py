@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from functools import partial
@@ -129,6 +129,7 @@ def candidates(
     batch: int = 5000,
     *,
     only: Sequence[int] | None = None,
+    skip: Collection[int] = (),
 ) -> Iterator[CustomerFacts]:
     """Customers who may have an occasion of ``campaign`` on one of the local ``dates`` that is still open.
 
@@ -143,7 +144,8 @@ def candidates(
     silence, only customers with an interaction in the span, and with the
     last one before it (that began the spell then under way). The
     interaction table is only ever read by index for those customers: it is
-    never aggregated. ``only`` restricts the query to these customer ids.
+    never aggregated. ``only`` restricts the query to these customer ids;
+    customers in ``skip`` are passed over before their facts and interactions are read.
     """
     first, last = min(dates), max(dates)
     among = None if only is None else partial(bulk.among, session, ids=sorted(only))
@@ -151,6 +153,8 @@ def candidates(
     # Core rows (plain tuples), not the ORM's: a pass reads tens of thousands of them.
     result = session.connection().execute(query.execution_options(yield_per=batch))
     for rows in result.partitions():
+        if skip:
+            rows = [row for row in rows if row[0] not in skip]
         if campaign.occasion == "date":  # the attribute's date comes as one more column
             for row in rows:
                 facts = _facts(row[:-1], default_zone)

@@ -146,9 +146,10 @@ def plan(
 
     found: dict[int, tuple[CustomerFacts, list[Occasion]]] = {}
     for campaign in campaigns:
-        for customer in candidates.candidates(session, campaign, dates, settings.sender.timezone, only=only):
-            if customer.id in waiting:
-                continue  # picked below, with the longer look-back
+        # Customers with a deferral waiting are picked below, with the longer look-back.
+        for customer in candidates.candidates(
+            session, campaign, dates, settings.sender.timezone, only=only, skip=waiting
+        ):
             occasions = pick(customer, campaign, moment_for(customer.timezone).today, lookback)
             if occasions:
                 found.setdefault(customer.id, (customer, []))[1].extend(occasions)
