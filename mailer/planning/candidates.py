@@ -327,7 +327,7 @@ def _recent(
         )
         if kind is not None:
             query = query.where(col(Interaction.kind) == kind)
-        for cid, iid, ikind, occurred, amount, reference in session.connection().execute(query):
+        for cid, iid, ikind, occurred, amount, reference in session.connection().execute(query).all():
             found.setdefault(cid, []).append(InteractionFact(iid or 0, ikind, occurred, amount, reference))
     return {cid: tuple(items) for cid, items in found.items()}
 
@@ -359,7 +359,7 @@ def _recent_from_spell_start(
             .where(bulk.among(session, col(Customer.id), chunk), occurred >= start_at)
             .order_by(col(Interaction.customer_id), col(Interaction.occurred_at), col(Interaction.id))
         )
-        for cid, iid, ikind, occurred_at, amount, reference in session.execute(query):
+        for cid, iid, ikind, occurred_at, amount, reference in session.execute(query).all():
             found.setdefault(cid, []).append(InteractionFact(iid, ikind, occurred_at, amount, reference))
     return {cid: tuple(items) for cid, items in found.items()}
 
