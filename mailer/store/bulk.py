@@ -68,6 +68,11 @@ class InSelect(ColumnElement[bool]):
         self.column = column
         self.select = select
 
+    def self_group(self, against: Any = None) -> InSelect:
+        # Already a predicate: not a Boolean-typed value that SQLite would be asked to compare with 1
+        # (``(... IN (...)) = 1``, which no index serves).
+        return self
+
 
 def in_select(column: Any, select: Select[Any]) -> InSelect:
     return InSelect(column, select)

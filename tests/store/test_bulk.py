@@ -70,6 +70,19 @@ def test_postgresql_gets_one_array_parameter_and_searches_a_subquerys_ids_by_ind
     on_sqlite = str(query.compile(dialect=sqlite.dialect()))
     assert "customer.id = ANY (array((SELECT interaction.customer_id" in on_postgres
     assert "customer.id IN (SELECT interaction.customer_id" in on_sqlite
+    assert not on_sqlite.endswith("= 1")  # a predicate, not a Boolean value compared with 1: no index serves that
+
+
+def test_sqlite_searches_a_subquerys_ids_by_primary_key(tmp_path: Path) -> None:
+    engine = store.make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    store.create_schema(engine)
+    ordered = select(col(Interaction.customer_id)).where(col(Interaction.kind) == "order")
+    query = select(col(Customer.id)).where(bulk.in_select(col(Customer.id), ordered), col(Customer.since_md) > 0)
+    with engine.connect() as connection:
+        sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+        plan = [row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}")]
+    engine.dispose()
+    assert "SEARCH customer USING INTEGER PRIMARY KEY (rowid=?)" in plan, plan
 
 
 @pytest.mark.postgres
