@@ -224,7 +224,8 @@ def explain(engine: Engine, settings: Settings, clock: PassClock, analyze: bool 
             query, _since, _kind = candidates.candidate_query(campaign, dates, min(dates), max(dates))
             compiled = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
             if postgres:
-                statement = f"{how} DECLARE plan_cursor CURSOR FOR {compiled}".replace("%", "%%")
+                # The compiled literals already have psycopg's %% for a literal %.
+                statement = f"{how} DECLARE plan_cursor CURSOR FOR {compiled}"
             else:
                 statement = f"EXPLAIN QUERY PLAN {compiled}"
             rows = connection.exec_driver_sql(statement).all()
