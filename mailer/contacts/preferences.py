@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col
 
 from mailer.contacts.optout import Change
+from mailer.store import bulk
 from mailer.store.tables import CampaignOptOut, Customer, MailPause, utcnow
 
 log = logging.getLogger(__name__)
@@ -141,19 +142,19 @@ def preferences_of(engine: Engine, customer_id: int) -> Preferences:
 
 
 def for_customers(session: Session, customer_ids: Sequence[int]) -> dict[int, Preferences]:
-    """The wishes of many customers in two queries per 900 (the planner's facts; customers with none left out)."""
+    """The wishes of many customers in two queries per chunk (the planner's facts; customers with none left out)."""
     opted: dict[int, dict[str, str]] = {}
     paused: dict[int, date] = {}
     connection = session.connection()
-    for start in range(0, len(customer_ids), 900):  # SQLite caps bound parameters
-        chunk = list(customer_ids[start : start + 900])
+    for chunk in bulk.chunks(session, list(customer_ids)):
         for cid, campaign, source in connection.execute(
             select(col(CampaignOptOut.customer_id), col(CampaignOptOut.campaign), col(CampaignOptOut.source))
-            .where(col(CampaignOptOut.customer_id).in_(chunk))
+            .where(bulk.among(session, col(CampaignOptOut.customer_id), chunk))
         ):
             opted.setdefault(cid, {})[campaign] = source
         for cid, until in connection.execute(
-            select(col(MailPause.customer_id), col(MailPause.until)).where(col(MailPause.customer_id).in_(chunk))
+            select(col(MailPause.customer_id), col(MailPause.until))
+            .where(bulk.among(session, col(MailPause.customer_id), chunk))
         ):
             paused[cid] = until
     return {cid: Preferences(opted.get(cid, {}), paused.get(cid)) for cid in {*opted, *paused}}

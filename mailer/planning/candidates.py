@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import (
@@ -32,6 +33,7 @@ from mailer.config import Campaign
 from mailer.contacts.since import FROM_IMPORT
 from mailer.planning.dates import earliest_instant, latest_instant, month_days_for
 from mailer.planning.occasions import CustomerFacts, InteractionFact
+from mailer.store import bulk
 from mailer.store.tables import Customer, CustomerDate, Feedback, Interaction, SendLog, SendStatus
 
 _FACT_COLUMNS: tuple[Any, ...] = (
@@ -127,6 +129,7 @@ def candidates(
     batch: int = 5000,
     *,
     only: Sequence[int] | None = None,
+    skip: Collection[int] = (),
 ) -> Iterator[CustomerFacts]:
     """Customers who may have an occasion of ``campaign`` on one of the local ``dates`` that is still open.
 
@@ -141,15 +144,17 @@ def candidates(
     silence, only customers with an interaction in the span, and with the
     last one before it (that began the spell then under way). The
     interaction table is only ever read by index for those customers: it is
-    never aggregated. ``only`` restricts the query to these customer ids.
+    never aggregated. ``only`` restricts the query to these customer ids;
+    customers in ``skip`` are passed over before their facts and interactions are read.
     """
     first, last = min(dates), max(dates)
-    query, recent_from, recent_kind = candidate_query(campaign, dates, first, last)
-    if only is not None:
-        query = query.where(col(Customer.id).in_(sorted(only)))
+    among = None if only is None else partial(bulk.among, session, ids=sorted(only))
+    query, recent_from, recent_kind = candidate_query(campaign, dates, first, last, among)
     # Core rows (plain tuples), not the ORM's: a pass reads tens of thousands of them.
     result = session.connection().execute(query.execution_options(yield_per=batch))
     for rows in result.partitions():
+        if skip:
+            rows = [row for row in rows if row[0] not in skip]
         if campaign.occasion == "date":  # the attribute's date comes as one more column
             for row in rows:
                 facts = _facts(row[:-1], default_zone)
@@ -167,11 +172,20 @@ def candidates(
             yield _facts(row, default_zone, recent.get(row[0], ()))
 
 
+# Restricts a query to some customers: given a column of customer ids, the criterion (see bulk.among).
+Among = Callable[[Any], Any]
+
+
 def candidate_query(
-    campaign: Campaign, dates: Sequence[date], first: date, last: date
+    campaign: Campaign, dates: Sequence[date], first: date, last: date, among: Among | None = None
 ) -> tuple[Any, datetime | None, str | None]:
-    """(query over customers, read interactions from this instant, of this kind only)."""
+    """(query over customers, read interactions from this instant, of this kind only).
+
+    ``among``: only these customers (a pass's customers with deferrals waiting, one customer's outlook).
+    """
     query = select(*_FACT_COLUMNS)
+    if among is not None:
+        query = query.where(among(col(Customer.id)))
     segment = _may_have_tag(campaign.tags_any)
     if segment is not None:
         query = query.where(segment)
@@ -179,7 +193,12 @@ def candidate_query(
     # A customer_since that only stands in for the day of an import (no order yet) is no day to mark.
     known_since = or_(col(Customer.customer_since_from).is_(None), col(Customer.customer_since_from) != FROM_IMPORT)
     if kind == "anniversary":
-        return query.where(_yearly_open(Customer.since_md, campaign, dates), known_since), None, None
+        query = query.where(_yearly_open(Customer.since_md, campaign, dates), known_since)
+        if campaign.years:  # only some anniversaries (the fifth): customers since those years, by the same rows
+            earliest = min(dates).year - max(campaign.years)
+            latest = max(dates).year - min(campaign.years)
+            query = query.where(col(Customer.customer_since).between(date(earliest, 1, 1), date(latest, 12, 31)))
+        return query, None, None
     if kind == "milestone" and campaign.metric == "years_as_customer":
         return query.where(col(Customer.since_md).in_(sorted(month_days_for(dates))), known_since), None, None
     if kind == "birthday":
@@ -230,19 +249,25 @@ def candidate_query(
             .where(col(Interaction.occurred_at) >= since, col(Interaction.occurred_at) < until)
             .where(~_settled(campaign, col(Interaction.customer_id), key))
         )
-        return query.where(col(Customer.id).in_(who)), since, campaign.interaction_kind
+        if among is None:  # who ordered then, by the (kind, occurred_at) index, and each of them by the primary key
+            return query.where(bulk.in_select(col(Customer.id), who)), since, campaign.interaction_kind
+        # A few customers: each one's own interactions, by the customer/time index, not everyone's that week.
+        mine = who.where(col(Interaction.customer_id) == col(Customer.id)).exists()
+        return query.where(mine), since, campaign.interaction_kind
     if kind == "date":
-        return _date_query(campaign, dates), None, None
+        return _date_query(campaign, dates, among), None, None
     raise ValueError(f"no candidate query for occasion {kind!r}")
 
 
-def _date_query(campaign: Campaign, dates: Sequence[date]) -> Any:
+def _date_query(campaign: Campaign, dates: Sequence[date], among: Among | None) -> Any:
     """Customers whose ``campaign.attribute`` date is ``offset_days`` away from one of ``dates`` (by its index)."""
     marked = [day - timedelta(days=campaign.offset_days) for day in dates]
     held = CustomerDate.__table__  # type: ignore[attr-defined]
     query = select(*_FACT_COLUMNS, held.c.value).join(
         held, and_(held.c.customer_id == Customer.id, held.c.attribute == campaign.attribute)
     )
+    if among is not None:
+        query = query.where(among(col(Customer.id)))
     segment = _may_have_tag(campaign.tags_any)
     if segment is not None:
         query = query.where(segment)
@@ -290,19 +315,19 @@ def _recent(
 ) -> dict[int, tuple[InteractionFact, ...]]:
     """Each customer's interactions from ``since`` onward, oldest first (by the customer/time index)."""
     found: dict[int, list[InteractionFact]] = {}
-    for start in range(0, len(customer_ids), 900):  # SQLite caps bound parameters
+    for chunk in bulk.chunks(session, customer_ids):
         query = (
             select(
                 col(Interaction.customer_id), col(Interaction.id), col(Interaction.kind), col(Interaction.occurred_at),
                 col(Interaction.amount), col(Interaction.reference),
             )
-            .where(col(Interaction.customer_id).in_(customer_ids[start : start + 900]))
+            .where(bulk.among(session, col(Interaction.customer_id), chunk))
             .where(col(Interaction.occurred_at) >= since)
             .order_by(col(Interaction.customer_id), col(Interaction.occurred_at), col(Interaction.id))
         )
         if kind is not None:
             query = query.where(col(Interaction.kind) == kind)
-        for cid, iid, ikind, occurred, amount, reference in session.connection().execute(query):
+        for cid, iid, ikind, occurred, amount, reference in session.connection().execute(query).all():
             found.setdefault(cid, []).append(InteractionFact(iid or 0, ikind, occurred, amount, reference))
     return {cid: tuple(items) for cid, items in found.items()}
 
@@ -324,17 +349,17 @@ def _recent_from_spell_start(
         literal(since, occurred.type),  # type: ignore[attr-defined]  # compared as the column stores it
     )
     found: dict[int, list[InteractionFact]] = {}
-    for start in range(0, len(customer_ids), 900):  # SQLite caps bound parameters
+    for chunk in bulk.chunks(session, customer_ids):
         query = (
             select(
                 col(Interaction.customer_id), col(Interaction.id), col(Interaction.kind), col(Interaction.occurred_at),
                 col(Interaction.amount), col(Interaction.reference),
             )
             .join_from(Customer, Interaction, col(Interaction.customer_id) == col(Customer.id))
-            .where(col(Customer.id).in_(customer_ids[start : start + 900]), occurred >= start_at)
+            .where(bulk.among(session, col(Customer.id), chunk), occurred >= start_at)
             .order_by(col(Interaction.customer_id), col(Interaction.occurred_at), col(Interaction.id))
         )
-        for cid, iid, ikind, occurred_at, amount, reference in session.execute(query):
+        for cid, iid, ikind, occurred_at, amount, reference in session.execute(query).all():
             found.setdefault(cid, []).append(InteractionFact(iid, ikind, occurred_at, amount, reference))
     return {cid: tuple(items) for cid, items in found.items()}
 
@@ -342,11 +367,10 @@ def _recent_from_spell_start(
 def logged_statuses(session: Session, customer_ids: Sequence[int]) -> dict[tuple[int, str, str], str]:
     """(customer, campaign, key) → status, for the given customers' send-log rows."""
     found: dict[tuple[int, str, str], str] = {}
-    for start in range(0, len(customer_ids), 900):  # SQLite caps bound parameters
-        chunk = customer_ids[start : start + 900]
+    for chunk in bulk.chunks(session, customer_ids):
         rows = session.connection().execute(
             select(col(SendLog.customer_id), col(SendLog.campaign), col(SendLog.occasion_key), col(SendLog.status))
-            .where(col(SendLog.customer_id).in_(chunk), col(SendLog.is_test).is_(False))
+            .where(bulk.among(session, col(SendLog.customer_id), chunk), col(SendLog.is_test).is_(False))
         ).all()
         for cid, campaign, key, status in rows:
             found[(cid, campaign, key)] = status

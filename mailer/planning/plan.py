@@ -19,6 +19,7 @@ from mailer.planning import candidates
 from mailer.planning.clock import PassClock
 from mailer.planning.occasions import CustomerFacts, Occasion, pick
 from mailer.planning.policy import Decision, PassMoment, Verdict, decide
+from mailer.store import bulk
 from mailer.store.tables import PlanMark, SendStatus
 
 log = logging.getLogger(__name__)
@@ -145,17 +146,17 @@ def plan(
 
     found: dict[int, tuple[CustomerFacts, list[Occasion]]] = {}
     for campaign in campaigns:
-        for customer in candidates.candidates(session, campaign, dates, settings.sender.timezone, only=only):
-            if customer.id in waiting:
-                continue  # picked below, with the longer look-back
+        # Customers with a deferral waiting are picked below, with the longer look-back.
+        for customer in candidates.candidates(
+            session, campaign, dates, settings.sender.timezone, only=only, skip=waiting
+        ):
             occasions = pick(customer, campaign, moment_for(customer.timezone).today, lookback)
             if occasions:
                 found.setdefault(customer.id, (customer, []))[1].extend(occasions)
         if waiting:
             longer = lookback + policy.min_days_between
             ids = sorted(waiting)
-            for start in range(0, len(ids), 900):  # SQLite caps bound parameters
-                chunk = ids[start : start + 900]
+            for chunk in bulk.chunks(session, ids):
                 for customer in candidates.candidates(
                     session, campaign, clock.local_dates(longer), settings.sender.timezone, only=chunk
                 ):

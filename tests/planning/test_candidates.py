@@ -127,3 +127,16 @@ def test_a_follow_up_already_settled_is_left_out_but_the_customers_next_order_is
     with Session(any_engine) as session:
         found = list(candidates.candidates(session, campaign, [date(2026, 11, 23)], "UTC"))
     assert [(c.external_id, [i.id for i in c.recent]) for c in found] == [("TWO", [second, third])]
+
+
+def test_an_anniversary_campaign_of_some_years_only_reads_the_customers_since_those_years(
+    any_engine: Engine, settings: Settings
+) -> None:
+    for years in (1, 4, 5, 6, 10):
+        add_customer(any_engine, f"Y{years}", since=date(2026 - years, 11, 23))
+    add_customer(any_engine, "NEW-YEAR-5", since=date(2022, 1, 1))  # the fifth on 2027-01-01, across New Year
+
+    assert open_candidates(any_engine, settings, "fifth-anniversary", [TODAY]) == {"Y5"}
+    across = [date(2026, 12, 31), date(2027, 1, 1)]
+    assert open_candidates(any_engine, settings, "fifth-anniversary", across) == {"NEW-YEAR-5"}
+    assert open_candidates(any_engine, settings, "customer-anniversary", [TODAY]) == {"Y1", "Y4", "Y5", "Y6", "Y10"}
