@@ -35,12 +35,12 @@ from mailer.compose.pool import prepare
 from mailer.compose.render import Renderer
 from mailer.config import Settings, load_settings
 from mailer.contacts import importer
-from mailer.outbox.decisions import json_details
 from mailer.planning import plan as planning
 from mailer.planning.clock import PassClock
 from mailer.planning.policy import Verdict
+from mailer.service.passes import unsent_row
 from mailer.service.project import fill_sample_pools, init_project
-from mailer.store.tables import Customer, SendLog, SendStatus
+from mailer.store.tables import Customer, SendLog
 
 INLINERS = ("premailer", "css-inline")
 DAY = date(2026, 11, 23)
@@ -77,18 +77,7 @@ def demo_messages(
                         "expires": expires,
                         "code": f"THX-{row_id:05d}-{row_id * 7919 % 100000:05d}",
                     }
-                row = SendLog(
-                    id=row_id,
-                    customer_id=occasion.customer_id,
-                    campaign=occasion.campaign,
-                    occasion_key=occasion.key,
-                    occasion_kind=occasion.kind,
-                    due_date=occasion.due,
-                    occasion=json_details(occasion),
-                    template=campaign.template,
-                    status=SendStatus.QUEUED,
-                    gift=gift,
-                )
+                row = unsent_row(settings, occasion, gift, row_id)
                 customer = session.get(Customer, occasion.customer_id)
                 assert customer is not None
                 messages.append((row, customer))

@@ -25,6 +25,7 @@ from mailer.outbox import recovery
 from mailer.outbox.decisions import json_details, record, settle
 from mailer.planning import candidates
 from mailer.planning.clock import PassClock
+from mailer.planning.occasions import Occasion
 from mailer.planning.plan import Planned, plan
 from mailer.planning.policy import Decision, Verdict
 from mailer.store.tables import Customer, SendLog, SendStatus, utcnow
@@ -139,17 +140,7 @@ def render_planned(engine: Engine, settings: Settings, planned: Iterable[Planned
             occasion = item.decision.occasion
             customer = session.get(Customer, occasion.customer_id)
             assert customer is not None
-            row = SendLog(
-                customer_id=occasion.customer_id,
-                campaign=occasion.campaign,
-                occasion_key=occasion.key,
-                occasion_kind=occasion.kind,
-                due_date=occasion.due,
-                occasion=json_details(occasion),
-                template=settings.campaign(occasion.campaign).template,
-                status=SendStatus.QUEUED,
-                gift=_dry_run_gift(settings.campaign(occasion.campaign), occasion.due),
-            )
+            row = unsent_row(settings, occasion, _dry_run_gift(settings.campaign(occasion.campaign), occasion.due))
             if isinstance(transport, WireTransport):
                 wire = maker.compose_wire(row, customer)
                 transport.send_wire(envelope_sender(settings.sender, wire.message_id), customer.email, wire.data)
@@ -158,6 +149,24 @@ def render_planned(engine: Engine, settings: Settings, planned: Iterable[Planned
                 transport.send(envelope_sender(settings.sender, str(msg["Message-ID"])), customer.email, msg)
             written += 1
     return written
+
+
+def unsent_row(
+    settings: Settings, occasion: Occasion, gift: dict[str, object] | None, row_id: int | None = None
+) -> SendLog:
+    """The send-log row a planned occasion's message is written from, never stored (dry runs, benchmarks)."""
+    return SendLog(
+        id=row_id,
+        customer_id=occasion.customer_id,
+        campaign=occasion.campaign,
+        occasion_key=occasion.key,
+        occasion_kind=occasion.kind,
+        due_date=occasion.due,
+        occasion=json_details(occasion),
+        template=settings.campaign(occasion.campaign).template,
+        status=SendStatus.QUEUED,
+        gift=gift,
+    )
 
 
 def _dry_run_gift(campaign: Campaign, day: date) -> dict[str, object] | None:

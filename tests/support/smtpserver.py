@@ -428,22 +428,29 @@ class _Handler:
             responses.insert(-1, "250-PIPELINING")  # before the last line, "250 HELP"
         return responses
 
+    async def _act(self, server: SMTP, action: Action) -> tuple[bool, str]:
+        """Carry out a scripted action at MAIL or RCPT: whether it refuses the command, and the reply."""
+        if action.kind == "stall":
+            await self._stall(action.seconds)
+        elif action.kind == "drop":
+            await _drop(server)
+        elif not action.succeeds:
+            if action.reply.startswith("421"):
+                await _reply_then_close(server, action.reply)
+            return True, action.reply
+        else:
+            return False, action.reply
+        return False, "250 OK"
+
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: _Envelope, address: str, mail_options: list[str]
     ) -> str:
         action = self._sender_action(address)
         reply = "250 OK"
         if action is not None:
-            if action.kind == "stall":
-                await self._stall(action.seconds)
-            elif action.kind == "drop":
-                await _drop(server)
-            elif not action.succeeds:
-                if action.reply.startswith("421"):
-                    await _reply_then_close(server, action.reply)
-                return action.reply
-            else:
-                reply = action.reply
+            refused, reply = await self._act(server, action)
+            if refused:
+                return reply
         # Providing handle_MAIL means we must do aiosmtpd's default work ourselves.
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -461,16 +468,10 @@ class _Handler:
         reply = "250 OK"
         if action.phase == "data":
             envelope.data_actions.append(action)
-        elif action.kind == "stall":
-            await self._stall(action.seconds)
-        elif action.kind == "drop":
-            await _drop(server)
-        elif not action.succeeds:
-            if action.reply.startswith("421"):
-                await _reply_then_close(server, action.reply)
-            return action.reply
         else:
-            reply = action.reply
+            refused, reply = await self._act(server, action)
+            if refused:
+                return reply
         # Providing handle_RCPT means we must do aiosmtpd's default work ourselves.
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
