@@ -103,7 +103,8 @@ class Round:
 
 def run_round(config: Path, day: date, workers: int, engine: Engine, sink_log: Path, connections: int) -> Round:
     mailer = str(Path(sys.executable).with_name("mailer"))
-    command = [mailer, "--config", str(config), "run", "--date", day.isoformat(), "--campaign", CAMPAIGN]
+    # -v: each worker's log says whether it planned or waited, and when; kept beside the sink's log.
+    command = [mailer, "-v", "--config", str(config), "run", "--date", day.isoformat(), "--campaign", CAMPAIGN]
     already = len(read_delivery_log(sink_log))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
@@ -121,6 +122,12 @@ def run_round(config: Path, day: date, workers: int, engine: Engine, sink_log: P
             raise RuntimeError(f"worker failed ({process.returncode}): {err.decode().strip() or out.decode().strip()}")
         found = re.search(r"\bsent (\d+)", out.decode())
         shares.append(int(found.group(1)) if found else 0)
+    for number, (_out, err) in enumerate(outputs, 1):
+        log_file = sink_log.with_name(f"worker-{workers}x{connections}-{number}.log")
+        log_file.write_bytes(err)
+    if 0 in shares:
+        print(f"  a worker sent nothing: its log is {sink_log.parent}/worker-{workers}x{connections}-N.log",
+              file=sys.stderr)
     deliveries = read_delivery_log(sink_log)[already:]
     copies = Counter(d.message_id for d in deliveries)
     with Session(engine) as session:
