@@ -21,21 +21,23 @@ class PassClock:
     delays) is applied as of ``day``, and a customer emailed by the pass
     counts as emailed at noon of ``day`` in their zone. Otherwise local dates
     and windows follow ``now``. ``now`` is also when the pass records and
-    delivers: the real time unless given; ``replay`` (a simulation on a
-    throw-away store, where nothing real happens) delivers at ``now`` itself.
+    delivers: the real time unless given (``given``: the pass then moves on
+    from it); ``replay`` (a simulation on a throw-away store, where nothing
+    real happens) delivers at ``now`` itself.
     """
 
     now: datetime
     day: date | None = None
     replay: bool = False
+    given: bool = False  # ``now`` was given (`--now`), not read from the real clock
 
     @classmethod
     def at(cls, now: datetime | None = None) -> PassClock:
-        return cls(now=(now or datetime.now(UTC)).astimezone(UTC))
+        return cls(now=(now or datetime.now(UTC)).astimezone(UTC), given=now is not None)
 
     @classmethod
     def on(cls, day: date, now: datetime | None = None) -> PassClock:
-        return cls(now=(now or datetime.now(UTC)).astimezone(UTC), day=day)
+        return cls(now=(now or datetime.now(UTC)).astimezone(UTC), day=day, given=now is not None)
 
     @classmethod
     def replayed(cls, day: date) -> PassClock:

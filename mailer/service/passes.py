@@ -6,7 +6,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlmodel import Session
@@ -54,14 +54,22 @@ def run_pass(
     """
     campaigns = [settings.campaign(n) for n in campaign_names] if campaign_names else list(settings.campaigns)
     renderer = Renderer(settings.render.templates, settings.render.inliner)
+    # Delivery runs on the real time, unless the pass stands for another instant (`--now`): it then
+    # moves on from there. A replayed day delivers at its instant: the daily cap then counts that
+    # day's messages as the relay would. (A real-time pass used to move on from the instant its
+    # clock was read, counted from the end of planning: a worker that waited for another one's plan
+    # lagged behind the rows that planner queued, found none of them due yet, and sent nothing.)
+    offset = clock.now - utcnow()
+    now = (lambda: clock.now) if clock.replay else (lambda: utcnow() + offset) if clock.given else utcnow
     with Composer(settings, renderer) as composer:
-        return _plan_and_deliver(engine, settings, clock, transport, campaigns, dry_run, should_stop, composer)
+        return _plan_and_deliver(engine, settings, clock, now, transport, campaigns, dry_run, should_stop, composer)
 
 
 def _plan_and_deliver(
     engine: Engine,
     settings: Settings,
     clock: PassClock,
+    now: Callable[[], datetime],
     transport: Transport | TransportFactory,
     campaigns: list[Campaign],
     dry_run: bool,
@@ -89,10 +97,6 @@ def _plan_and_deliver(
     interrupted = recovery.recover_interrupted(engine)
     if interrupted:
         log.warning("%d messages were interrupted while sending, now `unknown`: %s", len(interrupted), interrupted)
-    # The pass's clock may stand for another instant (`--now`): keep it moving from there. A replayed
-    # day delivers at its instant: the daily cap then counts that day's messages as the relay would.
-    offset = clock.now - utcnow()
-    now = (lambda: clock.now) if clock.replay else (lambda: utcnow() + offset)
     report = drain(
         engine, settings, transport, now=now, should_stop=should_stop, pass_day=clock.day, composer=composer
     )

@@ -80,7 +80,6 @@ def test_a_worker_that_finds_another_planning_waits_for_that_plan_and_delivers_a
     store.create_schema(engine)
     add_anniversaries(engine, 20)
     campaigns = [settings.campaign("customer-anniversary")]
-    clock = PassClock.on(DAY)
 
     with engine.connect() as planner:  # another worker, in the middle of planning this pass
         planner.execute(select(func.pg_advisory_lock(candidates.PLAN_LOCK)))
@@ -91,6 +90,10 @@ def test_a_worker_that_finds_another_planning_waits_for_that_plan_and_delivers_a
             assert worker.poll() is None, worker.communicate()  # it must wait, not give up and exit
             assert time.monotonic() < deadline, "the worker never asked for the plan lock"
             time.sleep(0.05)
+        # The planner's clock is read after the worker's, as when the planner started a moment
+        # later: its rows fall due at its own instant, which the waiting worker must reach too.
+        time.sleep(1)
+        clock = PassClock.on(DAY)
         # Only now, with the worker waiting, does the plan reach the send log.
         with Session(engine, expire_on_commit=False) as session:
             decisions.record(
