@@ -334,12 +334,11 @@ def latency_runs(
         for connections in connection_counts:
             already = len(read_delivery_log(sink_log))
             config = make_project(workdir, fresh_copy(pristine, workdir / "store.db"), port, inliner, connections)
-            sink_cpu = process_cpu(SINK_PIDS[port])
-            m = mailer_run(config, day, f"mailer run, {inliner}, {connections} connections, {delay_ms:g} ms", [])
-            sink_cpu = process_cpu(SINK_PIDS[port]) - sink_cpu
+            label = f"mailer run, {inliner}, {connections} connections, {delay_ms:g} ms"
+            m = with_sink_cpu(port, functools.partial(mailer_run, config, day, label, []))
             times = [d.at for d in read_delivery_log(sink_log)[already:]]
             rate = (len(times) - 1) / (max(times) - min(times)) if len(times) > 1 else 0.0
-            results.append((connections, Measurement(**{**asdict(m), "sink_per_second": rate, "sink_cpu": sink_cpu})))
+            results.append((connections, replace(m, sink_per_second=rate)))
     return results
 
 

@@ -85,11 +85,11 @@ def _plan_and_deliver(
             return report
         if candidates.try_plan_lock(session):
             planned = plan(session, settings, clock, campaigns)
-            if sum(item.decision.verdict is Verdict.SEND for item in planned) >= POOL_FROM:
+            to_send = sum(item.decision.verdict is Verdict.SEND for item in planned)
+            if to_send >= POOL_FROM:
                 composer.use_processes()  # the composers start while the plan is recorded
             held_for_gifts = record(session, planned, {c.name: c for c in campaigns}, clock.now)
-            log.info("plan recorded: %d decisions, %d to send", len(planned),
-                     sum(item.decision.verdict is Verdict.SEND for item in planned))
+            log.info("plan recorded: %d decisions, %d to send", len(planned), to_send)
             # record() committed, which released the lock: settle under it again, or leave it to its holder.
             expired = settle(session, settings, clock) if candidates.try_plan_lock(session) else Counter()
         else:
