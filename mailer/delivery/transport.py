@@ -241,8 +241,7 @@ class SmtpTransport:
                     return SendResult(Outcome.IMPOSSIBLE, NO_SMTPUTF8, stage=Stage.RCPT)
                 options = ["SMTPUTF8", *(["BODY=8BITMIME"] if smtp.has_extn("8bitmime") else [])]
             commands = smtp.envelope(sender, options, rcpt)
-            send_envelope = self._pipelined if smtp.has_extn("pipelining") else self._one_by_one
-            refused = send_envelope(smtp, commands)
+            refused = self._send_envelope(smtp, commands)
             if refused is not None:
                 return refused
             stage = Stage.DATA
@@ -264,51 +263,27 @@ class SmtpTransport:
                 return self._failed(Stage.REPLY, exc)
             return self._broken(stage, exc)
 
-    def _one_by_one(self, smtp: _SMTP, commands: tuple[bytes, bytes, bytes]) -> SendResult | None:
-        """MAIL FROM, RCPT TO and DATA, each sent once the one before was accepted.
+    def _send_envelope(self, smtp: _SMTP, commands: tuple[bytes, bytes, bytes]) -> SendResult | None:
+        """MAIL FROM, RCPT TO and DATA; None when DATA is answered 354 (the message goes next).
 
-        None when DATA is answered 354 (the message goes next); otherwise the refusal or the
-        failure, classified by the command it answered, with the session reset or dropped.
+        Otherwise the refusal or the failure, classified by the command it answered, with the
+        session reset or dropped. When the relay offers PIPELINING (RFC 2920) the three go in one
+        write and their replies are read in order; the first refusal decides, by its stage, and the
+        replies to the commands after it are still read (3.1) before the session is reset. Without
+        it, each command is sent once the one before was accepted. The results are the same.
         """
-        mail, rcpt, data = commands
+        pipelined = smtp.has_extn("pipelining")
+        # Each command's stage, the replies that accept it, and how many commands follow it.
+        stages, accepting, following = (Stage.MAIL, Stage.RCPT, Stage.DATA), ((250,), (250, 251), (354,)), (2, 1, 0)
+        steps = zip(stages, commands, accepting, following, strict=True)
         stage = Stage.MAIL
         try:
-            code, reply = smtp.command(mail)
-            if code != 250:
-                return self._refused(stage, code, reply)
-            stage = Stage.RCPT
-            code, reply = smtp.command(rcpt)
-            if code not in (250, 251):
-                return self._refused(stage, code, reply)
-            stage = Stage.DATA
-            code, reply = smtp.command(data)
-            if code != 354:
-                return self._refused(stage, code, reply)
-        except (OSError, smtplib.SMTPException) as exc:
-            return self._broken(stage, exc)
-        return None
-
-    def _pipelined(self, smtp: _SMTP, commands: tuple[bytes, bytes, bytes]) -> SendResult | None:
-        """MAIL FROM, RCPT TO and DATA in one write, then their three replies in order (RFC 2920).
-
-        The same contract as :meth:`_one_by_one`, and the same results: the first refusal decides,
-        by its stage. The replies to the commands after it are still read, since the relay answers
-        each one (RFC 2920 3.1), before the session is reset.
-        """
-        stage = Stage.MAIL
-        try:
-            smtp.send(b"".join(commands))
-            code, reply = smtp.getreply()
-            if code != 250:
-                return self._refused(stage, code, reply, owed=2)
-            stage = Stage.RCPT
-            code, reply = smtp.getreply()
-            if code not in (250, 251):
-                return self._refused(stage, code, reply, owed=1)
-            stage = Stage.DATA
-            code, reply = smtp.getreply()
-            if code != 354:
-                return self._refused(stage, code, reply)
+            if pipelined:
+                smtp.send(b"".join(commands))
+            for stage, command, accepted, after in steps:
+                code, reply = smtp.getreply() if pipelined else smtp.command(command)
+                if code not in accepted:
+                    return self._refused(stage, code, reply, owed=after if pipelined else 0)
         except (OSError, smtplib.SMTPException) as exc:
             return self._broken(stage, exc)
         return None
